@@ -1,0 +1,24 @@
+# vad-pipeline: object-centric video anomaly detection, one rule per stage.
+#   snakemake --cores 2 results/demo/auc.json        (synthetic demo, no download)
+#   snakemake --cores 8 results/ped2/auc.json        (set datasets.ped2.root in config.yaml)
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/detect.smk"
+include: "workflow/rules/flow.smk"
+include: "workflow/rules/stc.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        "results/demo/auc.json",

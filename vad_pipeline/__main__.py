@@ -1,0 +1,3 @@
+from vad_pipeline.cli import main
+
+raise SystemExit(main())

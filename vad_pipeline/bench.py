@@ -1,0 +1,70 @@
+"""Per-stage figures of a finished run, from Snakemake's benchmark files and the outputs:
+wall time, throughput (frames/s for detect and flow, samples/s for stc, train and infer),
+peak RSS and bytes on disk per frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import pandas as pd
+
+from vad_pipeline.io import VadError, write_json
+
+
+def _bench(root: Path, stage: str) -> pd.DataFrame:
+    files = sorted((root / stage).rglob("*.tsv"))
+    if not files:
+        return pd.DataFrame(columns=["s", "max_rss"])
+    return pd.concat([pd.read_csv(f, sep="\t").assign(file=str(f)) for f in files], ignore_index=True)
+
+
+def _size(paths) -> int:
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
+def benchmark(dataset: str, results: str = "results", out: str | None = None) -> dict:
+    res = Path(results) / dataset
+    broot = Path(results) / "benchmarks" / dataset
+    if not res.is_dir():
+        raise VadError(f"{res}: no results for dataset {dataset!r}; run the workflow first")
+    n_frames = 0
+    for flow in (res / "flow").rglob("*.h5"):
+        with h5py.File(flow, "r") as f:
+            n_frames += f["flow"].shape[0]
+    n_cubes = {}
+    for split in ("train", "test"):
+        p = res / "stc" / f"{split}.h5"
+        if p.is_file():
+            with h5py.File(p, "r") as f:
+                n_cubes[split] = f["app"].shape[0]
+    total_cubes = sum(n_cubes.values())
+    stages: dict[str, dict] = {}
+
+    def add(stage, units, count, files):
+        b = _bench(broot, stage)
+        secs = float(b["s"].sum()) if len(b) else None
+        stages[stage] = {
+            "wall_s": round(secs, 2) if secs is not None else None,
+            "jobs": int(len(b)),
+            f"{units}_per_s": round(count / secs, 1) if secs else None,
+            "peak_rss_mb": round(float(pd.to_numeric(b["max_rss"], errors="coerce").max()), 1) if len(b) else None,
+            "bytes": _size(files),
+            "bytes_per_frame": round(_size(files) / n_frames, 1) if n_frames else None,
+        }
+
+    add("detect", "frames", n_frames, (res / "detect").rglob("*.csv"))
+    add("flow", "frames", n_frames, (res / "flow").rglob("*.h5"))
+    add("stc", "samples", total_cubes, (res / "stc").glob("*.h5"))
+    epochs = 0
+    log = res / "train" / "loss.csv"
+    if log.is_file():
+        epochs = len(pd.read_csv(log))
+    add("train", "samples", n_cubes.get("train", 0) * epochs, [res / "train" / "model.pt"])
+    add("infer", "samples", total_cubes, (res / "infer").glob("*.csv"))
+    add("score", "samples", n_cubes.get("test", 0), [res / "object_scores.csv"])
+    result = {"dataset": dataset, "n_frames": n_frames, "n_cubes": n_cubes, "train_epochs": epochs,
+              "stages": stages}
+    if out:
+        write_json(out, result)
+    return result

@@ -1,0 +1,193 @@
+"""Command-line interface: one subcommand per pipeline stage (what the Snakemake rules call).
+
+Every subcommand takes the stage's settings either as ``--params`` (JSON text, or @file; what
+the rules pass) or as ``--configfile config.yaml --dataset NAME`` (for running a stage by hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from vad_pipeline import config as C
+from vad_pipeline.io import VadError
+
+log = logging.getLogger("vad_pipeline")
+
+
+def _settings(args) -> dict:
+    if args.params:
+        text = Path(args.params[1:]).read_text() if args.params.startswith("@") else args.params
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise VadError(f"--params: not valid JSON ({exc})") from exc
+    if not args.dataset:
+        raise VadError("give --params, or --dataset (with --configfile)")
+    return C.resolve(C.load(args.configfile), args.dataset)
+
+
+def _video(cfg: dict, split: str, name: str):
+    from vad_pipeline.datasets import get_video
+
+    return get_video(cfg, split, name)
+
+
+def cmd_make_demo(cfg, a):
+    from vad_pipeline.demo import generate
+
+    generate(cfg["demo"], a.out)
+
+
+def cmd_labels(cfg, a):
+    from vad_pipeline.datasets import frame_labels, get_video, video_names
+    from vad_pipeline.evaluate import labels_table
+    from vad_pipeline.io import write_csv
+
+    videos = [get_video(cfg, "test", n) for n in video_names(cfg, "test")]
+    write_csv(a.out, labels_table(videos, frame_labels(cfg, videos)))
+
+
+def cmd_detect(cfg, a):
+    from vad_pipeline.detect import detect_video
+
+    df = detect_video(_video(cfg, a.split, a.video), cfg, a.out)
+    log.info("%s/%s: %d boxes", a.split, a.video, len(df))
+
+
+def cmd_flow(cfg, a):
+    from vad_pipeline.flow import flow_video
+
+    flow_video(_video(cfg, a.split, a.video), cfg, a.out)
+
+
+def cmd_stc(cfg, a):
+    from vad_pipeline.stc import build_split
+
+    if len(a.boxes) != len(a.flows):
+        raise VadError("--boxes and --flows must list the same videos")
+    videos = [_video(cfg, a.split, Path(b).stem) for b in a.boxes]
+    n = build_split(videos, a.boxes, a.flows, cfg, a.out)
+    log.info("%s: %d cubes", a.out, n)
+
+
+def cmd_train(cfg, a):
+    from vad_pipeline.plots import loss_curve
+    from vad_pipeline.train import train
+
+    train(cfg, a.stc, a.out, a.log, a.ckpt_dir)
+    if a.plot:
+        loss_curve(a.log, a.plot)
+
+
+def cmd_infer(cfg, a):
+    from vad_pipeline.score import infer
+
+    infer(a.model, a.stc, a.out, cfg)
+
+
+def cmd_score(cfg, a):
+    from vad_pipeline.score import fuse
+
+    fuse(a.train, a.test, a.out, cfg, a.stats)
+
+
+def cmd_frame_scores(cfg, a):
+    from vad_pipeline.evaluate import write_frame_scores
+
+    write_frame_scores(a.objects, a.labels, a.out, cfg)
+
+
+def cmd_evaluate(cfg, a):
+    import pandas as pd
+
+    from vad_pipeline.evaluate import evaluate
+    from vad_pipeline.plots import roc, score_curves
+
+    protocol = {k: cfg[k] for k in ("score", "frame_scores", "model", "detect", "flow", "stc") if k in cfg}
+    protocol["preset"], protocol["train"] = cfg.get("preset"), cfg.get("train")
+    result = evaluate(a.frames, a.out, protocol, cfg["name"])
+    frames = pd.read_csv(a.frames)
+    if a.roc:
+        roc(frames, a.roc, cfg["name"])
+    if a.curves:
+        score_curves(frames, a.curves, cfg["name"])
+    log.info("%s: AUC micro %.4f macro %s", cfg["name"], result["auc_micro"], result["auc_macro"])
+    print(json.dumps({k: result[k] for k in ("dataset", "auc_micro", "auc_macro", "ap", "eer")}))
+
+
+def cmd_bench(cfg, a):
+    from vad_pipeline.bench import benchmark
+
+    print(json.dumps(benchmark(cfg["name"], a.results, a.out), indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vad-pipeline", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--params", help="stage settings as JSON (or @file)")
+        sp.add_argument("--configfile", default="config.yaml")
+        sp.add_argument("--dataset", help="dataset name in the config (with --configfile)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("make-demo", cmd_make_demo, "generate the synthetic demo dataset").add_argument("--out", required=True)
+    add("labels", cmd_labels, "check the ground truth and write per-frame labels").add_argument("--out", required=True)
+    for name, fn, h in (("detect", cmd_detect, "detect objects in one video"),
+                        ("flow", cmd_flow, "optical flow of one video")):
+        sp = add(name, fn, h)
+        sp.add_argument("--split", required=True, choices=["train", "test"])
+        sp.add_argument("--video", required=True)
+        sp.add_argument("--out", required=True)
+    sp = add("stc", cmd_stc, "build the spatio-temporal cubes of a split")
+    sp.add_argument("--split", required=True, choices=["train", "test"])
+    sp.add_argument("--boxes", nargs="+", required=True)
+    sp.add_argument("--flows", nargs="+", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("train", cmd_train, "train the model on the training cubes")
+    sp.add_argument("--stc", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--log", required=True)
+    sp.add_argument("--plot")
+    sp.add_argument("--ckpt-dir")
+    sp = add("infer", cmd_infer, "raw per-object terms (S_f, S_p) of an STC file")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--stc", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("score", cmd_score, "z-score with training statistics and fuse")
+    sp.add_argument("--train", required=True)
+    sp.add_argument("--test", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--stats")
+    sp = add("frame-scores", cmd_frame_scores, "max-pool object scores to frames")
+    sp.add_argument("--objects", required=True)
+    sp.add_argument("--labels", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("evaluate", cmd_evaluate, "frame-level AUC, AP, EER and plots")
+    sp.add_argument("--frames", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--roc")
+    sp.add_argument("--curves")
+    sp = add("bench", cmd_bench, "collect per-stage time, memory, throughput and disk use")
+    sp.add_argument("--results", default="results")
+    sp.add_argument("--out")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args.fn(_settings(args), args)
+    except VadError as exc:
+        print(f"vad-pipeline {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

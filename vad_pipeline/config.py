@@ -1,0 +1,109 @@
+"""Load, merge and validate config.yaml; resolve the settings of one dataset."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vad_pipeline.io import VadError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "score", "frame_scores")
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """Return ``base`` updated by ``over``; nested dicts merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _validator(schema: dict):
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema)
+
+    def set_defaults(validator, properties, instance, schema_):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from cls.VALIDATORS["properties"](validator, properties, instance, schema_)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})(schema)
+
+
+def validate(config: dict, where: str = "config") -> dict:
+    """Fill defaults in place and check ``config`` against the schema; raise VadError if wrong."""
+    errors = sorted(_validator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise VadError(f"{where}: {key}: {err.message}")
+    return config
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise VadError(f"{path}: config file not found")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise VadError(f"{path}: not valid YAML ({exc})") from exc
+    if overrides:
+        config = deep_merge(config, overrides)
+    return validate(config, where=str(path))
+
+
+def resolve(config: dict, dataset: str) -> dict:
+    """Settings for one dataset: sections -> preset -> dataset -> dataset's preset, validated."""
+    datasets = config.get("datasets", {})
+    if dataset not in datasets:
+        raise VadError(f"config: no dataset {dataset!r} under datasets (known: {sorted(datasets)})")
+    preset = config.get("preset", "cpu")
+    presets = config.get("presets", {})
+    meta = copy.deepcopy(datasets[dataset])
+    ds_presets = meta.pop("presets", {})
+    if preset not in presets and preset not in ds_presets:
+        raise VadError(f"config: preset {preset!r} is not defined under presets")
+    out = {k: copy.deepcopy(config[k]) for k in SECTIONS if k in config}
+    for layer in (presets.get(preset, {}), meta, ds_presets.get(preset, {})):
+        out = deep_merge(out, {k: v for k, v in layer.items() if k in SECTIONS})
+    ds = {k: v for k, v in meta.items() if k not in SECTIONS}
+    full = {
+        "preset": preset,
+        "seed": config.get("seed", 0),
+        "device": config.get("device", "auto"),
+        "datasets": {dataset: ds},
+        **out,
+    }
+    validate(full, where=f"config (dataset {dataset}, preset {preset})")
+    full["name"] = dataset
+    full["dataset"] = full.pop("datasets")[dataset]
+    return full
+
+
+def stage_params(resolved: dict, *sections: str) -> dict:
+    """The part of a resolved config one stage depends on (what Snakemake tracks as params)."""
+    keep = {"name": resolved["name"], "dataset": resolved["dataset"]}
+    for s in sections:
+        keep[s] = resolved[s]
+    return keep
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]

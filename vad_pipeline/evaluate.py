@@ -1,0 +1,142 @@
+"""Frame-level scores and metrics.
+
+``frame_scores``: each frame's score is the maximum over its objects; a frame with no object gets
+``fill`` (``min``: the lowest object score of the dataset); optional per-video min-max
+normalisation and Gaussian smoothing; the first ``exclude_first`` frames of every video (no full
+cube exists there) are marked excluded. ``evaluate``: micro AUC (all frames pooled), macro AUC
+(mean over videos that have both classes), average precision and equal error rate.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import gaussian_filter1d
+
+from vad_pipeline.io import VadError, read_csv, write_csv, write_json
+
+
+def labels_table(videos, labels: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per test frame: video, frame, label (-1 where the dataset has no ground truth)."""
+    rows = []
+    for v in videos:
+        lab = labels.get(v.name)
+        rows.append(pd.DataFrame({"video": v.name, "frame": np.arange(v.n_frames),
+                                  "label": lab.astype(int) if lab is not None else -1}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    p = cfg["frame_scores"]
+    objects = objects.astype({"video": str})
+    labels = labels.astype({"video": str})
+    pooled = objects.groupby(["video", "frame"])["score"].agg(["max", "size"]).reset_index()
+    df = labels.merge(pooled, on=["video", "frame"], how="left")
+    unknown = set(objects["video"]) - set(labels["video"])
+    if unknown:
+        raise VadError(f"object scores name videos without labels: {sorted(unknown)}")
+    fill = float(objects["score"].min()) if p["fill"] == "min" else float(p["fill"])
+    df["n_objects"] = df["size"].fillna(0).astype(int)
+    df["score"] = df["max"].fillna(fill)
+    df["excluded"] = df["frame"] < p["exclude_first"]
+    out = []
+    for _, g in df.groupby("video", sort=False):
+        s = g["score"].to_numpy(float).copy()
+        keep = ~g["excluded"].to_numpy()
+        if p["normalize"] == "minmax" and keep.any():
+            lo, hi = s[keep].min(), s[keep].max()
+            s = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+        if p["smoothing"] > 0 and keep.any():
+            s[keep] = gaussian_filter1d(s[keep], p["smoothing"], mode="nearest")
+        out.append(g.assign(score=s))
+    return pd.concat(out)[["video", "frame", "score", "label", "n_objects", "excluded"]]
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct threshold (ties handled), from (0, 0)."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each run of equal scores
+    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+    tpr = np.r_[0.0, tp / max(y.sum(), 1)]
+    fpr = np.r_[0.0, fp / max((~y).sum(), 1)]
+    return fpr, tpr, np.r_[np.inf, s[last]]
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Sum over thresholds of (recall step) x precision, as scikit-learn defines it."""
+    labels = np.asarray(labels).astype(bool)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    tp, fp = tpr * labels.sum(), fpr * (~labels).sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+    return float(np.sum(np.diff(tpr) * precision[1:]))
+
+
+def eer(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Equal error rate: where the false positive rate meets the false negative rate."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fnr = 1 - tpr
+    i = int(np.flatnonzero(fnr <= fpr)[0])
+    if i == 0:
+        return float(fpr[0])
+    # interpolate linearly between the two ROC points around the crossing
+    d0, d1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
+    a = d0 / (d0 - d1) if d0 != d1 else 0.0
+    return float(fpr[i - 1] + a * (fpr[i] - fpr[i - 1]))
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("vad-pipeline", "torch", "numpy", "opencv-python-headless", "h5py", "snakemake"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def metrics(frames: pd.DataFrame) -> dict:
+    used = frames[~frames["excluded"] & (frames["label"] >= 0)]
+    y, s = used["label"].to_numpy().astype(bool), used["score"].to_numpy(float)
+    if len(used) == 0 or y.all() or not y.any():
+        raise VadError("the evaluated frames hold only one class: AUC is undefined (check the ground truth)")
+    per_video = {}
+    for name, g in used.groupby("video"):
+        gy = g["label"].to_numpy().astype(bool)
+        if gy.any() and not gy.all():
+            per_video[str(name)] = auc(gy, g["score"].to_numpy(float))
+    return {
+        "auc_micro": auc(y, s),
+        "auc_macro": float(np.mean(list(per_video.values()))) if per_video else None,
+        "ap": average_precision(y, s),
+        "eer": eer(y, s),
+        "n_frames": int(len(used)),
+        "n_abnormal": int(y.sum()),
+        "auc_per_video": per_video,
+    }
+
+
+def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str) -> dict:
+    frames = read_csv(frames_csv, ["video", "frame", "score", "label", "excluded"])
+    result = {"dataset": dataset, **metrics(frames), "protocol": protocol, "versions": versions()}
+    write_json(out, result)
+    return result
+
+
+def write_frame_scores(objects_csv: str, labels_csv: str, out: str, cfg: dict) -> pd.DataFrame:
+    objects = read_csv(objects_csv, ["video", "frame", "score"])
+    labels = read_csv(labels_csv, ["video", "frame", "label"])
+    df = frame_scores(objects, labels, cfg)
+    write_csv(out, df)
+    return df

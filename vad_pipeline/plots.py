@@ -1,0 +1,69 @@
+"""Figures people would rather look at than read: loss curves, ROC, per-video score curves."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vad_pipeline.evaluate import auc, roc_curve  # noqa: E402
+from vad_pipeline.io import atomic_path  # noqa: E402
+
+
+def _save(fig, out: str) -> None:
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def loss_curve(log_csv: str, out: str) -> None:
+    df = pd.read_csv(log_csv)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for col in ("loss", "int", "gd", "sim"):
+        if col in df and df[col].notna().any():
+            ax.plot(df["epoch"], df[col], marker="o", ms=3, label=col)
+    ax.set(xlabel="epoch", ylabel="mean over training cubes", yscale="log", title="training loss")
+    ax.legend()
+    _save(fig, out)
+
+
+def roc(frames: pd.DataFrame, out: str, title: str) -> None:
+    used = frames[~frames["excluded"] & (frames["label"] >= 0)]
+    y, s = used["label"].to_numpy().astype(bool), used["score"].to_numpy(float)
+    fpr, tpr, _ = roc_curve(y, s)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot(fpr, tpr, label=f"AUC {auc(y, s):.3f}")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(loc="lower right")
+    _save(fig, out)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    d = np.diff(np.r_[0, mask.astype(int), 0])
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def score_curves(frames: pd.DataFrame, out: str, title: str) -> None:
+    """One panel per video: frame score, abnormal ground truth shaded, excluded frames greyed."""
+    videos = list(dict.fromkeys(frames["video"].astype(str)))
+    cols = min(4, len(videos))
+    rows = -(-len(videos) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, videos):
+        g = frames[frames["video"].astype(str) == name]
+        for a, b in _runs(g["label"].to_numpy() > 0):
+            ax.axvspan(g["frame"].iloc[a], g["frame"].iloc[b - 1], color="tab:red", alpha=0.2, lw=0)
+        for a, b in _runs(g["excluded"].to_numpy().astype(bool)):
+            ax.axvspan(g["frame"].iloc[a], g["frame"].iloc[b - 1], color="grey", alpha=0.3, lw=0)
+        ax.plot(g["frame"], g["score"], lw=1)
+        ax.set_title(f"video {name}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(videos):]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: frame scores (red: abnormal ground truth)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)

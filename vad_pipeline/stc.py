@@ -1,0 +1,166 @@
+"""Spatio-temporal cubes (STCs): per detected object at frame t, the crops of frames t-T..t and
+of the flows ending at t-T+1..t, resized to size x size, streamed into one HDF5 file per split.
+
+Layout of the file (N samples, T = t_past, C = 3 or 1, S = size):
+  app   (N, T+1, C, S, S) uint8    frames t-T..t (RGB or grey)
+  flow  (N, T, 2, S, S)   float16  flows ending at t-T+1..t, in pixels of the full frame
+  video (N,) int32 index into attrs["videos"];  frame (N,) int32;  box (N, 4) int32 x1,y1,x2,y2
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+import cv2
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from vad_pipeline.datasets import Video, iter_frames
+from vad_pipeline.io import VadError, atomic_path, read_csv
+
+INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]
+
+
+def crop_resize(img: np.ndarray, box, size: int, scale: int = 1) -> np.ndarray:
+    """Crop ``box`` (x1, y1, x2, y2 in full-frame pixels, x2/y2 exclusive) from ``img`` stored at
+    1/``scale`` resolution, clipped to the image (at least one pixel), resized to size x size."""
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = (int(v) for v in box)
+    x1, y1 = min(max(x1 // scale, 0), w - 1), min(max(y1 // scale, 0), h - 1)
+    x2, y2 = max(min(-(-x2 // scale), w), x1 + 1), max(min(-(-y2 // scale), h), y1 + 1)
+    return cv2.resize(img[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _to_chw(img: np.ndarray) -> np.ndarray:
+    return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
+
+
+class _Writer:
+    """Appends samples to resizable, chunked datasets; memory is bounded by one flush."""
+
+    def __init__(self, f: h5py.File, cfg: dict, channels: int):
+        s, t, c = cfg["size"], cfg["t_past"], cfg["chunk"]
+        opts = {"compression": cfg["compression"]}
+        self.dsets = {
+            "app": f.create_dataset("app", (0, t + 1, channels, s, s), np.uint8, maxshape=(None, t + 1, channels, s, s), chunks=(c, t + 1, channels, s, s), **opts),
+            "flow": f.create_dataset("flow", (0, t, 2, s, s), np.float16, maxshape=(None, t, 2, s, s), chunks=(c, t, 2, s, s), **opts),
+            "video": f.create_dataset("video", (0,), np.int32, maxshape=(None,), chunks=(4096,)),
+            "frame": f.create_dataset("frame", (0,), np.int32, maxshape=(None,), chunks=(4096,)),
+            "box": f.create_dataset("box", (0, 4), np.int32, maxshape=(None, 4), chunks=(4096, 4)),
+        }
+        self.buf: dict[str, list] = {k: [] for k in self.dsets}
+        self.flush_every = 4 * c
+        self.n = 0
+
+    def add(self, **sample) -> None:
+        for k, v in sample.items():
+            self.buf[k].append(v)
+        if len(self.buf["frame"]) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        m = len(self.buf["frame"])
+        if not m:
+            return
+        for k, d in self.dsets.items():
+            d.resize(self.n + m, axis=0)
+            d[self.n : self.n + m] = np.stack(self.buf[k]) if k in ("app", "flow", "box") else np.asarray(self.buf[k])
+            self.buf[k] = []
+        self.n += m
+
+
+def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -> Iterator[dict]:
+    s, tp, gray = cfg["size"], cfg["t_past"], cfg["color"] == "gray"
+    by_frame = {int(t): g[["x1", "y1", "x2", "y2"]].to_numpy(int) for t, g in boxes.groupby("frame")}
+    frames: deque[np.ndarray] = deque(maxlen=tp + 1)
+    flows: deque[np.ndarray] = deque(maxlen=tp)
+    with h5py.File(flow_path, "r") as ff:
+        fl, scale = ff["flow"], int(ff.attrs["downscale"])
+        if fl.shape[0] != video.n_frames:
+            raise VadError(f"{flow_path}: {fl.shape[0]} flow frames but the video has {video.n_frames}; rerun the flow rule")
+        for t, img in enumerate(iter_frames(video, gray=gray)):
+            frames.append(img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            flows.append(fl[t])
+            if t < tp or t not in by_frame:
+                continue
+            for box in by_frame[t]:
+                app = np.stack([_to_chw(crop_resize(f, box, s)) for f in frames])
+                flo = np.stack([crop_resize(f.astype(np.float32), box, s, scale).transpose(2, 0, 1) for f in flows])
+                yield {"app": app, "flow": flo.astype(np.float16), "frame": t, "box": box}
+
+
+def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str], cfg: dict, out: str) -> int:
+    """Write the STCs of every video of a split to ``out``; returns the number of samples."""
+    p = cfg["stc"]
+    channels = 1 if p["color"] == "gray" else 3
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        w = _Writer(f, p, channels)
+        for vi, (video, bp, fp) in enumerate(tqdm(list(zip(videos, box_paths, flow_paths)), desc="stc")):
+            boxes = read_csv(bp, ["frame", "x1", "y1", "x2", "y2"])
+            for cube in _video_cubes(video, boxes, fp, p):
+                w.add(video=vi, **cube)
+        w.flush()
+        if w.n == 0:
+            raise VadError(f"{out}: no cube could be built (no detection at frame >= {p['t_past']} in any video)")
+        f.attrs.update(videos=[v.name for v in videos], size=p["size"], t_past=p["t_past"], color=p["color"])
+    return w.n
+
+
+def read_index(path: str) -> pd.DataFrame:
+    """The table mapping each sample back to its video, frame and box."""
+    with h5py.File(path, "r") as f:
+        names = np.asarray([str(n) for n in f.attrs["videos"]])
+        box = f["box"][:]
+        return pd.DataFrame({"video": names[f["video"][:]], "frame": f["frame"][:],
+                             "x1": box[:, 0], "y1": box[:, 1], "x2": box[:, 2], "y2": box[:, 3]})
+
+
+class STCDataset(torch.utils.data.Dataset):
+    """Samples of an STC file as float tensors, read on demand (the file is never loaded whole).
+
+    ``__getitem__`` gives one sample; :meth:`blocks` yields contiguous blocks, shuffled inside
+    and in order when ``rng`` is given, which reads compressed chunks once per epoch.
+    Frames are scaled to [-1, 1]; flows are divided by ``flow_scale``.
+    """
+
+    def __init__(self, path: str, flow_scale: float = 1.0):
+        self.path, self.flow_scale = str(path), flow_scale
+        with h5py.File(self.path, "r") as f:
+            if "app" not in f or "flow" not in f:
+                raise VadError(f"{path}: not an STC file (no 'app'/'flow' datasets)")
+            self.n = f["app"].shape[0]
+            self.app_shape, self.flow_shape = f["app"].shape[1:], f["flow"].shape[1:]
+        self._f: h5py.File | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _file(self) -> h5py.File:
+        if self._f is None:  # opened lazily so that DataLoader workers each get their own handle
+            self._f = h5py.File(self.path, "r")
+        return self._f
+
+    def _convert(self, app: np.ndarray, flow: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.from_numpy(app).float().div_(127.5).sub_(1.0)
+        fl = torch.from_numpy(flow.astype(np.float32)).div_(self.flow_scale)
+        return a, fl
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self._file()
+        return self._convert(f["app"][i], f["flow"][i])
+
+    def blocks(self, block: int, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """Yield (sample indices, app, flow) for blocks of about ``block`` samples."""
+        f = self._file()
+        starts = np.arange(0, self.n, block)
+        if rng is not None:
+            starts = rng.permutation(starts)
+        for s in starts:
+            e = min(s + block, self.n)
+            app, flow = self._convert(f["app"][s:e], f["flow"][s:e])
+            order = rng.permutation(e - s) if rng is not None else np.arange(e - s)
+            yield np.arange(s, e)[order], app[order], flow[order]

@@ -1,0 +1,168 @@
+"""Train a seed model on the training STCs: seeded, checkpointed every epoch, resumable.
+
+The model used downstream is the one at the end of the fixed schedule (no selection on test
+labels). ``ckpt/last.pt`` holds model, optimiser, scheduler, epoch and RNG states; a killed run
+resumes from it. A NaN/Inf loss stops with an error and leaves the last good checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vad_pipeline.config import config_hash
+from vad_pipeline.io import VadError, atomic_path, write_csv
+from vad_pipeline.models import build_model
+from vad_pipeline.models import losses as L
+from vad_pipeline.stc import STCDataset
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VadError("config: device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_cube(app: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, T+1, C, S, S), (B, T, 2, S, S) -> past frames (B, T*C, S, S), flows (B, 2T, S, S), target (B, C, S, S)."""
+    past, target = app[:, :-1], app[:, -1]
+    return past.flatten(1, 2), flow.flatten(1, 2), target
+
+
+def compute_terms(model: torch.nn.Module, app: torch.Tensor, flow: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample loss/score terms: int (L_int, S_p), gd (L_gd), sim (1 - cos, S_f; NaN without motion stream)."""
+    frames, flows, target = split_cube(app, flow)
+    out = model(frames, flows)
+    terms = {"int": L.intensity(out["pred"].float(), target), "gd": L.gradient(out["pred"].float(), target)}
+    if out["f_m"] is not None:
+        terms["sim"] = L.cosine_distance(out["f_a"].float(), out["f_m"].float())
+    else:
+        terms["sim"] = torch.full_like(terms["int"], float("nan"))
+    return terms
+
+
+def model_from_data(cfg: dict, ds: STCDataset) -> torch.nn.Module:
+    t1, channels = ds.app_shape[0], ds.app_shape[1]
+    return build_model(cfg["model"], in_frames=t1 - 1, channels=channels)
+
+
+def _ckpt_state(model, opt, sched, epoch, chash, history) -> dict:
+    return {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "epoch": epoch, "config_hash": chash, "history": history,
+        "rng": {"torch": torch.get_rng_state()},  # data order is derived from (seed, epoch) instead
+    }
+
+
+def save(obj: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise VadError(f"{path}: not a readable checkpoint ({exc})") from exc
+
+
+def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str | None = None) -> Path:
+    """Train per ``cfg`` (sections model, train, loss, seed, device); write the final model file."""
+    tc, lc = cfg["train"], cfg["loss"]
+    seed_everything(cfg["seed"])
+    if tc["threads"]:
+        torch.set_num_threads(tc["threads"])
+    device = pick_device(cfg["device"])
+    ds = STCDataset(stc_path, flow_scale=tc["flow_scale"])
+    model = model_from_data(cfg, ds).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"] * lc["lambda_model"])
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc["lr_step"], gamma=tc["lr_decay"])
+    chash = config_hash({k: cfg[k] for k in ("model", "train", "loss", "seed")})
+    ckpt = Path(ckpt_dir or Path(out_model).parent / "ckpt") / "last.pt"
+    start, history = 0, []
+    if ckpt.is_file():
+        state = load(ckpt)
+        if state.get("config_hash") != chash:
+            log.warning("%s was written with another configuration; training from scratch", ckpt)
+        else:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"]["torch"])
+            start, history = state["epoch"], state["history"]
+            log.info("resuming from %s after epoch %d", ckpt, start)
+    amp = device.type == "cuda"
+    log.info("training %s on %d cubes, device %s, %d parameters", cfg["model"]["name"], len(ds), device,
+             sum(p.numel() for p in model.parameters()))
+    for epoch in range(start, tc["epochs"]):
+        model.train()
+        rng = np.random.default_rng([cfg["seed"], epoch])  # data order depends on (seed, epoch) only
+        sums, n, t0 = {"loss": 0.0, "int": 0.0, "gd": 0.0, "sim": 0.0}, 0, time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for _, app, flow in ds.blocks(tc["block"], rng):
+            for s in range(0, len(app), tc["batch_size"]):
+                a, f = app[s : s + tc["batch_size"]].to(device), flow[s : s + tc["batch_size"]].to(device)
+                if len(a) < 2:  # batch norm needs two samples
+                    continue
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    terms = {k: v.mean() for k, v in compute_terms(model, a, f).items()}
+                loss = lc["lambda_int"] * terms["int"] + lc["lambda_gd"] * terms["gd"]
+                if not torch.isnan(terms["sim"]):
+                    loss = loss + lc["lambda_sim"] * terms["sim"]
+                if not torch.isfinite(loss):
+                    raise VadError(
+                        f"{stc_path}: loss became {loss.item()} in epoch {epoch + 1}; stopped, the last good "
+                        f"checkpoint ({ckpt}) is kept. Lower train.lr or set train.grad_clip."
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if tc["grad_clip"] > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+                opt.step()
+                sums["loss"] += loss.item() * len(a)
+                for k in ("int", "gd", "sim"):
+                    sums[k] += float(torch.nan_to_num(terms[k].detach())) * len(a)
+                n += len(a)
+        sched.step()
+        dt = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()},
+               "lr": opt.param_groups[0]["lr"], "seconds": round(dt, 2), "samples_per_s": round(n / dt, 1),
+               "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None}
+        history.append(row)
+        log.info("epoch %d/%d loss %.5f int %.5f gd %.5f sim %.5f  %.0f samples/s", epoch + 1, tc["epochs"],
+                 row["loss"], row["int"], row["gd"], row["sim"], row["samples_per_s"])
+        save(_ckpt_state(model, opt, sched, epoch + 1, chash, history), ckpt)
+    write_csv(out_log, pd.DataFrame(history))
+    final = {
+        "model": model.state_dict(), "model_cfg": dict(cfg["model"]), "config_hash": chash,
+        "in_frames": ds.app_shape[0] - 1, "channels": ds.app_shape[1], "flow_scale": tc["flow_scale"],
+    }
+    save(final, Path(out_model))
+    return Path(out_model)
+
+
+def load_model(path: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained model from its file alone (it carries its own config)."""
+    state = load(Path(path))
+    if "model_cfg" not in state:
+        raise VadError(f"{path}: not a model file written by 'vad-pipeline train'")
+    model = build_model(state["model_cfg"], state["in_frames"], state["channels"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state

@@ -1,0 +1,17 @@
+rule detect:
+    """Object boxes of one video (backend from detect.backend)."""
+    input:
+        frames_input,
+    output:
+        "results/{dataset}/detect/{split}/{video}.csv",
+    params:
+        cfg=params_json("detect", "demo"),
+    log:
+        "results/logs/{dataset}/detect/{split}/{video}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/detect/{split}/{video}.tsv"
+    conda:
+        f"{ENVS}/vision.yaml"
+    shell:
+        "{VAD} detect --params {params.cfg:q} --split {wildcards.split} --video {wildcards.video} "
+        "--out {output} 2> {log}"

@@ -1,0 +1,51 @@
+rule frame_scores:
+    """Max over each frame's objects; fill, exclusion, smoothing and normalisation from config."""
+    input:
+        objects="results/{dataset}/object_scores.csv",
+        labels="results/{dataset}/labels.csv",
+    output:
+        "results/{dataset}/frame_scores.csv",
+    params:
+        cfg=params_json("frame_scores"),
+    log:
+        "results/logs/{dataset}/frame_scores.log",
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} frame-scores --params {params.cfg:q} --objects {input.objects} --labels {input.labels} "
+        "--out {output} 2> {log}"
+
+
+rule evaluate:
+    """Frame-level AUC (micro, macro), AP, EER with the protocol; ROC and score-curve figures."""
+    input:
+        "results/{dataset}/frame_scores.csv",
+    output:
+        auc="results/{dataset}/auc.json",
+        roc="results/{dataset}/roc.png",
+        curves="results/{dataset}/scores.png",
+    params:
+        cfg=params_json("score", "frame_scores", "model", "detect", "flow", "stc", "train", "preset"),
+    log:
+        "results/logs/{dataset}/evaluate.log",
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} evaluate --params {params.cfg:q} --frames {input} --out {output.auc} "
+        "--roc {output.roc} --curves {output.curves} 2> {log}"
+
+
+rule benchmark:
+    """Per-stage wall time, throughput, peak memory and bytes on disk of a finished run."""
+    input:
+        "results/{dataset}/auc.json",
+    output:
+        "results/{dataset}/benchmark.json",
+    params:
+        cfg=params_json(),
+    log:
+        "results/logs/{dataset}/benchmark.log",
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} bench --params {params.cfg:q} --results results --out {output} > /dev/null 2> {log}"

@@ -1,0 +1,17 @@
+rule flow:
+    """Optical flow of one video, frame t-1 -> t (backend from flow.backend), float16 HDF5."""
+    input:
+        frames_input,
+    output:
+        "results/{dataset}/flow/{split}/{video}.h5",
+    params:
+        cfg=params_json("flow", "demo"),
+    log:
+        "results/logs/{dataset}/flow/{split}/{video}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/flow/{split}/{video}.tsv"
+    conda:
+        f"{ENVS}/vision.yaml"
+    shell:
+        "{VAD} flow --params {params.cfg:q} --split {wildcards.split} --video {wildcards.video} "
+        "--out {output} 2> {log}"

@@ -1,0 +1,18 @@
+rule stc:
+    """Spatio-temporal cubes of every detected object of a split, streamed into one HDF5 file."""
+    input:
+        boxes=per_video("results/{dataset}/detect/{split}/{video}.csv"),
+        flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
+    output:
+        "results/{dataset}/stc/{split}.h5",
+    params:
+        cfg=params_json("stc", "demo"),
+    log:
+        "results/logs/{dataset}/stc/{split}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/stc/{split}.tsv"
+    conda:
+        f"{ENVS}/vision.yaml"
+    shell:
+        "{VAD} stc --params {params.cfg:q} --split {wildcards.split} --boxes {input.boxes} "
+        "--flows {input.flows} --out {output} 2> {log}"

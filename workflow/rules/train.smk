@@ -1,0 +1,22 @@
+rule train:
+    """Train the model (model.name) on the training cubes; resumes from ckpt/last.pt after a kill."""
+    input:
+        "results/{dataset}/stc/train.h5",
+    output:
+        model="results/{dataset}/train/model.pt",
+        log="results/{dataset}/train/loss.csv",
+        plot="results/{dataset}/train/loss.png",
+    params:
+        cfg=params_json("model", "train", "loss", "seed", "device", "preset"),
+    threads: 8
+    resources:
+        mem_mb=8000,
+    log:
+        "results/logs/{dataset}/train.log",
+    benchmark:
+        "results/benchmarks/{dataset}/train/train.tsv"
+    conda:
+        f"{ENVS}/torch.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {VAD} train --params {params.cfg:q} --stc {input} --out {output.model} "
+        "--log {output.log} --plot {output.plot} 2> {log}"
