@@ -38,7 +38,10 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.D
     unknown = set(objects["video"]) - set(labels["video"])
     if unknown:
         raise VadError(f"object scores name videos without labels: {sorted(unknown)}")
-    fill = float(objects["score"].min()) if p["fill"] == "min" else float(p["fill"])
+    if p["fill"] == "min":  # no object anywhere (allow_empty): every frame gets 0
+        fill = float(objects["score"].min()) if len(objects) else 0.0
+    else:
+        fill = float(p["fill"])
     df["n_objects"] = df["size"].fillna(0).astype(int)
     df["score"] = df["max"].fillna(fill)
     df["excluded"] = df["frame"] < p["exclude_first"]

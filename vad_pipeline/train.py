@@ -93,7 +93,9 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
     model = model_from_data(cfg, ds).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"] * lc["lambda_model"])
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc["lr_step"], gamma=tc["lr_decay"])
-    chash = config_hash({k: cfg[k] for k in ("model", "train", "loss", "seed")})
+    # epochs and threads change neither the trajectory nor the result of finished epochs
+    trained_by = {k: v for k, v in tc.items() if k not in ("epochs", "threads")}
+    chash = config_hash({"model": cfg["model"], "train": trained_by, "loss": lc, "seed": cfg["seed"]})
     ckpt = Path(ckpt_dir or Path(out_model).parent / "ckpt") / "last.pt"
     start, history = 0, []
     if ckpt.is_file():
@@ -138,7 +140,7 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                 opt.step()
                 sums["loss"] += loss.item() * len(a)
                 for k in ("int", "gd", "sim"):
-                    sums[k] += float(torch.nan_to_num(terms[k].detach())) * len(a)
+                    sums[k] += float(terms[k].detach()) * len(a)  # sim stays NaN without a motion stream
                 n += len(a)
         sched.step()
         dt = time.perf_counter() - t0

@@ -1,0 +1,221 @@
+"""Loading, merging and validating the configuration (vad_pipeline.config)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vad_pipeline import config as C
+from vad_pipeline.io import VadError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _small() -> dict:
+    """A minimal config exercising every layer of the merge order."""
+    return {
+        "preset": "cpu",
+        "datasets": {
+            "d": {
+                "layout": "frames",
+                "root": "somewhere",
+                "gt": "d.mat",
+                "train": {"epochs": 3, "lr": 0.1},
+                "score": {"w_p": 0.5},
+                "presets": {"cpu": {"train": {"epochs": 4}, "score": {"w_f": 3.0}}},
+            },
+            "e": {"layout": "frames", "root": "elsewhere"},
+        },
+        "train": {"epochs": 1, "batch_size": 7, "lr": 0.5, "block": 9},
+        "score": {"w_f": 0.1, "w_p": 0.2},
+        "presets": {
+            "cpu": {"train": {"epochs": 2, "batch_size": 8}, "score": {"w_p": 0.3}},
+            "gpu": {"train": {"epochs": 99}},
+        },
+    }
+
+
+def test_shipped_config_validates(base_config):
+    assert base_config["preset"] in base_config["presets"]
+    # defaults are filled in from the schema
+    assert base_config["detect"]["motion"]["blur"] == 5
+    assert base_config["train"]["grad_clip"] == 0.0
+    assert set(base_config["datasets"]) >= {"demo", "ped2"}
+
+
+@pytest.mark.parametrize("dataset", ["demo", "ped2", "avenue", "shanghaitech"])
+@pytest.mark.parametrize("preset", ["cpu", "gpu"])
+def test_every_shipped_dataset_resolves(base_config, dataset, preset):
+    cfg = copy.deepcopy(base_config)
+    cfg["preset"] = preset
+    r = C.resolve(cfg, dataset)
+    assert r["name"] == dataset and r["preset"] == preset
+    assert r["dataset"]["root"] == base_config["datasets"][dataset]["root"]
+    for section in C.SECTIONS:
+        assert section in r
+
+
+def test_shipped_layers_apply(base_config):
+    cfg = copy.deepcopy(base_config)
+    cfg["preset"] = "gpu"
+    ped2 = C.resolve(cfg, "ped2")
+    assert ped2["model"]["width"] == base_config["presets"]["gpu"]["model"]["width"]
+    assert ped2["score"]["w_p"] == 0.01  # from the dataset section
+    assert ped2["stc"]["color"] == "gray"
+
+
+def test_resolve_merge_order():
+    r = C.resolve(_small(), "d")
+    t = r["train"]
+    assert t["block"] == 9            # top level only
+    assert t["batch_size"] == 8       # preset beats top level
+    assert t["lr"] == 0.1             # dataset beats top level
+    assert t["epochs"] == 4           # dataset preset beats everything
+    assert t["lr_step"] == 10         # schema default where nobody sets it
+    assert r["score"]["w_f"] == 3.0   # dataset preset
+    assert r["score"]["w_p"] == 0.5   # dataset beats preset
+    assert r["dataset"] == {"layout": "frames", "root": "somewhere", "gt": "d.mat", "labelled": True}
+    assert r["name"] == "d"
+
+
+def test_resolve_other_dataset_and_preset_do_not_leak():
+    cfg = _small()
+    e = C.resolve(cfg, "e")
+    assert e["train"]["epochs"] == 2 and e["train"]["lr"] == 0.5
+    assert e["score"] == {"w_f": 0.1, "w_p": 0.3, "batch_size": 512}
+    cfg["preset"] = "gpu"
+    d = C.resolve(cfg, "d")
+    assert d["train"]["epochs"] == 3  # dataset (no dataset gpu preset), beats presets.gpu
+    assert d["train"]["batch_size"] == 7
+
+
+def test_resolve_does_not_modify_its_input():
+    cfg = _small()
+    before = copy.deepcopy(cfg)
+    C.resolve(cfg, "d")
+    assert cfg == before
+
+
+def test_preset_defined_only_under_the_dataset():
+    cfg = _small()
+    cfg["preset"] = "mine"
+    cfg["datasets"]["d"]["presets"]["mine"] = {"train": {"epochs": 5}}
+    assert C.resolve(cfg, "d")["train"]["epochs"] == 5
+
+
+def test_undefined_preset_raises():
+    cfg = _small()
+    cfg["preset"] = "nope"
+    with pytest.raises(VadError, match="nope"):
+        C.resolve(cfg, "d")
+
+
+def test_unknown_dataset_raises():
+    with pytest.raises(VadError, match="'zzz'"):
+        C.resolve(_small(), "zzz")
+
+
+def test_wrong_type_at_top_level_names_the_key(tmp_path):
+    cfg = _small()
+    cfg["train"]["epochs"] = "ten"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(VadError, match=r"train\.epochs") as exc:
+        C.load(path)
+    assert str(path) in str(exc.value)
+
+
+def test_wrong_type_in_dataset_override_names_the_key():
+    cfg = _small()
+    cfg["datasets"]["d"]["train"]["lr"] = "fast"
+    C.validate(copy.deepcopy(cfg))  # overrides are partial: only checked once merged
+    with pytest.raises(VadError, match=r"train\.lr") as exc:
+        C.resolve(cfg, "d")
+    assert "dataset d" in str(exc.value)
+
+
+def test_wrong_type_in_dataset_preset_names_the_key():
+    cfg = _small()
+    cfg["datasets"]["d"]["presets"]["cpu"]["train"]["epochs"] = "ten"
+    with pytest.raises(VadError, match=r"train\.epochs"):
+        C.resolve(cfg, "d")
+
+
+def test_unknown_key_in_dataset_override_raises():
+    cfg = _small()
+    cfg["datasets"]["d"]["train"]["epoch"] = 3  # typo
+    with pytest.raises(VadError, match="epoch") as exc:
+        C.resolve(cfg, "d")
+    assert "train" in str(exc.value)
+
+
+def test_unknown_key_in_preset_section_raises():
+    cfg = _small()
+    cfg["presets"]["cpu"]["train"]["bach_size"] = 3
+    with pytest.raises(VadError, match="bach_size"):
+        C.resolve(cfg, "d")
+
+
+def test_unknown_section_in_dataset_raises():
+    cfg = _small()
+    cfg["datasets"]["d"]["trian"] = {"epochs": 3}
+    with pytest.raises(VadError, match="trian"):
+        C.validate(cfg)
+
+
+def test_out_of_range_value_raises():
+    cfg = _small()
+    cfg["train"]["epochs"] = 0
+    with pytest.raises(VadError, match=r"train\.epochs"):
+        C.validate(cfg)
+
+
+def test_missing_datasets_raises():
+    with pytest.raises(VadError, match="datasets"):
+        C.validate({"seed": 1})
+
+
+def test_load_missing_and_broken_files(tmp_path):
+    with pytest.raises(VadError, match="not found"):
+        C.load(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [unclosed\n")
+    with pytest.raises(VadError, match="YAML"):
+        C.load(bad)
+
+
+def test_load_with_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_small()))
+    cfg = C.load(path, overrides={"train": {"epochs": 6}, "preset": "gpu"})
+    assert cfg["train"]["epochs"] == 6 and cfg["train"]["batch_size"] == 7
+    assert cfg["preset"] == "gpu"
+
+
+def test_deep_merge_copies():
+    base = {"a": {"b": [1, 2], "c": 1}}
+    over = {"a": {"c": 2, "d": {"e": 1}}}
+    out = C.deep_merge(base, over)
+    assert out == {"a": {"b": [1, 2], "c": 2, "d": {"e": 1}}}
+    out["a"]["b"].append(3)
+    out["a"]["d"]["e"] = 5
+    assert base == {"a": {"b": [1, 2], "c": 1}}
+    assert over == {"a": {"c": 2, "d": {"e": 1}}}
+
+
+def test_stage_params_and_hash():
+    r = C.resolve(_small(), "d")
+    p = C.stage_params(r, "train")
+    assert set(p) == {"name", "dataset", "train"}
+    assert C.config_hash(p) == C.config_hash(copy.deepcopy(p))
+    changed = copy.deepcopy(p)
+    changed["train"]["lr"] = 0.2
+    assert C.config_hash(changed) != C.config_hash(p)
+
+
+def test_shipped_config_file_is_the_one_loaded(base_config):
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert base_config["datasets"]["demo"]["root"] == raw["datasets"]["demo"]["root"]

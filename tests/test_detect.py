@@ -1,0 +1,214 @@
+"""Motion-based detection (vad_pipeline.detect)."""
+
+from __future__ import annotations
+
+import copy
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from vad_pipeline import detect as Det
+from vad_pipeline.datasets import Video, get_video, video_names
+from vad_pipeline.io import VadError
+
+
+def _boxes(*rows) -> np.ndarray:
+    return np.array([(*r, 1.0) for r in rows], dtype=np.float64).reshape(-1, 5)
+
+
+# --------------------------------------------------------------------------- filter_overlaps
+
+
+def test_box_mostly_inside_a_larger_one_is_dropped():
+    boxes = _boxes((5, 5, 9, 9), (0, 0, 10, 10), (20, 20, 25, 25))  # small one listed first
+    kept = Det.filter_overlaps(boxes, 0.6)
+    np.testing.assert_array_equal(kept[:, :4], [[0, 0, 10, 10], [20, 20, 25, 25]])
+
+
+def test_disjoint_boxes_are_all_kept_in_input_order():
+    boxes = _boxes((30, 0, 40, 10), (0, 0, 10, 10), (0, 20, 5, 30), (12, 12, 14, 14))
+    kept = Det.filter_overlaps(boxes, 0.0)
+    np.testing.assert_array_equal(kept, boxes)
+
+
+def test_overlap_threshold_boundary():
+    # (8, 0, 12, 4) has area 16, of which 2 x 4 = 8 (exactly half) lies inside (0, 0, 10, 10)
+    boxes = _boxes((0, 0, 10, 10), (8, 0, 12, 4))
+    assert len(Det.filter_overlaps(boxes, 0.5)) == 2      # covered == max_overlap: kept
+    assert len(Det.filter_overlaps(boxes, 0.49)) == 1     # more than allowed: dropped
+    np.testing.assert_array_equal(Det.filter_overlaps(boxes, 0.49)[:, :4], [[0, 0, 10, 10]])
+    assert len(Det.filter_overlaps(boxes, 1.0)) == 2      # 1.0 keeps everything
+
+
+def test_only_kept_boxes_suppress():
+    # B lies 70 % inside A and is dropped; C lies 83 % inside B but only 33 % inside A: it stays
+    a, b, c = (0, 0, 20, 20), (13, 0, 23, 10), (18, 0, 24, 4)
+    kept = Det.filter_overlaps(_boxes(a, b, c), 0.6)
+    np.testing.assert_array_equal(kept[:, :4], [a, c])
+
+
+def test_filter_overlaps_empty():
+    assert Det.filter_overlaps(np.zeros((0, 5)), 0.5).shape == (0, 5)
+
+
+# --------------------------------------------------------------------------- boxes_from_mask
+
+
+P = {"min_area": 5, "max_area_frac": 0.5, "pad": 0}
+
+
+def test_boxes_from_mask_area_filter_and_fill():
+    fg = np.zeros((20, 30), np.uint8)
+    fg[3:7, 2:5] = 1          # 4 x 3 = 12 px, full rectangle
+    fg[10:12, 10:12] = 1      # 4 px: below min_area
+    fg[12:16, 20:24] = 1      # L shape: 4x4 box with a 2x2 corner missing = 12 px
+    fg[12:14, 22:24] = 0
+    boxes = Det.boxes_from_mask(fg, P)
+    assert boxes.shape == (2, 5)
+    got = {tuple(b[:4].astype(int)): b[4] for b in boxes}
+    assert got == {(2, 3, 5, 7): pytest.approx(1.0), (20, 12, 24, 16): pytest.approx(12 / 16)}
+
+
+def test_boxes_from_mask_min_area_is_inclusive():
+    fg = np.zeros((10, 10), np.uint8)
+    fg[2:4, 2:4] = 1  # 4 px
+    assert len(Det.boxes_from_mask(fg, {**P, "min_area": 4})) == 1
+    assert len(Det.boxes_from_mask(fg, {**P, "min_area": 4.5})) == 0
+
+
+def test_boxes_from_mask_drops_huge_blobs():
+    fg = np.zeros((10, 10), np.uint8)
+    fg[:, :6] = 1  # 60 % of the frame
+    assert len(Det.boxes_from_mask(fg, {**P, "max_area_frac": 0.5})) == 0
+    assert len(Det.boxes_from_mask(fg, {**P, "max_area_frac": 0.7})) == 1
+
+
+def test_boxes_from_mask_padding_and_clipping():
+    fg = np.zeros((20, 30), np.uint8)
+    fg[5:9, 10:13] = 1       # inside: padded on every side
+    fg[0:3, 27:30] = 1       # top-right corner: padding clipped to the frame
+    boxes = Det.boxes_from_mask(fg, {**P, "pad": 2, "min_area": 1})
+    got = sorted(tuple(b[:4].astype(int)) for b in boxes)
+    assert got == [(8, 3, 15, 11), (25, 0, 30, 5)]
+    assert (boxes[:, 4] == 1.0).all()  # the fill ratio is of the unpadded blob
+
+
+def test_boxes_from_mask_diagonal_pixels_connect():
+    fg = np.zeros((10, 10), np.uint8)
+    fg[2:4, 2:4] = 1
+    fg[4:6, 4:6] = 1  # touches the first square at a corner only
+    boxes = Det.boxes_from_mask(fg, {**P, "min_area": 1})
+    np.testing.assert_array_equal(boxes[:, :4], [[2, 2, 6, 6]])
+
+
+def test_boxes_from_empty_mask():
+    assert Det.boxes_from_mask(np.zeros((8, 8), np.uint8), P).shape == (0, 5)
+
+
+# --------------------------------------------------------------------------- detect_video
+
+
+def test_detect_video_on_the_demo(tiny_demo, tmp_path):
+    cfg = tiny_demo
+    video = get_video(cfg, "test", video_names(cfg, "test")[0])
+    out = tmp_path / "boxes" / "01.csv"
+    df = Det.detect_video(video, cfg, str(out))
+    assert list(df.columns) == Det.COLUMNS
+    assert len(df) > video.n_frames // 2  # the scene is busy: several boxes in most frames
+    back = pd.read_csv(out)
+    assert list(back.columns) == Det.COLUMNS and len(back) == len(df)
+    h, w = cfg["demo"]["height"], cfg["demo"]["width"]
+    assert df["frame"].between(0, video.n_frames - 1).all()
+    assert (df["x1"] >= 0).all() and (df["y1"] >= 0).all()
+    assert (df["x2"] <= w).all() and (df["y2"] <= h).all()
+    assert (df["x2"] > df["x1"]).all() and (df["y2"] > df["y1"]).all()
+    assert df["score"].between(0, 1).all()
+    assert (df["class"] == "motion").all()
+    # no kept box lies mostly inside another one of the same frame
+    limit = cfg["detect"]["motion"]["max_overlap"]
+    for _, g in df.groupby("frame"):
+        b = g[["x1", "y1", "x2", "y2"]].to_numpy(float)
+        boxes = np.c_[b, np.ones(len(b))]
+        assert len(Det.filter_overlaps(boxes, limit)) == len(b)
+
+
+def test_detections_cover_the_anomalous_object(tiny_demo, tmp_path):
+    from vad_pipeline.datasets import frame_labels, pixel_masks
+
+    cfg = tiny_demo
+    videos = [get_video(cfg, "test", n) for n in video_names(cfg, "test")]
+    labels = frame_labels(cfg, videos)
+    for v in videos:
+        df = Det.detect_video(v, cfg, str(tmp_path / f"{v.name}.csv"))
+        masks = pixel_masks(cfg, v.name)
+        hit = 0
+        abnormal = np.flatnonzero(labels[v.name])
+        for t in abnormal:
+            ys, xs = np.nonzero(masks[t])
+            cy, cx = ys.mean(), xs.mean()
+            g = df[df["frame"] == t]
+            hit += bool(((g.x1 <= cx) & (cx < g.x2) & (g.y1 <= cy) & (cy < g.y2)).any())
+        assert hit >= 0.8 * len(abnormal), v.name
+
+
+def _blank_video(tmp_path, n=6) -> Video:
+    d = tmp_path / "blank" / "testing" / "frames" / "03"
+    d.mkdir(parents=True)
+    frame = np.full((48, 64, 3), 90, np.uint8)
+    for t in range(n):
+        cv2.imwrite(str(d / f"{t:03d}.png"), frame)
+    return Video(name="03", split="test", frames=tuple(sorted(d.iterdir())))
+
+
+def test_video_without_detection_raises_naming_the_folder(tiny_resolved, tmp_path):
+    video = _blank_video(tmp_path)
+    out = tmp_path / "out" / "03.csv"
+    with pytest.raises(VadError, match="allow_empty") as exc:
+        Det.detect_video(video, tiny_resolved, str(out))
+    assert str(video.frames[0].parent) in str(exc.value)
+    assert not out.exists()
+
+
+def test_video_without_detection_allowed(tiny_resolved, tmp_path):
+    cfg = copy.deepcopy(tiny_resolved)
+    cfg["detect"]["allow_empty"] = True
+    out = tmp_path / "out" / "03.csv"
+    df = Det.detect_video(_blank_video(tmp_path), cfg, str(out))
+    assert df.empty
+    back = pd.read_csv(out)
+    assert list(back.columns) == Det.COLUMNS and len(back) == 0
+
+
+def test_moving_square_is_detected(tiny_resolved, tmp_path):
+    d = tmp_path / "sq"
+    d.mkdir()
+    for t in range(8):
+        img = np.full((48, 64, 3), 90, np.uint8)
+        img[20:32, 4 + 5 * t : 16 + 5 * t] = 220
+        cv2.imwrite(str(d / f"{t:03d}.png"), img)
+    video = Video(name="sq", split="test", frames=tuple(sorted(d.iterdir())))
+    cfg = copy.deepcopy(tiny_resolved)
+    cfg["detect"]["motion"].update(min_area=20, pad=0, dilate=0, blur=1, frame_diff_threshold=0)
+    df = Det.detect_video(video, cfg, str(tmp_path / "sq.csv"))
+    assert sorted(df["frame"].unique()) == list(range(8))
+    for t, g in df.groupby("frame"):
+        assert len(g) == 1
+        row = g.iloc[0]
+        assert (row.x1, row.y1, row.x2, row.y2) == (4 + 5 * t, 20, 16 + 5 * t, 32)
+
+
+def test_unknown_detect_backend(tiny_resolved, tmp_path):
+    cfg = copy.deepcopy(tiny_resolved)
+    cfg["detect"]["backend"] = "mmdet"
+    with pytest.raises(VadError, match="mmdet"):
+        Det.detect_video(_blank_video(tmp_path), cfg, str(tmp_path / "x.csv"))
+
+
+def test_boxes_by_frame():
+    df = pd.DataFrame([(0, 1, 2, 3, 4, 0.5, "motion"), (0, 5, 6, 7, 8, 0.5, "motion"),
+                       (3, 0, 0, 2, 2, 1.0, "motion")], columns=Det.COLUMNS)
+    by = Det.boxes_by_frame(df)
+    assert set(by) == {0, 3}
+    np.testing.assert_array_equal(by[0], [[1, 2, 3, 4], [5, 6, 7, 8]])

@@ -1,0 +1,288 @@
+"""Frame-level scores and metrics (vad_pipeline.evaluate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vad_pipeline import evaluate as E
+from vad_pipeline.datasets import Video
+from vad_pipeline.io import VadError
+
+# --------------------------------------------------------------------------- ROC / AUC / AP / EER
+
+
+def test_roc_curve_hand_computed():
+    fpr, tpr, thr = E.roc_curve(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
+    np.testing.assert_allclose(thr, [np.inf, 0.8, 0.4, 0.35, 0.1])
+
+
+def test_auc_hand_computed():
+    assert E.auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+
+
+def test_auc_perfect_and_inverted():
+    y = np.array([0, 0, 0, 1, 1])
+    assert E.auc(y, [0.1, 0.2, 0.3, 0.8, 0.9]) == pytest.approx(1.0)
+    assert E.auc(y, [0.9, 0.8, 0.7, 0.2, 0.1]) == pytest.approx(0.0)
+    assert E.eer(y, [0.1, 0.2, 0.3, 0.8, 0.9]) == pytest.approx(0.0)
+    assert E.average_precision(y, [0.1, 0.2, 0.3, 0.8, 0.9]) == pytest.approx(1.0)
+
+
+def test_ties_are_one_threshold():
+    y = np.array([0, 1, 0, 1, 1, 0])
+    s = np.full(6, 0.3)
+    fpr, tpr, _ = E.roc_curve(y, s)
+    np.testing.assert_allclose(fpr, [0, 1])
+    np.testing.assert_allclose(tpr, [0, 1])
+    assert E.auc(y, s) == pytest.approx(0.5)
+    assert E.eer(y, s) == pytest.approx(0.5)
+    assert E.average_precision(y, s) == pytest.approx(0.5)  # precision at the only threshold
+
+
+def test_partial_ties_count_half():
+    # one positive tied with one negative, everything else separated: 3 of 4 pairs + half a pair
+    y = [0, 0, 1, 1]
+    s = [0.1, 0.5, 0.5, 0.9]
+    assert E.auc(y, s) == pytest.approx(0.875)
+
+
+def test_eer_hand_computed():
+    # negatives .1 .2 .3 .7, positives .6 .8 .9 .95: at threshold .6, FPR = FNR = 1/4
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    s = [0.1, 0.2, 0.3, 0.7, 0.6, 0.8, 0.9, 0.95]
+    assert E.eer(y, s) == pytest.approx(0.25)
+    assert E.auc(y, s) == pytest.approx(15 / 16)
+
+
+def test_average_precision_hand_computed():
+    # ranking P N P N: precision 1 at recall 1/2, 2/3 at recall 1
+    assert E.average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.6]) == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auc_ap_match_sklearn(seed):
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    y = rng.random(300) < 0.3
+    s = y * 0.5 + rng.normal(size=300)
+    s[::3] = np.round(s[::3], 1)  # some ties
+    assert E.auc(y, s) == pytest.approx(metrics.roc_auc_score(y, s), abs=1e-12)
+    assert E.average_precision(y, s) == pytest.approx(metrics.average_precision_score(y, s), abs=1e-12)
+    fpr, tpr, _ = metrics.roc_curve(y, s, drop_intermediate=False)
+    ours_fpr, ours_tpr, _ = E.roc_curve(y, s)
+    np.testing.assert_allclose(ours_fpr, fpr)
+    np.testing.assert_allclose(ours_tpr, tpr)
+
+
+def test_eer_is_where_fpr_meets_fnr_on_random_data():
+    rng = np.random.default_rng(3)
+    y = rng.random(500) < 0.4
+    s = y * 1.0 + rng.normal(size=500)
+    e = E.eer(y, s)
+    fpr, tpr, _ = E.roc_curve(y, s)
+    # the EER lies between FPR and FNR at the thresholds where they cross
+    i = int(np.argmin(np.abs(fpr - (1 - tpr))))
+    assert abs(e - fpr[i]) < 0.02
+    assert 0.0 < e < 0.5
+
+
+# --------------------------------------------------------------------------- frame_scores
+
+
+def _cfg(**over) -> dict:
+    p = {"fill": "min", "exclude_first": 0, "smoothing": 0, "normalize": "none"}
+    p.update(over)
+    return {"frame_scores": p}
+
+
+def _labels(n_per_video: dict[str, int], abnormal: dict[str, list[int]] | None = None) -> pd.DataFrame:
+    rows = []
+    for v, n in n_per_video.items():
+        for t in range(n):
+            rows.append((v, t, int(t in (abnormal or {}).get(v, []))))
+    return pd.DataFrame(rows, columns=["video", "frame", "label"])
+
+
+def _objects(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["video", "frame", "score"])
+
+
+def test_frame_score_is_max_over_objects():
+    labels = _labels({"01": 4})
+    objects = _objects([("01", 1, 0.2), ("01", 1, 0.9), ("01", 1, 0.5), ("01", 2, -1.0), ("01", 3, 3.0)])
+    df = E.frame_scores(objects, labels, _cfg(fill=-7.0))
+    assert list(df["frame"]) == [0, 1, 2, 3]
+    np.testing.assert_allclose(df["score"], [-7.0, 0.9, -1.0, 3.0])
+    assert list(df["n_objects"]) == [0, 3, 1, 1]
+    assert list(df.columns) == ["video", "frame", "score", "label", "n_objects", "excluded"]
+
+
+def test_fill_min_is_lowest_object_score_of_the_dataset():
+    labels = _labels({"01": 3, "02": 3})
+    objects = _objects([("01", 0, 0.5), ("02", 1, -2.5), ("02", 2, 4.0)])
+    df = E.frame_scores(objects, labels, _cfg(fill="min"))
+    got = df.set_index(["video", "frame"])["score"]
+    assert got[("01", 1)] == -2.5 and got[("01", 2)] == -2.5 and got[("02", 0)] == -2.5
+    assert got[("01", 0)] == 0.5 and got[("02", 2)] == 4.0
+
+
+def test_numeric_fill():
+    labels = _labels({"01": 3})
+    df = E.frame_scores(_objects([("01", 2, 1.0)]), labels, _cfg(fill=0.25))
+    np.testing.assert_allclose(df["score"], [0.25, 0.25, 1.0])
+
+
+def test_unknown_video_in_objects_raises():
+    with pytest.raises(VadError, match="09"):
+        E.frame_scores(_objects([("09", 0, 1.0)]), _labels({"01": 2}), _cfg())
+
+
+def test_exclude_first_marks_the_first_frames_of_every_video():
+    labels = _labels({"01": 6, "02": 5})
+    objects = _objects([("01", 5, 1.0), ("02", 4, 1.0)])
+    df = E.frame_scores(objects, labels, _cfg(exclude_first=3))
+    for _, g in df.groupby("video"):
+        assert g["excluded"].tolist() == [t < 3 for t in g["frame"]]
+
+
+def test_minmax_normalisation_per_video():
+    labels = _labels({"01": 5, "02": 5})
+    objects = _objects(
+        [("01", t, s) for t, s in enumerate([100.0, 2.0, 4.0, 6.0, 3.0])]
+        + [("02", t, s) for t, s in enumerate([-5.0, 10.0, 30.0, 20.0, 10.0])]
+    )
+    df = E.frame_scores(objects, labels, _cfg(exclude_first=1, normalize="minmax"))
+    v1 = df[df["video"] == "01"]
+    v2 = df[df["video"] == "02"]
+    # statistics come from the kept frames only (frame 0 is excluded)
+    np.testing.assert_allclose(v1["score"].to_numpy()[1:], [0.0, 0.5, 1.0, 0.25])
+    np.testing.assert_allclose(v2["score"].to_numpy()[1:], [0.0, 1.0, 0.5, 0.0])
+
+
+def test_minmax_constant_video_gives_zeros():
+    labels = _labels({"01": 4})
+    df = E.frame_scores(_objects([("01", t, 3.0) for t in range(4)]), labels, _cfg(normalize="minmax"))
+    np.testing.assert_allclose(df["score"], 0.0)
+
+
+def test_smoothing_changes_only_kept_frames():
+    labels = _labels({"01": 12, "02": 12})
+    rng = np.random.default_rng(0)
+    objects = _objects([(v, t, float(rng.normal())) for v in ("01", "02") for t in range(12)])
+    raw = E.frame_scores(objects, labels, _cfg(exclude_first=4))
+    smooth = E.frame_scores(objects, labels, _cfg(exclude_first=4, smoothing=1.5))
+    ex = raw["excluded"].to_numpy()
+    np.testing.assert_array_equal(smooth["score"].to_numpy()[ex], raw["score"].to_numpy()[ex])
+    kept_raw, kept_smooth = raw["score"].to_numpy()[~ex], smooth["score"].to_numpy()[~ex]
+    assert not np.allclose(kept_raw, kept_smooth)
+    assert kept_smooth.std() < kept_raw.std()  # smoothing reduces the variance
+    # each video is smoothed on its own: video 02's scores do not leak into video 01
+    only_01 = E.frame_scores(objects[objects["video"] == "01"], _labels({"01": 12}),
+                             _cfg(exclude_first=4, smoothing=1.5))
+    np.testing.assert_allclose(smooth[smooth["video"] == "01"]["score"], only_01["score"])
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _frames(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["video", "frame", "score", "label", "excluded"])
+
+
+def test_metrics_micro_macro_and_skipped_single_class_video():
+    rows = [
+        # video a: perfectly ranked
+        ("a", 0, 0.1, 0, False), ("a", 1, 0.2, 0, False), ("a", 2, 0.9, 1, False), ("a", 3, 0.8, 1, False),
+        # video b: inverted
+        ("b", 0, 0.7, 0, False), ("b", 1, 0.3, 1, False),
+        # video c: normal only -> no per-video AUC
+        ("c", 0, 0.05, 0, False), ("c", 1, 0.5, 0, False),
+        # excluded and unlabelled frames are ignored (their scores would spoil a perfect ranking)
+        ("a", 4, 100.0, 0, True), ("c", 2, 100.0, -1, False),
+    ]
+    m = E.metrics(_frames(rows))
+    assert set(m["auc_per_video"]) == {"a", "b"}
+    assert m["auc_per_video"]["a"] == pytest.approx(1.0)
+    assert m["auc_per_video"]["b"] == pytest.approx(0.0)
+    assert m["auc_macro"] == pytest.approx(0.5)
+    used = [r for r in rows if not r[4] and r[3] >= 0]
+    y = np.array([r[3] for r in used])
+    s = np.array([r[2] for r in used])
+    assert m["auc_micro"] == pytest.approx(E.auc(y, s))
+    assert m["ap"] == pytest.approx(E.average_precision(y, s))
+    assert m["eer"] == pytest.approx(E.eer(y, s))
+    assert m["n_frames"] == 8 and m["n_abnormal"] == 3
+
+
+def test_metrics_macro_none_when_no_video_has_both_classes():
+    rows = [("a", 0, 0.1, 0, False), ("a", 1, 0.2, 0, False), ("b", 0, 0.9, 1, False)]
+    m = E.metrics(_frames(rows))
+    assert m["auc_macro"] is None
+    assert m["auc_micro"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_metrics_single_class_raises(label):
+    rows = [("a", t, float(t), label, False) for t in range(5)] + [("a", 5, 0.0, 1 - label, True)]
+    with pytest.raises(VadError, match="one class"):
+        E.metrics(_frames(rows))
+
+
+def test_metrics_no_usable_frames_raises():
+    with pytest.raises(VadError):
+        E.metrics(_frames([("a", 0, 0.0, -1, False), ("a", 1, 0.0, 1, True)]))
+
+
+def test_evaluate_writes_json(tmp_path):
+    import json
+
+    frames = _frames([("01", 0, 0.1, 0, False), ("01", 1, 0.9, 1, False), ("01", 2, 0.5, 0, True)])
+    frames.to_csv(tmp_path / "frames.csv", index=False)
+    out = tmp_path / "eval" / "result.json"
+    res = E.evaluate(str(tmp_path / "frames.csv"), str(out), {"x": 1}, "demo")
+    stored = json.loads(out.read_text())
+    assert stored["auc_micro"] == pytest.approx(1.0) == res["auc_micro"]
+    assert stored["dataset"] == "demo" and stored["protocol"] == {"x": 1}
+    assert stored["auc_per_video"] == {"01": 1.0}  # '01' stays a string
+    assert "numpy" in stored["versions"]
+
+
+# --------------------------------------------------------------------------- labels_table
+
+
+def _video(name: str, n: int) -> Video:
+    return Video(name=name, split="test", frames=tuple(Path(f"{t:03d}.jpg") for t in range(n)))
+
+
+def test_labels_table_one_row_per_frame():
+    videos = [_video("01", 3), _video("02", 2)]
+    labels = {"01": np.array([False, True, True]), "02": np.array([True, False])}
+    df = E.labels_table(videos, labels)
+    assert df["video"].tolist() == ["01", "01", "01", "02", "02"]
+    assert df["frame"].tolist() == [0, 1, 2, 0, 1]
+    assert df["label"].tolist() == [0, 1, 1, 1, 0]
+
+
+def test_labels_table_unlabelled_video_gets_minus_one():
+    df = E.labels_table([_video("01", 2), _video("02", 2)], {"01": np.array([True, False])})
+    assert df["label"].tolist() == [1, 0, -1, -1]
+
+
+def test_labels_table_round_trip_through_frame_scores(tmp_path):
+    videos = [_video("01", 4)]
+    table = E.labels_table(videos, {"01": np.array([False, False, True, True])})
+    table.to_csv(tmp_path / "labels.csv", index=False)
+    _objects([("01", 2, 5.0), ("01", 3, 6.0)]).to_csv(tmp_path / "objects.csv", index=False)
+    df = E.write_frame_scores(str(tmp_path / "objects.csv"), str(tmp_path / "labels.csv"),
+                              str(tmp_path / "frames.csv"), _cfg(exclude_first=1))
+    assert df["video"].tolist() == ["01"] * 4
+    assert df["label"].tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(df["score"], [5.0, 5.0, 5.0, 6.0])
+    back = pd.read_csv(tmp_path / "frames.csv", dtype={"video": str})
+    assert back["video"].tolist() == ["01"] * 4

@@ -1,0 +1,244 @@
+"""Spatio-temporal cubes (vad_pipeline.stc)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vad_pipeline import stc as S
+from vad_pipeline.datasets import get_video, read_frame, video_names
+from vad_pipeline.detect import detect_video
+from vad_pipeline.flow import flow_video
+from vad_pipeline.io import VadError
+
+
+def build_stcs(cfg: dict, tmp_path: Path, split: str = "train") -> tuple[str, list, list[str], list[str]]:
+    """Detect, compute flow and build the STC file of one split of the (generated) demo."""
+    videos = [get_video(cfg, split, n) for n in video_names(cfg, split)]
+    boxes, flows = [], []
+    for v in videos:
+        boxes.append(str(tmp_path / "boxes" / split / f"{v.name}.csv"))
+        flows.append(str(tmp_path / "flow" / split / f"{v.name}.h5"))
+        detect_video(v, cfg, boxes[-1])
+        flow_video(v, cfg, flows[-1])
+    out = str(tmp_path / "stc" / f"{split}.h5")
+    S.build_split(videos, boxes, flows, cfg, out)
+    return out, videos, boxes, flows
+
+
+# --------------------------------------------------------------------------- crop_resize
+
+
+def _ramp(h=40, w=60) -> np.ndarray:
+    """Every pixel holds a unique value: 1000 * y + x."""
+    y, x = np.mgrid[0:h, 0:w]
+    return (1000 * y + x).astype(np.float32)
+
+
+def test_crop_resize_exact_region():
+    img = _ramp()
+    crop = S.crop_resize(img, (10, 5, 18, 13), 8)  # an 8x8 box resized to 8x8: a plain crop
+    np.testing.assert_array_equal(crop, img[5:13, 10:18])
+
+
+def test_crop_resize_resizes_the_box_only():
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[10:20, 30:50] = (200, 100, 50)
+    crop = S.crop_resize(img, (30, 10, 50, 20), 16)
+    assert crop.shape == (16, 16, 3) and crop.dtype == np.uint8
+    assert (crop == (200, 100, 50)).all()
+    gray = S.crop_resize(img[..., 0], (30, 10, 50, 20), 12)
+    assert gray.shape == (12, 12) and (gray == 200).all()
+
+
+def test_crop_resize_clips_at_the_border():
+    img = _ramp()
+    # a box partly outside gives the part that is inside
+    crop = S.crop_resize(img, (56, 36, 64, 44), 4)
+    np.testing.assert_array_equal(crop, img[36:40, 56:60])
+    crop = S.crop_resize(img, (-4, -4, 4, 4), 4)
+    np.testing.assert_array_equal(crop, img[0:4, 0:4])
+
+
+@pytest.mark.parametrize("box, pixel", [
+    ((100, 100, 120, 120), (39, 59)),   # wholly beyond the bottom-right: the corner pixel
+    ((-20, -20, -10, -10), (0, 0)),     # wholly before the top-left
+    ((7, 9, 7, 9), (9, 7)),             # empty box: one pixel at its corner
+])
+def test_crop_resize_at_least_one_pixel(box, pixel):
+    img = _ramp()
+    crop = S.crop_resize(img, box, 5)
+    assert crop.shape == (5, 5)
+    assert (crop == img[pixel]).all()
+
+
+def test_crop_resize_scale_picks_the_same_region():
+    small = _ramp(20, 30)
+    full = np.kron(small, np.ones((2, 2), np.float32))  # the same image at twice the resolution
+    box = (4, 6, 20, 22)                                 # 16x16 in full pixels, 8x8 in small ones
+    np.testing.assert_array_equal(S.crop_resize(full, box, 16), full[6:22, 4:20])
+    np.testing.assert_array_equal(S.crop_resize(small, box, 8, scale=2), small[3:11, 2:10])
+    np.testing.assert_array_equal(
+        np.kron(S.crop_resize(small, box, 8, scale=2), np.ones((2, 2))), S.crop_resize(full, box, 16)
+    )
+    # odd coordinates round outwards, so the downscaled crop covers the whole box
+    np.testing.assert_array_equal(S.crop_resize(small, (3, 5, 13, 17), 8, scale=2)[0, 0], small[2, 1])
+    assert S.crop_resize(small, (3, 5, 13, 17), 1, scale=2).shape == (1, 1)
+
+
+def test_crop_resize_flow_field():
+    field = np.zeros((20, 30, 2), np.float32)
+    field[..., 0], field[..., 1] = 3.0, -1.5
+    crop = S.crop_resize(field, (4, 4, 20, 20), 8, scale=2)
+    assert crop.shape == (8, 8, 2)
+    np.testing.assert_allclose(crop[..., 0], 3.0)
+    np.testing.assert_allclose(crop[..., 1], -1.5)
+
+
+# --------------------------------------------------------------------------- build_split
+
+
+def test_build_split_shapes_and_index(tiny_demo, tmp_path):
+    cfg = tiny_demo
+    out, videos, boxes, _ = build_stcs(cfg, tmp_path, "test")
+    p = cfg["stc"]
+    t, s = p["t_past"], p["size"]
+    with h5py.File(out, "r") as f:
+        n = f["app"].shape[0]
+        assert n > 0
+        assert f["app"].shape == (n, t + 1, 3, s, s) and f["app"].dtype == np.uint8
+        assert f["flow"].shape == (n, t, 2, s, s) and f["flow"].dtype == np.float16
+        assert f["video"].shape == (n,) and f["video"].dtype == np.int32
+        assert f["frame"].shape == (n,) and f["frame"].dtype == np.int32
+        assert f["box"].shape == (n, 4) and f["box"].dtype == np.int32
+        assert [str(v) for v in f.attrs["videos"]] == [v.name for v in videos]
+        assert f.attrs["size"] == s and f.attrs["t_past"] == t and f.attrs["color"] == "rgb"
+    idx = S.read_index(out)
+    assert list(idx.columns) == S.INDEX and len(idx) == n
+    # one sample per detection at a frame with a full past (frame >= t_past), nothing else
+    det = pd.concat([pd.read_csv(b).assign(video=v.name) for v, b in zip(videos, boxes, strict=True)])
+    det = det[det["frame"] >= t]
+    key = ["video", "frame", "x1", "y1", "x2", "y2"]
+    ours = idx.sort_values(key).reset_index(drop=True)[key]
+    theirs = det.sort_values(key).reset_index(drop=True)[key]
+    pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)
+    assert idx["video"].tolist()[0] == "01"  # names kept as strings
+
+
+def test_cube_content_is_the_crops_of_the_past_frames(tiny_demo, tmp_path):
+    cfg = tiny_demo
+    out, videos, _, flows = build_stcs(cfg, tmp_path, "train")
+    s, t = cfg["stc"]["size"], cfg["stc"]["t_past"]
+    idx = S.read_index(out)
+    with h5py.File(out, "r") as f, h5py.File(flows[1], "r") as ff:
+        rows = np.flatnonzero(idx["video"] == "02")
+        i = int(rows[len(rows) // 2])
+        row = idx.iloc[i]
+        box = row[["x1", "y1", "x2", "y2"]].to_numpy(int)
+        frame = int(row["frame"])
+        video = videos[1]
+        for k in range(t + 1):  # app[k] is frame (frame - t + k), RGB, channels first
+            rgb = cv2.cvtColor(read_frame(video.frames[frame - t + k]), cv2.COLOR_BGR2RGB)
+            np.testing.assert_array_equal(f["app"][i, k], S.crop_resize(rgb, box, s).transpose(2, 0, 1))
+        for k in range(t):      # flow[k] is the flow ending at frame (frame - t + 1 + k)
+            fl = ff["flow"][frame - t + 1 + k].astype(np.float32)
+            expected = S.crop_resize(fl, box, s).transpose(2, 0, 1).astype(np.float16)
+            np.testing.assert_array_equal(f["flow"][i, k], expected)
+
+
+def test_gray_cubes(tiny_demo, tmp_path):
+    cfg = copy.deepcopy(tiny_demo)
+    cfg["stc"].update(color="gray", compression=None, t_past=2)
+    out, _, boxes, _ = build_stcs(cfg, tmp_path, "train")
+    with h5py.File(out, "r") as f:
+        assert f["app"].shape[1:] == (3, 1, 16, 16)
+        assert f["flow"].shape[1:] == (2, 2, 16, 16)
+        assert f.attrs["color"] == "gray"
+    assert S.read_index(out)["frame"].min() == 2
+
+
+def test_flow_of_another_length_raises(tiny_demo, tmp_path):
+    cfg = tiny_demo
+    videos = [get_video(cfg, "train", "01")]
+    box, fl = str(tmp_path / "01.csv"), str(tmp_path / "01.h5")
+    detect_video(videos[0], cfg, box)
+    with h5py.File(fl, "w") as f:
+        f.create_dataset("flow", data=np.zeros((5, 96, 128, 2), np.float16))
+        f.attrs["downscale"] = 1
+    with pytest.raises(VadError, match="01.h5"):
+        S.build_split(videos, [box], [fl], cfg, str(tmp_path / "stc.h5"))
+    assert not (tmp_path / "stc.h5").exists()
+
+
+def test_no_cube_raises(tiny_demo, tmp_path):
+    cfg = tiny_demo
+    video = get_video(cfg, "train", "01")
+    box, fl = str(tmp_path / "01.csv"), str(tmp_path / "01.h5")
+    pd.DataFrame([(1, 0, 0, 10, 10, 1.0, "motion")],  # only a detection before t_past
+                 columns=["frame", "x1", "y1", "x2", "y2", "score", "class"]).to_csv(box, index=False)
+    flow_video(video, cfg, fl)
+    with pytest.raises(VadError, match="no cube"):
+        S.build_split([video], [box], [fl], cfg, str(tmp_path / "stc.h5"))
+    assert not (tmp_path / "stc.h5").exists()
+
+
+# --------------------------------------------------------------------------- STCDataset
+
+
+def test_dataset_items(tiny_demo, tmp_path):
+    out, _, _, _ = build_stcs(tiny_demo, tmp_path, "train")
+    ds = S.STCDataset(out, flow_scale=5.0)
+    with h5py.File(out, "r") as f:
+        n = f["app"].shape[0]
+        raw_app, raw_flow = f["app"][n - 1], f["flow"][n - 1]
+    assert len(ds) == n
+    app, flow = ds[n - 1]
+    assert app.dtype == torch.float32 and flow.dtype == torch.float32
+    assert tuple(app.shape) == raw_app.shape and tuple(flow.shape) == raw_flow.shape
+    assert app.min() >= -1.0 and app.max() <= 1.0
+    torch.testing.assert_close(app, torch.from_numpy(raw_app.astype(np.float32)) / 127.5 - 1)
+    torch.testing.assert_close(flow, torch.from_numpy(raw_flow.astype(np.float32)) / 5.0)
+    for i in range(0, n, max(1, n // 10)):
+        a, _ = ds[i]
+        assert -1.0 <= float(a.min()) and float(a.max()) <= 1.0
+
+
+def test_blocks_cover_every_sample_once(tiny_demo, tmp_path):
+    out, _, _, _ = build_stcs(tiny_demo, tmp_path, "train")
+    ds = S.STCDataset(out)
+    n = len(ds)
+    block = 50
+    assert n > 2 * block
+    seen, sizes = [], []
+    for idx, app, flow in ds.blocks(block, np.random.default_rng(0)):
+        assert len(idx) == len(app) == len(flow) <= block
+        sizes.append(len(idx))
+        seen.extend(idx.tolist())
+        for k in (0, len(idx) - 1):  # each row is the sample its index names
+            a, f = ds[int(idx[k])]
+            torch.testing.assert_close(app[k], a)
+            torch.testing.assert_close(flow[k], f)
+    assert sorted(seen) == list(range(n))
+    assert seen != list(range(n))  # shuffled
+    assert len(sizes) == -(-n // block)
+    # without an rng: in order
+    plain = np.concatenate([idx for idx, _, _ in ds.blocks(block)])
+    np.testing.assert_array_equal(plain, np.arange(n))
+    # the order depends on the rng's seed only
+    again = np.concatenate([idx for idx, _, _ in ds.blocks(block, np.random.default_rng(0))])
+    np.testing.assert_array_equal(again, seen)
+
+
+def test_dataset_rejects_other_files(tmp_path):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("flow", data=np.zeros((2, 3)))
+    with pytest.raises(VadError, match="not an STC file"):
+        S.STCDataset(str(path))
