@@ -125,3 +125,12 @@ def test_downscale_flow_helper():
     assert small.shape == (5, 7, 2)
     np.testing.assert_allclose(small, field[:5, :7])
     assert F.downscale_flow(field, 1) is field
+
+
+def test_quantize_rounds_to_the_quantum_and_keeps_zero_as_is():
+    from vad_pipeline.flow import quantize
+
+    x = np.array([0.03, 0.04, -1.26, 3.0], dtype=np.float32)
+    np.testing.assert_array_equal(quantize(x, 0.0625), np.array([0.0625 * 0, 0.0625, -1.25, 3.0], np.float16))
+    assert quantize(x, 0).dtype == np.float16
+    np.testing.assert_allclose(quantize(x, 0), x, atol=1e-3)

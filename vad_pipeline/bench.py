@@ -42,6 +42,7 @@ def benchmark(dataset: str, results: str = "results", out: str | None = None) ->
     stages: dict[str, dict] = {}
 
     def add(stage, units, count, files):
+        files = list(files)
         b = _bench(broot, stage)
         secs = float(b["s"].sum()) if len(b) else None
         stages[stage] = {

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from vad_pipeline.datasets import Video, iter_frames
+from vad_pipeline.flow import quantize
 from vad_pipeline.io import VadError, atomic_path, read_csv
 
 INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]
@@ -44,7 +45,7 @@ class _Writer:
 
     def __init__(self, f: h5py.File, cfg: dict, channels: int):
         s, t, c = cfg["size"], cfg["t_past"], cfg["chunk"]
-        opts = {"compression": cfg["compression"]}
+        opts = {"compression": cfg["compression"], "shuffle": cfg["compression"] is not None}
         self.dsets = {
             "app": f.create_dataset("app", (0, t + 1, channels, s, s), np.uint8, maxshape=(None, t + 1, channels, s, s), chunks=(c, t + 1, channels, s, s), **opts),
             "flow": f.create_dataset("flow", (0, t, 2, s, s), np.float16, maxshape=(None, t, 2, s, s), chunks=(c, t, 2, s, s), **opts),
@@ -79,7 +80,7 @@ def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -
     frames: deque[np.ndarray] = deque(maxlen=tp + 1)
     flows: deque[np.ndarray] = deque(maxlen=tp)
     with h5py.File(flow_path, "r") as ff:
-        fl, scale = ff["flow"], int(ff.attrs["downscale"])
+        fl, scale, quantum = ff["flow"], int(ff.attrs["downscale"]), float(ff.attrs.get("quantum", 0))
         if fl.shape[0] != video.n_frames:
             raise VadError(f"{flow_path}: {fl.shape[0]} flow frames but the video has {video.n_frames}; rerun the flow rule")
         for t, img in enumerate(iter_frames(video, gray=gray)):
@@ -90,7 +91,7 @@ def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -
             for box in by_frame[t]:
                 app = np.stack([_to_chw(crop_resize(f, box, s)) for f in frames])
                 flo = np.stack([crop_resize(f.astype(np.float32), box, s, scale).transpose(2, 0, 1) for f in flows])
-                yield {"app": app, "flow": flo.astype(np.float16), "frame": t, "box": box}
+                yield {"app": app, "flow": quantize(flo, quantum), "frame": t, "box": box}
 
 
 def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str], cfg: dict, out: str) -> int:
