@@ -58,3 +58,22 @@ def tiny_demo(tiny_resolved) -> dict:
 def write_config(cfg: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def build_stcs(cfg: dict, tmp_path: Path, split: str = "train") -> tuple[str, list, list[str], list[str]]:
+    """Detect, compute flow and build the STC file of one split of the (generated) demo."""
+    from vad_pipeline.datasets import get_video, video_names
+    from vad_pipeline.detect import detect_video
+    from vad_pipeline.flow import flow_video
+    from vad_pipeline.stc import build_split
+
+    videos = [get_video(cfg, split, n) for n in video_names(cfg, split)]
+    boxes, flows = [], []
+    for v in videos:
+        boxes.append(str(tmp_path / "boxes" / split / f"{v.name}.csv"))
+        flows.append(str(tmp_path / "flow" / split / f"{v.name}.h5"))
+        detect_video(v, cfg, boxes[-1])
+        flow_video(v, cfg, flows[-1])
+    out = str(tmp_path / "stc" / f"{split}.h5")
+    build_split(videos, boxes, flows, cfg, out)
+    return out, videos, boxes, flows

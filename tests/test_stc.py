@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import cv2
 import h5py
@@ -12,26 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import build_stcs
 from vad_pipeline import stc as S
-from vad_pipeline.datasets import get_video, read_frame, video_names
+from vad_pipeline.datasets import get_video, read_frame
 from vad_pipeline.detect import detect_video
 from vad_pipeline.flow import flow_video, quantize
 from vad_pipeline.io import VadError
-
-
-def build_stcs(cfg: dict, tmp_path: Path, split: str = "train") -> tuple[str, list, list[str], list[str]]:
-    """Detect, compute flow and build the STC file of one split of the (generated) demo."""
-    videos = [get_video(cfg, split, n) for n in video_names(cfg, split)]
-    boxes, flows = [], []
-    for v in videos:
-        boxes.append(str(tmp_path / "boxes" / split / f"{v.name}.csv"))
-        flows.append(str(tmp_path / "flow" / split / f"{v.name}.h5"))
-        detect_video(v, cfg, boxes[-1])
-        flow_video(v, cfg, flows[-1])
-    out = str(tmp_path / "stc" / f"{split}.h5")
-    S.build_split(videos, boxes, flows, cfg, out)
-    return out, videos, boxes, flows
-
 
 # --------------------------------------------------------------------------- crop_resize
 

@@ -13,27 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import build_stcs
 from vad_pipeline import score as Sc
 from vad_pipeline import train as T
-from vad_pipeline.datasets import get_video, video_names
-from vad_pipeline.detect import detect_video
-from vad_pipeline.flow import flow_video
 from vad_pipeline.io import VadError
-from vad_pipeline.stc import INDEX, STCDataset, build_split
-
-
-def build_stcs(cfg: dict, tmp_path: Path, split: str = "train") -> str:
-    """Detect, compute flow and build the STC file of one split of the (generated) demo."""
-    videos = [get_video(cfg, split, n) for n in video_names(cfg, split)]
-    boxes, flows = [], []
-    for v in videos:
-        boxes.append(str(tmp_path / "boxes" / split / f"{v.name}.csv"))
-        flows.append(str(tmp_path / "flow" / split / f"{v.name}.h5"))
-        detect_video(v, cfg, boxes[-1])
-        flow_video(v, cfg, flows[-1])
-    out = str(tmp_path / "stc" / f"{split}.h5")
-    build_split(videos, boxes, flows, cfg, out)
-    return out
+from vad_pipeline.stc import INDEX, STCDataset
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +66,7 @@ def _state_dicts_equal(a: dict, b: dict) -> bool:
 
 
 def test_train_writes_model_log_and_checkpoint(tiny_demo, tmp_path):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     cfg = _cfg(tiny_demo, epochs=2)
     run = tmp_path / "run"
     out = T.train(cfg, stc, **_paths(run))
@@ -107,14 +91,14 @@ def test_train_writes_model_log_and_checkpoint(tiny_demo, tmp_path):
 
 
 def test_custom_checkpoint_folder(tiny_demo, tmp_path):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(tmp_path / "run"), ckpt_dir=str(tmp_path / "elsewhere"))
     assert (tmp_path / "elsewhere" / "last.pt").is_file()
     assert not (tmp_path / "run" / "ckpt").exists()
 
 
 def test_killed_run_resumes_where_it_stopped(tiny_demo, tmp_path, monkeypatch, caplog):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     cfg = _cfg(tiny_demo, epochs=2)
     run = tmp_path / "run"
     real_terms = T.compute_terms
@@ -151,7 +135,7 @@ def test_killed_run_resumes_where_it_stopped(tiny_demo, tmp_path, monkeypatch, c
 
 
 def test_finished_run_is_not_trained_again(tiny_demo, tmp_path, monkeypatch):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     cfg = _cfg(tiny_demo, epochs=1)
     run = tmp_path / "run"
     T.train(cfg, stc, **_paths(run))
@@ -164,7 +148,7 @@ def test_finished_run_is_not_trained_again(tiny_demo, tmp_path, monkeypatch):
 
 
 def test_more_epochs_resume_from_the_checkpoint(tiny_demo, tmp_path, monkeypatch, caplog):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     run = tmp_path / "run"
     T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(run))
     first = pd.read_csv(run / "loss.csv")
@@ -179,7 +163,7 @@ def test_more_epochs_resume_from_the_checkpoint(tiny_demo, tmp_path, monkeypatch
 
 
 def test_other_configuration_trains_from_scratch(tiny_demo, tmp_path, monkeypatch, caplog):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     run = tmp_path / "run"
     T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(run))
     epochs = _Epochs(monkeypatch)
@@ -192,7 +176,7 @@ def test_other_configuration_trains_from_scratch(tiny_demo, tmp_path, monkeypatc
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tiny_demo, tmp_path, monkeypatch):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     cfg = _cfg(tiny_demo, epochs=2)
     run = tmp_path / "run"
     ckpt = run / "ckpt" / "last.pt"
@@ -221,7 +205,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tiny_demo, tmp_path, monke
 
 
 def test_load_model_rebuilds_from_the_file_alone(tiny_demo, tmp_path):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     cfg = _cfg(tiny_demo, epochs=1)
     cfg["model"]["skips"] = [1, 3]  # not the default: must come from the file
     path = T.train(cfg, stc, **_paths(tmp_path / "run"))
@@ -264,7 +248,7 @@ def test_pick_device():
 
 
 def test_infer_writes_raw_terms_per_object(tiny_demo, tmp_path):
-    stc = build_stcs(tiny_demo, tmp_path)
+    stc = build_stcs(tiny_demo, tmp_path)[0]
     cfg = _cfg(tiny_demo, epochs=1)
     model_path = T.train(cfg, stc, **_paths(tmp_path / "run"))
     out = tmp_path / "scores" / "train.csv"

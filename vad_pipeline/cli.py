@@ -125,59 +125,43 @@ def cmd_bench(cfg, a):
     print(json.dumps(benchmark(cfg["name"], a.results, a.out), indent=2))
 
 
+REQ = {"required": True}
+SPLIT = ("--split", {"required": True, "choices": ["train", "test"]})
+# subcommand: (function, help, [(flag, argparse options), ...])
+COMMANDS = {
+    "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
+    "labels": (cmd_labels, "check the ground truth and write per-frame labels", [("--out", REQ)]),
+    "detect": (cmd_detect, "detect objects in one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
+    "flow": (cmd_flow, "optical flow of one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
+    "stc": (cmd_stc, "build the spatio-temporal cubes of a split",
+            [SPLIT, ("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
+    "train": (cmd_train, "train the model on the training cubes",
+              [("--stc", REQ), ("--out", REQ), ("--log", REQ), ("--plot", {}), ("--ckpt-dir", {})]),
+    "infer": (cmd_infer, "raw per-object terms (S_f, S_p) of an STC file",
+              [("--model", REQ), ("--stc", REQ), ("--out", REQ)]),
+    "score": (cmd_score, "z-score with training statistics and fuse",
+              [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {})]),
+    "frame-scores": (cmd_frame_scores, "max-pool object scores to frames",
+                     [("--objects", REQ), ("--labels", REQ), ("--out", REQ)]),
+    "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
+                 [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {})]),
+    "bench": (cmd_bench, "collect per-stage time, memory, throughput and disk use",
+              [("--results", {"default": "results"}), ("--out", {})]),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vad-pipeline", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
-
-    def add(name, fn, help_):
+    for name, (fn, help_, args) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--params", help="stage settings as JSON (or @file)")
         sp.add_argument("--configfile", default="config.yaml")
         sp.add_argument("--dataset", help="dataset name in the config (with --configfile)")
+        for flag, opts in args:
+            sp.add_argument(flag, **opts)
         sp.set_defaults(fn=fn)
-        return sp
-
-    add("make-demo", cmd_make_demo, "generate the synthetic demo dataset").add_argument("--out", required=True)
-    add("labels", cmd_labels, "check the ground truth and write per-frame labels").add_argument("--out", required=True)
-    for name, fn, h in (("detect", cmd_detect, "detect objects in one video"),
-                        ("flow", cmd_flow, "optical flow of one video")):
-        sp = add(name, fn, h)
-        sp.add_argument("--split", required=True, choices=["train", "test"])
-        sp.add_argument("--video", required=True)
-        sp.add_argument("--out", required=True)
-    sp = add("stc", cmd_stc, "build the spatio-temporal cubes of a split")
-    sp.add_argument("--split", required=True, choices=["train", "test"])
-    sp.add_argument("--boxes", nargs="+", required=True)
-    sp.add_argument("--flows", nargs="+", required=True)
-    sp.add_argument("--out", required=True)
-    sp = add("train", cmd_train, "train the model on the training cubes")
-    sp.add_argument("--stc", required=True)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--log", required=True)
-    sp.add_argument("--plot")
-    sp.add_argument("--ckpt-dir")
-    sp = add("infer", cmd_infer, "raw per-object terms (S_f, S_p) of an STC file")
-    sp.add_argument("--model", required=True)
-    sp.add_argument("--stc", required=True)
-    sp.add_argument("--out", required=True)
-    sp = add("score", cmd_score, "z-score with training statistics and fuse")
-    sp.add_argument("--train", required=True)
-    sp.add_argument("--test", required=True)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--stats")
-    sp = add("frame-scores", cmd_frame_scores, "max-pool object scores to frames")
-    sp.add_argument("--objects", required=True)
-    sp.add_argument("--labels", required=True)
-    sp.add_argument("--out", required=True)
-    sp = add("evaluate", cmd_evaluate, "frame-level AUC, AP, EER and plots")
-    sp.add_argument("--frames", required=True)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--roc")
-    sp.add_argument("--curves")
-    sp = add("bench", cmd_bench, "collect per-stage time, memory, throughput and disk use")
-    sp.add_argument("--results", default="results")
-    sp.add_argument("--out")
     return p
 
 
