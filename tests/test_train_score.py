@@ -331,3 +331,13 @@ def test_zstats(values, expected):
     mu, sd = Sc.zstats(np.asarray(values, dtype=float))
     assert mu == pytest.approx(expected[0]) and sd == pytest.approx(expected[1])
     assert sd > 0
+
+
+def test_hflip_mirrors_frames_and_negates_horizontal_flow_of_selected_cubes_only():
+    app = torch.arange(2 * 5 * 1 * 2 * 3, dtype=torch.float32).reshape(2, 5, 1, 2, 3)
+    flow = torch.arange(2 * 4 * 2 * 2 * 3, dtype=torch.float32).reshape(2, 4, 2, 2, 3)
+    a, f = T.hflip(app, flow, torch.tensor([True, False]))
+    assert torch.equal(a[0], app[0].flip(-1)) and torch.equal(a[1], app[1])
+    assert torch.equal(f[0, :, 0], -flow[0, :, 0].flip(-1))  # x component: mirrored and negated
+    assert torch.equal(f[0, :, 1], flow[0, :, 1].flip(-1))   # y component: mirrored only
+    assert torch.equal(f[1], flow[1])

@@ -57,6 +57,17 @@ def compute_terms(model: torch.nn.Module, app: torch.Tensor, flow: torch.Tensor)
     return terms
 
 
+def hflip(app: torch.Tensor, flow: torch.Tensor, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror the cubes selected by the bool mask ``which`` left-right; their flow's x component
+    changes sign. Only for scenes where walking direction is not a cue of normality."""
+    app, flow = app.clone(), flow.clone()
+    app[which] = app[which].flip(-1)
+    mirrored = flow[which].flip(-1)
+    mirrored[:, :, 0] = -mirrored[:, :, 0]
+    flow[which] = mirrored
+    return app, flow
+
+
 def model_from_data(cfg: dict, ds: STCDataset) -> torch.nn.Module:
     t1, channels = ds.app_shape[0], ds.app_shape[1]
     return build_model(cfg["model"], in_frames=t1 - 1, channels=channels)
@@ -123,6 +134,8 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                 a, f = app[s : s + tc["batch_size"]].to(device), flow[s : s + tc["batch_size"]].to(device)
                 if len(a) < 2:  # batch norm needs two samples
                     continue
+                if tc["hflip"]:
+                    a, f = hflip(a, f, torch.from_numpy(rng.random(len(a)) < 0.5).to(device))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     terms = {k: v.mean() for k, v in compute_terms(model, a, f).items()}
                 loss = lc["lambda_int"] * terms["int"] + lc["lambda_gd"] * terms["gd"]
