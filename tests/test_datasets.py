@@ -244,4 +244,5 @@ def test_demo_layout_and_masks_agree_with_labels(tiny_demo):
         assert (area[lab] > 0).all()        # abnormal frames show the anomalous object
         # frames labelled normal show at most a small part of it (< 30 % of its full size)
         assert (area[~lab] < 0.3 * area.max()).all()
-    assert D.pixel_masks(cfg, "99") is None
+    with pytest.raises(VadError, match="99"):
+        D.pixel_masks(cfg, "99")

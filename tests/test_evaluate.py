@@ -286,3 +286,50 @@ def test_labels_table_round_trip_through_frame_scores(tmp_path):
     np.testing.assert_allclose(df["score"], [5.0, 5.0, 5.0, 6.0])
     back = pd.read_csv(tmp_path / "frames.csv", dtype={"video": str})
     assert back["video"].tolist() == ["01"] * 4
+
+
+# --------------------------------------------------------------------------- no ground truth, top anomalies
+
+
+def test_evaluate_without_ground_truth_explains_instead_of_failing(tmp_path):
+    import json
+
+    frames = _frames([("01", t, 0.1 * t, -1, t < 1) for t in range(5)])
+    frames.to_csv(tmp_path / "frames.csv", index=False)
+    res = E.evaluate(str(tmp_path / "frames.csv"), str(tmp_path / "auc.json"), {}, "cam")
+    stored = json.loads((tmp_path / "auc.json").read_text())
+    assert stored == res
+    assert res["auc_micro"] is None and res["ap"] is None and res["n_frames"] == 4
+    assert "no ground truth" in res["note"]
+
+
+def _scored(video: str, scores: list[float], labels: list[int] | None = None) -> pd.DataFrame:
+    n = len(scores)
+    return pd.DataFrame({"video": video, "frame": np.arange(n), "score": scores,
+                         "label": labels if labels is not None else [-1] * n, "excluded": False})
+
+
+def test_top_anomalies_segments_ranked_with_time_stamps():
+    frames = pd.concat([
+        _scored("a", [0, 0, 9, 8, 0, 0, 0, 7, 0, 0]),
+        _scored("b", [0, 0, 0, 0, 10, 0, 0, 0, 0, 0]),
+    ])
+    # 16 zeros and 7, 8, 9, 10: the 80th percentile (1.4) keeps every non-zero frame
+    top = E.top_anomalies(frames, {"a": 2.0, "b": None}, {"top_k": 5, "quantile": 0.8, "merge_gap": 0})
+    assert top["rank"].tolist() == [1, 2, 3]
+    assert top[["video", "start_frame", "end_frame", "peak_frame"]].values.tolist() == [
+        ["b", 4, 4, 4], ["a", 2, 3, 2], ["a", 7, 7, 7]]
+    a = top.iloc[1]
+    assert (a["start_s"], a["end_s"], a["start_time"], a["end_time"]) == (1.0, 2.0, "00:00:01.000", "00:00:02.000")
+    assert pd.isna(top.iloc[0]["start_s"])  # no frame rate known for b
+    # a gap of up to merge_gap frames joins two runs; top_k cuts the list
+    top = E.top_anomalies(frames, {}, {"top_k": 1, "quantile": 0.8, "merge_gap": 3})
+    assert len(top) == 1 and top.iloc[0]["video"] == "b"
+    top = E.top_anomalies(frames[frames["video"] == "a"], {}, {"top_k": 5, "quantile": 0.7, "merge_gap": 3})
+    assert top[["start_frame", "end_frame", "peak_frame"]].values.tolist() == [[2, 7, 2]]
+
+
+def test_top_anomalies_label_overlap_when_labelled():
+    frames = _scored("a", [0, 5, 5, 5, 5, 0], labels=[0, 0, 1, 1, 1, 1])
+    top = E.top_anomalies(frames, {}, {"top_k": 3, "quantile": 0.5, "merge_gap": 0})
+    assert top.iloc[0]["label_overlap"] == pytest.approx(0.75)  # frames 1-4, three of them abnormal

@@ -98,3 +98,49 @@ def test_config_value_of_wrong_type_is_named(workdir, tiny_config):
     assert out.returncode != 0
     text = out.stdout + out.stderr
     assert "epochs" in text and "'ten'" in text
+
+
+def test_every_layout_runs_end_to_end(workdir, tiny_config, tmp_path):
+    """The tiny demo written in every archive layout, plus own footage without labels and with
+    one video at another resolution, all through the workflow in one run."""
+    import cv2
+
+    from vad_pipeline import config as C
+    from vad_pipeline import datasets as D
+    from vad_pipeline.datasets.export import export, write_video_file
+    from vad_pipeline.demo import generate
+
+    demo = C.resolve(tiny_config, "demo")
+    generate(demo["demo"], demo["dataset"]["root"])
+    train = [D.get_video(demo, "train", n) for n in D.video_names(demo, "train")]
+    test = [D.get_video(demo, "test", n) for n in D.video_names(demo, "test")]
+    labels = D.frame_labels(demo, test)
+    masks = {v.name: D.pixel_masks(demo, v) for v in test}
+    shared = {k: tiny_config["datasets"]["demo"][k] for k in ("detect", "stc")}
+    for layout in ("frames", "ucsd", "avenue", "shanghaitech", "videos"):
+        section = export(train, test, labels, masks, layout, tmp_path / "data" / layout)
+        tiny_config["datasets"][f"my_{layout}"] = {**section, **shared}
+    # own footage without labels.csv, one test video at half resolution
+    nogt = tmp_path / "data" / "nogt"
+    tiny_config["datasets"]["my_nogt"] = {**export(train, test, labels, masks, "videos", nogt), **shared}
+    (nogt / "labels.csv").unlink()
+    (nogt / "test" / "01.avi").unlink()
+    write_video_file(nogt / "test" / "01.avi", (cv2.resize(f, None, fx=0.5, fy=0.5) for f in D.iter_frames(test[0])), 10)
+    write_config(tiny_config, workdir / "config.yaml")
+
+    names = [f"my_{x}" for x in ("frames", "ucsd", "avenue", "shanghaitech", "videos", "nogt")]
+    snakemake(workdir, *(f"results/{n}/auc.json" for n in names))
+    for n in names[:-1]:
+        auc = json.loads((workdir / "results" / n / "auc.json").read_text())
+        summary = json.loads((workdir / "results" / n / "gt_summary.json").read_text())
+        assert summary["abnormal_frames"] == sum(int(v.sum()) for v in labels.values()), n
+        assert auc["n_abnormal"] > 0 and 0.5 < auc["auc_micro"] <= 1.0, n
+    res = workdir / "results" / "my_nogt"
+    auc = json.loads((res / "auc.json").read_text())
+    assert auc["auc_micro"] is None and "no ground truth" in auc["note"]
+    summary = json.loads((res / "gt_summary.json").read_text())
+    assert not summary["labelled"] and summary["abnormal_frames"] is None
+    assert summary["per_video"]["01"]["height"] * 2 == summary["per_video"]["02"]["height"]
+    top = (res / "top_anomalies.csv").read_text().splitlines()
+    assert top[0].startswith("rank,video,start_frame,end_frame,peak_frame,peak_score") and len(top) > 1
+    assert (res / "scores.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,9 +1,11 @@
 """Per-stage figures of a finished run, from Snakemake's benchmark files and the outputs:
 wall time, throughput (frames/s for detect and flow, samples/s for stc, train and infer),
-peak RSS and bytes on disk per frame."""
+peak RSS and bytes on disk per frame; for the demo also decode throughput per dataset layout."""
 
 from __future__ import annotations
 
+import tempfile
+import time
 from pathlib import Path
 
 import h5py
@@ -69,3 +71,34 @@ def benchmark(dataset: str, results: str = "results", out: str | None = None) ->
     if out:
         write_json(out, result)
     return result
+
+
+def decode_throughput(cfg: dict, repeats: int = 3) -> dict[str, dict]:
+    """Frames/s of reading every video of ``cfg``'s dataset after converting it into each layout
+    (best of ``repeats`` passes, grey as detect and flow read them)."""
+    import copy
+
+    from vad_pipeline import datasets as D
+    from vad_pipeline.datasets.export import export
+
+    videos = {s: [D.get_video(cfg, s, n) for n in D.video_names(cfg, s)] for s in ("train", "test")}
+    labels = D.frame_labels(cfg, videos["test"])
+    masks = {v.name: D.pixel_masks(cfg, v) for v in videos["test"]}
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="vad-decode-") as tmp:
+        for layout in ("frames", "ucsd", "avenue", "shanghaitech", "videos"):
+            section = export(videos["train"], videos["test"], labels, masks, layout, Path(tmp) / layout)
+            lcfg = copy.deepcopy(cfg)
+            lcfg["dataset"] = {**section, "labelled": True, "fps": section.get("fps")}
+            vids = [D.get_video(lcfg, s, n) for s in ("train", "test") for n in D.video_names(lcfg, s)]
+            n_frames, best = sum(v.n_frames for v in vids), float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for v in vids:
+                    for _ in D.iter_frames(v, gray=True):
+                        pass
+                best = min(best, time.perf_counter() - t0)
+            size = sum(p.stat().st_size for p in (Path(tmp) / layout).rglob("*") if p.is_file())
+            out[layout] = {"frames": n_frames, "frames_per_s": round(n_frames / best, 1),
+                           "bytes_per_frame": round(size / n_frames, 1)}
+    return out

@@ -43,12 +43,18 @@ def cmd_make_demo(cfg, a):
 
 
 def cmd_labels(cfg, a):
-    from vad_pipeline.datasets import frame_labels, get_video, video_names
+    from vad_pipeline.datasets import frame_labels, get_video, gt_summary, video_names
     from vad_pipeline.evaluate import labels_table
-    from vad_pipeline.io import write_csv
+    from vad_pipeline.io import write_csv, write_json
 
     videos = [get_video(cfg, "test", n) for n in video_names(cfg, "test")]
-    write_csv(a.out, labels_table(videos, frame_labels(cfg, videos)))
+    labels = frame_labels(cfg, videos)
+    if a.summary:
+        summary = gt_summary(cfg, videos, labels)
+        write_json(a.summary, summary)
+        log.info("%s: %d test videos, %d frames, %s abnormal, %d with pixel masks", cfg["name"],
+                 summary["videos"], summary["frames"], summary["abnormal_frames"], summary["frames_with_pixel_masks"])
+    write_csv(a.out, labels_table(videos, labels))
 
 
 def cmd_detect(cfg, a):
@@ -110,19 +116,33 @@ def cmd_evaluate(cfg, a):
     protocol = {k: cfg[k] for k in ("score", "frame_scores", "model", "detect", "flow", "stc") if k in cfg}
     protocol["preset"], protocol["train"] = cfg.get("preset"), cfg.get("train")
     result = evaluate(a.frames, a.out, protocol, cfg["name"])
-    frames = pd.read_csv(a.frames)
+    frames = pd.read_csv(a.frames, dtype={"video": str})
+    if a.top:
+        from vad_pipeline.evaluate import top_anomalies
+        from vad_pipeline.io import write_csv
+
+        fps = {}
+        if a.summary:
+            fps = {k: v["fps"] for k, v in json.loads(Path(a.summary).read_text())["per_video"].items()}
+        write_csv(a.top, top_anomalies(frames, fps, cfg["report"]))
     if a.roc:
         roc(frames, a.roc, cfg["name"])
     if a.curves:
         score_curves(frames, a.curves, cfg["name"])
-    log.info("%s: AUC micro %.4f macro %s", cfg["name"], result["auc_micro"], result["auc_macro"])
+    log.info("%s: AUC micro %s macro %s", cfg["name"], result["auc_micro"], result["auc_macro"])
     print(json.dumps({k: result[k] for k in ("dataset", "auc_micro", "auc_macro", "ap", "eer")}))
 
 
 def cmd_bench(cfg, a):
-    from vad_pipeline.bench import benchmark
+    from vad_pipeline.bench import benchmark, decode_throughput
+    from vad_pipeline.io import write_json
 
-    print(json.dumps(benchmark(cfg["name"], a.results, a.out), indent=2))
+    result = benchmark(cfg["name"], a.results)
+    if cfg["dataset"]["layout"] == "demo":  # small enough to convert into every layout
+        result["decode"] = decode_throughput(cfg)
+    if a.out:
+        write_json(a.out, result)
+    print(json.dumps(result, indent=2))
 
 
 REQ = {"required": True}
@@ -130,7 +150,8 @@ SPLIT = ("--split", {"required": True, "choices": ["train", "test"]})
 # subcommand: (function, help, [(flag, argparse options), ...])
 COMMANDS = {
     "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
-    "labels": (cmd_labels, "check the ground truth and write per-frame labels", [("--out", REQ)]),
+    "labels": (cmd_labels, "check the ground truth and write per-frame labels",
+               [("--out", REQ), ("--summary", {"help": "also write gt_summary.json here"})]),
     "detect": (cmd_detect, "detect objects in one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
     "flow": (cmd_flow, "optical flow of one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
     "stc": (cmd_stc, "build the spatio-temporal cubes of a split",
@@ -144,7 +165,8 @@ COMMANDS = {
     "frame-scores": (cmd_frame_scores, "max-pool object scores to frames",
                      [("--objects", REQ), ("--labels", REQ), ("--out", REQ)]),
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
-                 [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {})]),
+                 [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
+                  ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"})]),
     "bench": (cmd_bench, "collect per-stage time, memory, throughput and disk use",
               [("--results", {"default": "results"}), ("--out", {})]),
 }

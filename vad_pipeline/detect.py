@@ -22,9 +22,12 @@ COLUMNS = ["frame", "x1", "y1", "x2", "y2", "score", "class"]
 
 def median_background(video: Video, n: int, blur: int) -> np.ndarray:
     """Per-pixel median of ``n`` frames spread over the video (grey, float32)."""
-    idx = np.unique(np.linspace(0, video.n_frames - 1, min(n, video.n_frames)).astype(int))
-    stack = np.stack([_prep(read_frame(video.frames[i], gray=True), blur) for i in idx])
-    return np.median(stack, axis=0)
+    idx = set(np.linspace(0, video.n_frames - 1, min(n, video.n_frames)).astype(int).tolist())
+    if video.file is None:  # image files: read only the sampled ones
+        frames = (read_frame(video.frames[i], gray=True) for i in sorted(idx))
+    else:  # a container is decoded as a stream; keep the sampled frames
+        frames = (g for t, g in enumerate(iter_frames(video, gray=True)) if t in idx)
+    return np.median(np.stack([_prep(g, blur) for g in frames]), axis=0)
 
 
 def _prep(gray: np.ndarray, blur: int) -> np.ndarray:
@@ -106,7 +109,7 @@ def detect_video(video: Video, cfg: dict, out: str) -> pd.DataFrame:
     df = BACKENDS[backend](video, cfg["detect"])
     if df.empty and not cfg["detect"]["allow_empty"]:
         raise VadError(
-            f"{video.frames[0].parent}: no object detected in any of the {video.n_frames} frames; "
+            f"{video.source}: no object detected in any of the {video.n_frames} frames; "
             "lower detect.motion thresholds or set detect.allow_empty: true"
         )
     write_csv(out, df)

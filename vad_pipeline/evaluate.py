@@ -130,11 +130,71 @@ def metrics(frames: pd.DataFrame) -> dict:
     }
 
 
+NO_GT = {"auc_micro": None, "auc_macro": None, "ap": None, "eer": None, "auc_per_video": {}}
+
+
 def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str) -> dict:
+    """auc.json; a dataset without ground truth gets null metrics and a note saying why."""
     frames = read_csv(frames_csv, ["video", "frame", "score", "label", "excluded"])
-    result = {"dataset": dataset, **metrics(frames), "protocol": protocol, "versions": versions()}
+    if (frames["label"] < 0).all():
+        used = frames[~frames["excluded"]]
+        body = {**NO_GT, "n_frames": int(len(used)), "n_abnormal": None,
+                "note": "no ground truth for this dataset (labelled: false, or no labels.csv): "
+                        "no AUC; see frame_scores.csv, scores.png and top_anomalies.csv"}
+    else:
+        body = metrics(frames)
+    result = {"dataset": dataset, **body, "protocol": protocol, "versions": versions()}
     write_json(out, result)
     return result
+
+
+def _segments(keep: np.ndarray, merge_gap: int) -> list[tuple[int, int]]:
+    """Runs of True as (first, last) index pairs, runs separated by <= merge_gap frames joined."""
+    d = np.diff(np.r_[0, keep.astype(np.int8), 0])
+    runs = list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1))
+    out: list[tuple[int, int]] = []
+    for a, b in runs:
+        if out and a - out[-1][1] - 1 <= merge_gap:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    h, m = divmod(int(m), 60)
+    return f"{h:02d}:{m:02d}:{s:06.3f}"
+
+
+def top_anomalies(frames: pd.DataFrame, fps: dict[str, float | None], p: dict) -> pd.DataFrame:
+    """The ``top_k`` highest-peaking segments of frames above the ``quantile`` of all scores."""
+    used = frames[~frames["excluded"].astype(bool)]
+    cols = ["rank", "video", "start_frame", "end_frame", "peak_frame", "peak_score", "mean_score",
+            "start_s", "end_s", "start_time", "end_time", "label_overlap"]
+    if used.empty:
+        return pd.DataFrame(columns=cols)
+    threshold = float(np.quantile(used["score"], p["quantile"]))
+    rows = []
+    for name, g in used.groupby("video", sort=False):
+        s, f = g["score"].to_numpy(float), g["frame"].to_numpy(int)
+        lab = g["label"].to_numpy()
+        for a, b in _segments(s >= threshold, p["merge_gap"]):
+            peak = a + int(np.argmax(s[a : b + 1]))
+            rate = fps.get(str(name))
+            start_s, end_s = (f[a] / rate, (f[b] + 1) / rate) if rate else (None, None)
+            rows.append({
+                "video": str(name), "start_frame": int(f[a]), "end_frame": int(f[b]),
+                "peak_frame": int(f[peak]), "peak_score": float(s[peak]), "mean_score": float(s[a : b + 1].mean()),
+                "start_s": start_s, "end_s": end_s,
+                "start_time": _clock(start_s) if rate else None, "end_time": _clock(end_s) if rate else None,
+                # fraction of the segment's frames that the ground truth calls abnormal (when known)
+                "label_overlap": float((lab[a : b + 1] > 0).mean()) if (lab >= 0).all() else None,
+            })
+    df = pd.DataFrame(rows, columns=cols[1:])
+    df = df.sort_values("peak_score", ascending=False, kind="stable").head(p["top_k"])
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    return df.reset_index(drop=True)
 
 
 def write_frame_scores(objects_csv: str, labels_csv: str, out: str, cfg: dict) -> pd.DataFrame:

@@ -22,9 +22,13 @@ def _save(fig, out: str) -> None:
 def loss_curve(log_csv: str, out: str) -> None:
     df = pd.read_csv(log_csv)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for col in ("loss", "int", "gd", "sim"):
-        if col in df and df[col].notna().any():
-            ax.plot(df["epoch"], df[col], marker="o", ms=3, label=col)
+    bookkeeping = {"epoch", "lr", "seconds", "samples_per_s", "peak_mem_mb"}
+    for col in [c for c in df.columns if c not in bookkeeping]:  # the loss and the model's terms
+        v = df[col]
+        if v.notna().any() and (v.dropna() <= 0).all():  # e.g. mgsm's div (<= 0): its size, on the log axis
+            v, col = -v, f"-{col}"
+        if v.notna().any() and (v.dropna() > 0).all():
+            ax.plot(df["epoch"], v, marker="o", ms=3, label=col)
     ax.set(xlabel="epoch", ylabel="mean over training cubes", yscale="log", title="training loss")
     ax.legend()
     _save(fig, out)
@@ -33,12 +37,15 @@ def loss_curve(log_csv: str, out: str) -> None:
 def roc(frames: pd.DataFrame, out: str, title: str) -> None:
     used = frames[~frames["excluded"] & (frames["label"] >= 0)]
     y, s = used["label"].to_numpy().astype(bool), used["score"].to_numpy(float)
-    fpr, tpr, _ = roc_curve(y, s)
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.plot(fpr, tpr, label=f"AUC {auc(y, s):.3f}")
+    if y.any() and not y.all():
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"AUC {auc(y, s):.3f}")
+        ax.legend(loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no ground truth:\nno ROC", ha="center", va="center")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
-    ax.legend(loc="lower right")
     _save(fig, out)
 
 

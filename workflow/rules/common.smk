@@ -47,15 +47,14 @@ def video_names(dataset, split):
 
 
 def frames_input(wildcards):
-    """What a per-video stage reads: the generated demo folder, or the video's frame folder."""
+    """What a per-video stage reads: the generated demo folder, or the video's folder or file."""
     cfg = RESOLVED[wildcards.dataset]
     if cfg["dataset"]["layout"] == "demo":
         return cfg["dataset"]["root"]
     try:
-        vdata.root_of(cfg)
+        return str(vdata.video_source(cfg, wildcards.split, wildcards.video))
     except VadError as exc:
         raise WorkflowError(str(exc))
-    return str(vdata.split_dir(cfg, wildcards.split) / wildcards.video)
 
 
 def dataset_input(wildcards):

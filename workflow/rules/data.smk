@@ -13,11 +13,12 @@ rule make_demo:
 
 
 rule labels:
-    """Read the frame-level ground truth, check it against the test videos, one row per frame."""
+    """Read the ground truth, check it against the test videos: one row per frame, plus a summary."""
     input:
         dataset_input,
     output:
-        "results/{dataset}/labels.csv",
+        labels="results/{dataset}/labels.csv",
+        summary="results/{dataset}/gt_summary.json",
     params:
         cfg=params_json("demo"),
     log:
@@ -25,4 +26,4 @@ rule labels:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} labels --params {params.cfg:q} --out {output} 2> {log}"
+        "{VAD} labels --params {params.cfg:q} --out {output.labels} --summary {output.summary} 2> {log}"

@@ -17,22 +17,24 @@ rule frame_scores:
 
 
 rule evaluate:
-    """Frame-level AUC (micro, macro), AP, EER with the protocol; ROC and score-curve figures."""
+    """Frame-level AUC (micro, macro), AP, EER with the protocol; ROC, score curves, top anomalies."""
     input:
-        "results/{dataset}/frame_scores.csv",
+        frames="results/{dataset}/frame_scores.csv",
+        summary="results/{dataset}/gt_summary.json",
     output:
         auc="results/{dataset}/auc.json",
         roc="results/{dataset}/roc.png",
         curves="results/{dataset}/scores.png",
+        top="results/{dataset}/top_anomalies.csv",
     params:
-        cfg=params_json("score", "frame_scores", "model", "detect", "flow", "stc", "train", "preset"),
+        cfg=params_json("score", "frame_scores", "model", "detect", "flow", "stc", "train", "preset", "report"),
     log:
         "results/logs/{dataset}/evaluate.log",
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} evaluate --params {params.cfg:q} --frames {input} --out {output.auc} "
-        "--roc {output.roc} --curves {output.curves} 2> {log}"
+        "{VAD} evaluate --params {params.cfg:q} --frames {input.frames} --summary {input.summary} "
+        "--out {output.auc} --roc {output.roc} --curves {output.curves} --top {output.top} 2> {log}"
 
 
 rule benchmark:

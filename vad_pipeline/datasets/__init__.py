@@ -1,0 +1,138 @@
+"""Dataset adapters: list videos, stream their frames, load frame- and pixel-level ground truth.
+
+The adapter is chosen by ``dataset.layout`` (see :mod:`vad_pipeline.datasets.layouts`):
+``frames`` (the papers' code), ``demo`` (generated), ``ucsd``, ``avenue``, ``shanghaitech``
+(the official archives as they unpack) and ``videos`` (own footage).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vad_pipeline.datasets.layouts import LAYOUTS, Frames, Layout
+from vad_pipeline.datasets.video import (
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    Video,
+    frame_size,
+    iter_frames,
+    read_frame,
+)
+from vad_pipeline.io import VadError
+
+SPLIT_DIRS = Frames.SPLIT_DIRS
+SPLITS = ("train", "test")
+__all__ = [
+    "IMAGE_EXTS", "VIDEO_EXTS", "SPLIT_DIRS", "Video", "frame_size", "iter_frames", "read_frame",
+    "layout_of", "root_of", "video_names", "video_source", "get_video", "frame_labels",
+    "pixel_masks", "gt_summary",
+]
+
+
+def layout_of(cfg: dict) -> Layout:
+    name = cfg["dataset"]["layout"]
+    if name not in LAYOUTS:
+        raise VadError(f"config: datasets.{cfg['name']}.layout {name!r} is unknown (have {sorted(LAYOUTS)})")
+    return LAYOUTS[name]
+
+
+def root_of(cfg: dict) -> Path:
+    root = Path(cfg["dataset"]["root"])
+    if not root.is_dir():
+        raise VadError(
+            f"{root}: dataset folder not found (dataset {cfg['name']!r}; "
+            f"set datasets.{cfg['name']}.root in config.yaml)"
+        )
+    return root
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise VadError(f"unknown split {split!r} (train or test)")
+
+
+def _sources(cfg: dict, split: str) -> dict[str, Path]:
+    _check_split(split)
+    layout = layout_of(cfg)
+    if layout.name != "demo":
+        root_of(cfg)
+    return layout.sources(cfg, split)
+
+
+def video_names(cfg: dict, split: str) -> list[str]:
+    """Names of the videos of one split, sorted; the demo's are known before it is generated."""
+    return sorted(_sources(cfg, split))
+
+
+def video_source(cfg: dict, split: str, name: str) -> Path:
+    """The folder or file one video is read from (what a Snakemake rule takes as input)."""
+    sources = _sources(cfg, split)
+    if name not in sources:
+        raise VadError(f"{layout_of(cfg).split_folder(Path(cfg['dataset']['root']), split) / name}: "
+                       f"video not found")
+    return sources[name]
+
+
+def get_video(cfg: dict, split: str, name: str) -> Video:
+    _check_split(split)
+    layout = layout_of(cfg)
+    source = layout.sources(cfg, split).get(name) if layout.name != "demo" else None
+    if source is None:  # the demo, or a name the listing does not have: report the folder
+        source = layout.split_folder(Path(cfg["dataset"]["root"]), split) / name
+        if not source.exists():
+            raise VadError(f"{source}: video folder not found")
+    video = layout.open(cfg, split, name, source)
+    expected = cfg["dataset"].get("frame_size")
+    if expected and tuple(frame_size(video)) != tuple(expected):
+        raise VadError(f"{video.source}: frames are {frame_size(video)[0]}x{frame_size(video)[1]} (height x width) "
+                       f"but datasets.{cfg['name']}.frame_size is {expected[0]}x{expected[1]}")
+    return video
+
+
+def frame_labels(cfg: dict, videos: list[Video]) -> dict[str, np.ndarray]:
+    """Per test video a bool array, True on abnormal frames, checked against the frame counts;
+    empty when the dataset has no ground truth (``labelled: false``, or own footage without
+    ``labels.csv``)."""
+    ds = cfg["dataset"]
+    if not ds.get("labelled", True):
+        return {}
+    layout = layout_of(cfg)
+    if layout.gt_optional:
+        return layout.labels(cfg, videos) or {}
+    return layout.labels(cfg, videos)
+
+
+def pixel_masks(cfg: dict, video: Video | str) -> np.ndarray | None:
+    """Boolean (T, H, W) masks at frame size of a test video where the dataset has them, else None."""
+    if isinstance(video, str):
+        video = get_video(cfg, "test", video)
+    if not cfg["dataset"].get("labelled", True):
+        return None
+    return layout_of(cfg).masks(cfg, video)
+
+
+def gt_summary(cfg: dict, videos: list[Video], labels: dict[str, np.ndarray]) -> dict:
+    """What was read, to check a dataset against its documentation at a glance."""
+    per_video = {}
+    for v in videos:
+        masks = pixel_masks(cfg, v) if labels else None
+        lab = labels.get(v.name)
+        h, w = frame_size(v)
+        per_video[v.name] = {
+            "frames": v.n_frames,
+            "abnormal_frames": int(lab.sum()) if lab is not None else None,
+            "frames_with_pixel_masks": int(len(masks)) if masks is not None else 0,
+            "frames_with_abnormal_pixels": int(masks.reshape(len(masks), -1).any(1).sum()) if masks is not None else 0,
+            "height": int(h), "width": int(w), "fps": v.fps,
+            "source": str(v.source),
+        }
+    total = {k: sum((p[k] or 0) for p in per_video.values())
+             for k in ("frames", "abnormal_frames", "frames_with_pixel_masks", "frames_with_abnormal_pixels")}
+    return {
+        "dataset": cfg["name"], "layout": cfg["dataset"]["layout"], "root": str(cfg["dataset"]["root"]),
+        "labelled": bool(labels), "videos": len(videos), **total,
+        "abnormal_frames": total["abnormal_frames"] if labels else None,
+        "per_video": per_video,
+    }

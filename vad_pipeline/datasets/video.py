@@ -1,0 +1,123 @@
+"""Videos as the pipeline sees them: a folder of image files or a video container, streamed.
+
+A :class:`Video` is cheap to build (it lists files and reads a container's header only);
+frames are decoded one at a time by :func:`iter_frames`, which checks what the header promised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vad_pipeline.io import VadError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+VIDEO_EXTS = (".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv", ".webm", ".ts")
+
+
+@dataclass(frozen=True)
+class Video:
+    """One video of a split: ``frames`` (image files, in order) or ``file`` (a container)."""
+
+    name: str
+    split: str
+    frames: tuple[Path, ...] = ()
+    file: Path | None = None
+    count: int = 0                  # frames of ``file`` according to its header
+    fps: float | None = None        # from the container, or the dataset's ``fps`` setting
+    size: tuple[int, int] | None = None  # (height, width) of ``file``
+
+    @property
+    def n_frames(self) -> int:
+        return self.count if self.file is not None else len(self.frames)
+
+    @property
+    def source(self) -> Path:
+        """The folder or file the video is read from (what error messages name)."""
+        return self.file if self.file is not None else self.frames[0].parent
+
+
+def image_folder(name: str, split: str, folder: Path, fps: float | None = None) -> Video:
+    """A video stored as one image file per frame, in file-name order."""
+    if not folder.is_dir():
+        raise VadError(f"{folder}: video folder not found")
+    frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS))
+    if not frames:
+        raise VadError(f"{folder}: empty video (no {'/'.join(IMAGE_EXTS)} frames)")
+    return Video(name=name, split=split, frames=frames, fps=fps)
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VadError(f"{path}: cannot be decoded (truncated, corrupt or an unsupported container)")
+    return cap
+
+
+def video_file(name: str, split: str, path: Path, fps: float | None = None) -> Video:
+    """A video container; frame count, size and fps come from its header, checked when decoded."""
+    if not path.is_file():
+        raise VadError(f"{path}: video file not found")
+    cap = _open(path)
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        rate = float(cap.get(cv2.CAP_PROP_FPS))
+    finally:
+        cap.release()
+    if count <= 0 or h <= 0 or w <= 0:
+        raise VadError(f"{path}: header gives {count} frames of {w}x{h}; the file is empty or corrupt")
+    return Video(name=name, split=split, file=path, count=count, size=(h, w),
+                 fps=rate if 0 < rate < 1000 else fps)
+
+
+def read_frame(path: Path, gray: bool = False) -> np.ndarray:
+    """One image file as uint8, HxWx3 (BGR) or HxW when ``gray``."""
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if img is None:
+        raise VadError(f"{path}: unreadable image")
+    return img
+
+
+def _decode(video: Video, gray: bool) -> Iterator[np.ndarray]:
+    cap = _open(video.file)
+    n = 0
+    try:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            n += 1
+            if n > video.count:
+                raise VadError(f"{video.file}: holds more frames than the {video.count} its header "
+                               "gives; re-encode it (e.g. ffmpeg -i in -c:v mjpeg out.avi)")
+            yield cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if gray else img
+    finally:
+        cap.release()
+    if n < video.count:
+        raise VadError(f"{video.file}: truncated or corrupt: decoded {n} of the {video.count} "
+                       "frames its header gives")
+
+
+def iter_frames(video: Video, gray: bool = False) -> Iterator[np.ndarray]:
+    """Decode the frames in order, one in memory at a time; all must have the same size."""
+    frames = _decode(video, gray) if video.file is not None else (read_frame(p, gray) for p in video.frames)
+    shape = None
+    for t, img in enumerate(frames):
+        if shape is None:
+            shape = img.shape
+        elif img.shape != shape:
+            where = video.frames[t] if video.file is None else f"{video.file} frame {t}"
+            raise VadError(f"{where}: frame size {img.shape[:2]} differs from the video's {shape[:2]}")
+        yield img
+
+
+def frame_size(video: Video) -> tuple[int, int]:
+    """(height, width) without decoding the whole video."""
+    if video.size is not None:
+        return video.size
+    return read_frame(video.frames[0], gray=True).shape[:2]
