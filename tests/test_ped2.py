@@ -34,3 +34,20 @@ def test_ped2_videos_and_ground_truth_are_read_as_published(ped2):
     assert labels["01"][:60].sum() == 0 and labels["01"][60:].all()
     assert labels["03"][:146].all() and not labels["03"][146:].any()
     assert sum(int(v.sum()) for v in labels.values()) == 1648  # the sum of the 12 ranges in UCSDped2.m
+
+
+def test_official_ucsd_m_file_agrees_with_ped2_mat(ped2):
+    from vad_pipeline.datasets.groundtruth import ranges_from_mat, ranges_from_ucsd_m
+
+    from_m = ranges_from_ucsd_m(PED2_ROOT / "UCSDped2.m")
+    from_mat = ranges_from_mat(PED2_ROOT / "ped2.mat", 12)
+    assert [r.tolist() for r in from_m] == [r.tolist() for r in from_mat]
+
+
+def test_ped2_gt_summary(ped2):
+    from vad_pipeline.datasets import gt_summary
+
+    videos = [get_video(ped2, "test", n) for n in video_names(ped2, "test")]
+    s = gt_summary(ped2, videos, frame_labels(ped2, videos))
+    assert (s["videos"], s["frames"], s["abnormal_frames"]) == (12, 2010, 1648)
+    assert {(v["height"], v["width"], v["fps"]) for v in s["per_video"].values()} == {(240, 360, 10)}
