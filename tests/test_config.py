@@ -77,7 +77,8 @@ def test_resolve_merge_order():
     assert t["lr_step"] == 10         # schema default where nobody sets it
     assert r["score"]["w_f"] == 3.0   # dataset preset
     assert r["score"]["w_p"] == 0.5   # dataset beats preset
-    assert r["dataset"] == {"layout": "frames", "root": "somewhere", "gt": "d.mat", "labelled": True}
+    assert r["dataset"] == {"layout": "frames", "root": "somewhere", "gt": "d.mat", "labelled": True,
+                            "allow_pickle": False, "fps": None, "frame_size": None}
     assert r["name"] == "d"
 
 
@@ -219,3 +220,135 @@ def test_stage_params_and_hash():
 def test_shipped_config_file_is_the_one_loaded(base_config):
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
     assert base_config["datasets"]["demo"]["root"] == raw["datasets"]["demo"]["root"]
+
+
+# --------------------------------------------------------------------------- per-model layer
+
+
+def _with_model_layer(model: str | None = None) -> dict:
+    """_small() with a layer for mgsm under dataset d (and a model choice, if given)."""
+    cfg = _small()
+    cfg["datasets"]["d"]["models"] = {"mgsm": {
+        "model": {"memory_sizes": [2, 3, 4]},
+        "loss": {"lambda_align": 2.0},
+        "score": {"w_f": 9.0},
+        "presets": {"cpu": {"train": {"epochs": 11}}},
+    }}
+    cfg["model"] = {"name": model} if model else {}  # {}: schema defaults
+    cfg["loss"] = {}
+    return cfg
+
+
+def test_model_layer_applies_only_to_its_model():
+    r = C.resolve(_with_model_layer(), "d")  # model.name defaults to amsrc: no mgsm layer
+    assert r["model"]["name"] == "amsrc"
+    assert r["score"]["w_f"] == 3.0 and r["train"]["epochs"] == 4
+    assert r["loss"]["lambda_align"] == 1.0 and r["model"]["memory_sizes"] == [40, 40, 40]
+    assert "models" not in r["dataset"]
+
+
+def test_model_layer_comes_after_the_dataset_and_its_preset():
+    cfg = _with_model_layer("mgsm")
+    r = C.resolve(cfg, "d")
+    assert r["score"]["w_f"] == 9.0       # model layer beats the dataset preset (3.0)
+    assert r["score"]["w_p"] == 0.5       # what the model layer leaves alone: dataset as before
+    assert r["train"]["epochs"] == 11     # model layer's preset beats everything
+    assert r["train"]["lr"] == 0.1 and r["train"]["batch_size"] == 8
+    assert r["loss"]["lambda_align"] == 2.0 and r["model"]["memory_sizes"] == [2, 3, 4]
+    assert r["dataset"] == C.resolve(_small(), "d")["dataset"]  # the layer is not a dataset setting
+    # another dataset has no mgsm layer; another preset leaves out the layer's cpu preset
+    assert C.resolve(cfg, "e")["score"]["w_f"] == 0.1
+    cfg["preset"] = "gpu"
+    r = C.resolve(cfg, "d")
+    assert r["train"]["epochs"] == 3 and r["score"]["w_f"] == 9.0
+
+
+def test_model_chosen_by_the_dataset_brings_its_layer():
+    cfg = _with_model_layer()
+    cfg["datasets"]["d"]["presets"]["cpu"]["model"] = {"name": "mgsm"}
+    r = C.resolve(cfg, "d")
+    assert r["model"]["name"] == "mgsm" and r["score"]["w_f"] == 9.0
+    assert C.resolve(cfg, "e")["model"]["name"] == "amsrc"
+
+
+def test_model_layer_may_not_change_the_model():
+    cfg = _with_model_layer("mgsm")
+    cfg["datasets"]["d"]["models"]["mgsm"]["model"]["name"] = "amsrc"
+    with pytest.raises(VadError, match=r"models\.mgsm"):
+        C.resolve(cfg, "d")
+
+
+def test_model_layer_is_checked():
+    cfg = _with_model_layer("mgsm")
+    cfg["datasets"]["d"]["models"]["mgsm"]["loss"]["lambda_algin"] = 1.0  # typo: caught once merged
+    with pytest.raises(VadError, match="lambda_algin"):
+        C.resolve(cfg, "d")
+    cfg = _with_model_layer("mgsm")
+    cfg["datasets"]["d"]["models"]["mgsm"]["model"]["memory_sizes"] = [40, 40]
+    with pytest.raises(VadError, match=r"model\.memory_sizes"):
+        C.resolve(cfg, "d")
+    for bad in ({"mgsn": {}}, {"mgsm": {"trian": {}}}, {"mgsm": {"presets": {"cpu": {"models": {}}}}}):
+        cfg = _small()
+        cfg["datasets"]["d"]["models"] = bad
+        with pytest.raises(VadError):
+            C.validate(cfg)
+
+
+def test_every_layer_accepts_every_section():
+    """The section lists of the schema's override layers are the sections resolve merges."""
+    defs = C.load_schema()["$defs"]
+    assert set(defs["overrides"]["properties"]) == set(C.SECTIONS)
+    assert set(defs["model_overrides"]["properties"]) == set(C.SECTIONS) | {"presets"}
+    assert set(C.SECTIONS) <= set(defs["dataset"]["properties"])
+
+
+@pytest.mark.parametrize("dataset, w_f, w_p, memory, align, gpu_train", [
+    ("ped2", 0.8, 0.2, [40, 40, 40], 1.0, (60, 128)),
+    ("avenue", 0.3, 0.7, [40, 40, 40], 1.0, (30, 128)),
+    ("shanghaitech", 0.7, 0.3, [40, 60, 80], 10.0, (30, 384)),
+])
+def test_shipped_mgsm_settings_follow_its_paper(base_config, dataset, w_f, w_p, memory, align, gpu_train):
+    cfg = copy.deepcopy(base_config)
+    cfg["preset"] = "gpu"
+    amsrc = C.resolve(cfg, dataset)
+    cfg["model"]["name"] = "mgsm"
+    r = C.resolve(cfg, dataset)
+    assert (r["score"]["w_f"], r["score"]["w_p"]) == (w_f, w_p)
+    assert r["model"]["memory_sizes"] == memory
+    assert {k: r["loss"][k] for k in ("lambda_int", "lambda_gd", "lambda_align", "lambda_compact",
+                                      "lambda_div", "lambda_model")} == {
+        "lambda_int": 1.0, "lambda_gd": 1.0, "lambda_align": align, "lambda_compact": 0.005,
+        "lambda_div": 0.0001, "lambda_model": 1.0}
+    assert (r["train"]["epochs"], r["train"]["batch_size"]) == gpu_train
+    # amsrc keeps its own settings on the same dataset
+    assert amsrc["score"] == base_config["datasets"][dataset]["score"] | {"batch_size": 512}
+    assert amsrc["train"]["epochs"] == base_config["datasets"][dataset]["presets"]["gpu"]["train"]["epochs"]
+    cfg["preset"] = "cpu"
+    assert C.resolve(cfg, dataset)["score"]["w_f"] == w_f
+
+
+@pytest.mark.parametrize("name", sorted(C.MODEL_KEYS))
+def test_model_keys_match_the_models(base_config, name):
+    """The keys Snakemake tracks for a model are exactly what it is built from and trained on."""
+    import dataclasses
+
+    from vad_pipeline.models import build_model
+
+    cfg = copy.deepcopy(base_config)
+    cfg["model"]["name"] = name
+    r = C.resolve(cfg, "demo")
+    model = build_model(r["model"], in_frames=4, channels=1)
+    assert tuple(model.loss_terms) == C.MODEL_KEYS[name]["terms"]
+    built_from = {f.name for f in dataclasses.fields(model.cfg)} - {"in_frames", "channels"}
+    assert set(C.MODEL_KEYS[name]["model"]) == built_from
+
+
+def test_settings_of_another_model_do_not_reach_a_stage(base_config):
+    r = C.resolve(base_config, "ped2")
+    base = C.stage_params(r, "model", "loss")
+    other = copy.deepcopy(r)
+    other["model"]["memory_sizes"] = [80, 80, 80]   # mgsm only
+    other["loss"]["lambda_div"] = 0.5                # mgsm only
+    assert C.stage_params(other, "model", "loss") == base
+    other["loss"]["lambda_sim"] = 9.0                # amsrc's own
+    assert C.stage_params(other, "model", "loss") != base

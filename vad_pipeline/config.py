@@ -12,7 +12,7 @@ import yaml
 from vad_pipeline.io import VadError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
-SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "score", "frame_scores")
+SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "score", "frame_scores", "report")
 
 
 def load_schema() -> dict:
@@ -68,8 +68,13 @@ def load(path: str | Path, overrides: dict | None = None) -> dict:
     return validate(config, where=str(path))
 
 
+def _merge_sections(out: dict, layer: dict) -> dict:
+    return deep_merge(out, {k: v for k, v in layer.items() if k in SECTIONS})
+
+
 def resolve(config: dict, dataset: str) -> dict:
-    """Settings for one dataset: sections -> preset -> dataset -> dataset's preset, validated."""
+    """Settings for one dataset, later layers winning: sections -> preset -> dataset -> dataset's
+    preset -> datasets.<name>.models.<model.name> -> its preset; validated."""
     datasets = config.get("datasets", {})
     if dataset not in datasets:
         raise VadError(f"config: no dataset {dataset!r} under datasets (known: {sorted(datasets)})")
@@ -77,11 +82,20 @@ def resolve(config: dict, dataset: str) -> dict:
     presets = config.get("presets", {})
     meta = copy.deepcopy(datasets[dataset])
     ds_presets = meta.pop("presets", {})
+    ds_models = meta.pop("models", {})
     if preset not in presets and preset not in ds_presets:
         raise VadError(f"config: preset {preset!r} is not defined under presets")
     out = {k: copy.deepcopy(config[k]) for k in SECTIONS if k in config}
     for layer in (presets.get(preset, {}), meta, ds_presets.get(preset, {})):
-        out = deep_merge(out, {k: v for k, v in layer.items() if k in SECTIONS})
+        out = _merge_sections(out, layer)
+    # The model the layers above chose brings this dataset's settings for it (e.g. the loss and
+    # fusion weights its paper uses there): one more layer, with presets of its own.
+    name = out.get("model", {}).get("name", load_schema()["$defs"]["model"]["properties"]["name"]["default"])
+    model_layer = ds_models.get(name, {})
+    for layer in (model_layer, model_layer.get("presets", {}).get(preset, {})):
+        out = _merge_sections(out, layer)
+    if out.get("model", {}).get("name", name) != name:
+        raise VadError(f"config: datasets.{dataset}.models.{name} may not change model.name")
     ds = {k: v for k, v in meta.items() if k not in SECTIONS}
     full = {
         "preset": preset,
@@ -96,11 +110,31 @@ def resolve(config: dict, dataset: str) -> dict:
     return full
 
 
+# What each model reads of the model and loss sections (its loss terms k, weighted by
+# loss.lambda_k, plus lambda_model): a setting only another model uses must change neither this
+# model's Snakemake params nor its checkpoint hash. tests/test_config.py checks it against the models.
+MODEL_KEYS = {
+    "amsrc": {"model": ("width", "fusion", "skips"), "terms": ("int", "gd", "sim")},
+    "mgsm": {"model": ("width", "memory_sizes"), "terms": ("int", "gd", "align", "compact", "div")},
+}
+
+
+def model_sections(resolved: dict) -> dict:
+    """The ``model`` and ``loss`` sections reduced to what the chosen model uses."""
+    name = resolved["model"]["name"]
+    keys = MODEL_KEYS[name]
+    lambdas = [f"lambda_{t}" for t in keys["terms"]] + ["lambda_model"]
+    return {"model": {k: v for k, v in resolved["model"].items() if k == "name" or k in keys["model"]},
+            "loss": {k: v for k, v in resolved["loss"].items() if k in lambdas}}
+
+
 def stage_params(resolved: dict, *sections: str) -> dict:
     """The part of a resolved config one stage depends on (what Snakemake tracks as params)."""
     keep = {"name": resolved["name"], "dataset": resolved["dataset"]}
     for s in sections:
         keep[s] = resolved[s]
+    if "model" in keep or "loss" in keep:
+        keep.update({k: v for k, v in model_sections(resolved).items() if k in keep})
     return keep
 
 

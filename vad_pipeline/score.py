@@ -1,7 +1,8 @@
 """Per-object anomaly scores.
 
 ``infer`` runs the trained model over an STC file and keeps the raw terms per object:
-S_f = 1 - cos(f_a, f_m) (feature inconsistency) and S_p = ||x_hat - x||^2 (prediction error).
+S_f = 1 - cos(f_a, f_m) (feature inconsistency; both seed models, the term ``model.feature_term``)
+and S_p = ||x_hat - x||^2 (prediction error).
 ``fuse`` z-scores each with the mean/std of the *training* cubes and forms
 S = w_f * z(S_f) + w_p * z(S_p), so a change of weights never needs the model again.
 """
@@ -35,7 +36,8 @@ def infer(model_path: str, stc_path: str, out: str, cfg: dict) -> pd.DataFrame:
     for idx, app, flow in tqdm(ds.blocks(max(bs, 4096)), total=-(-len(ds) // max(bs, 4096)), desc="infer"):
         for s in range(0, len(app), bs):
             terms = compute_terms(model, app[s : s + bs].to(device), flow[s : s + bs].to(device))
-            s_f[idx[s : s + bs]] = terms["sim"].cpu().numpy()
+            feature = terms.get(model.feature_term)  # absent without a motion stream: NaN, z = 0 in fuse
+            s_f[idx[s : s + bs]] = feature.cpu().numpy() if feature is not None else np.nan
             s_p[idx[s : s + bs]] = terms["int"].cpu().numpy()
     df = read_index(stc_path)
     df["s_f"], df["s_p"] = s_f, s_p

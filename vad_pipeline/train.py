@@ -8,6 +8,7 @@ resumes from it. A NaN/Inf loss stops with an error and leaves the last good che
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vad_pipeline.config import config_hash
+from vad_pipeline.config import config_hash, model_sections
 from vad_pipeline.io import VadError, atomic_path, write_csv
 from vad_pipeline.models import build_model
 from vad_pipeline.models import losses as L
@@ -46,14 +47,16 @@ def split_cube(app: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def compute_terms(model: torch.nn.Module, app: torch.Tensor, flow: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sample loss/score terms: int (L_int, S_p), gd (L_gd), sim (1 - cos, S_f; NaN without motion stream)."""
+    """Per-sample terms, term k weighted by loss.lambda_k in training: int (L_int; S_p), gd (L_gd),
+    1 - cos(f_a, f_m) named ``model.feature_term`` (amsrc: sim, mgsm: align; S_f; absent without a
+    motion stream) and the model's own terms (``out["terms"]``, e.g. mgsm's compact and div)."""
     frames, flows, target = split_cube(app, flow)
     out = model(frames, flows)
-    terms = {"int": L.intensity(out["pred"].float(), target), "gd": L.gradient(out["pred"].float(), target)}
+    pred = out["pred"].float()
+    terms = {"int": L.intensity(pred, target), "gd": L.gradient(pred, target)}
     if out["f_m"] is not None:
-        terms["sim"] = L.cosine_distance(out["f_a"].float(), out["f_m"].float())
-    else:
-        terms["sim"] = torch.full_like(terms["int"], float("nan"))
+        terms[model.feature_term] = L.cosine_distance(out["f_a"].float(), out["f_m"].float())
+    terms.update({k: v.float() for k, v in out.get("terms", {}).items()})
     return terms
 
 
@@ -102,11 +105,15 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
     device = pick_device(cfg["device"])
     ds = STCDataset(stc_path, flow_scale=tc["flow_scale"])
     model = model_from_data(cfg, ds).to(device)
+    names = model.loss_terms
+    missing = [f"lambda_{k}" for k in names if f"lambda_{k}" not in lc]
+    if missing:
+        raise VadError(f"config: loss.{missing[0]} is needed by model {cfg['model']['name']!r}")
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"] * lc["lambda_model"])
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc["lr_step"], gamma=tc["lr_decay"])
     # epochs and threads change neither the trajectory nor the result of finished epochs
     trained_by = {k: v for k, v in tc.items() if k not in ("epochs", "threads")}
-    chash = config_hash({"model": cfg["model"], "train": trained_by, "loss": lc, "seed": cfg["seed"]})
+    chash = config_hash({**model_sections(cfg), "train": trained_by, "seed": cfg["seed"]})
     ckpt = Path(ckpt_dir or Path(out_model).parent / "ckpt") / "last.pt"
     start, history = 0, []
     if ckpt.is_file():
@@ -126,7 +133,7 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
     for epoch in range(start, tc["epochs"]):
         model.train()
         rng = np.random.default_rng([cfg["seed"], epoch])  # data order depends on (seed, epoch) only
-        sums, n, t0 = {"loss": 0.0, "int": 0.0, "gd": 0.0, "sim": 0.0}, 0, time.perf_counter()
+        sums, n, t0 = dict.fromkeys(("loss", *names), 0.0), 0, time.perf_counter()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         for _, app, flow in ds.blocks(tc["block"], rng):
@@ -138,9 +145,7 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                     a, f = hflip(a, f, torch.from_numpy(rng.random(len(a)) < 0.5).to(device))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     terms = {k: v.mean() for k, v in compute_terms(model, a, f).items()}
-                loss = lc["lambda_int"] * terms["int"] + lc["lambda_gd"] * terms["gd"]
-                if not torch.isnan(terms["sim"]):
-                    loss = loss + lc["lambda_sim"] * terms["sim"]
+                loss = sum(lc[f"lambda_{k}"] * v for k, v in terms.items())
                 if not torch.isfinite(loss):
                     raise VadError(
                         f"{stc_path}: loss became {loss.item()} in epoch {epoch + 1}; stopped, the last good "
@@ -152,8 +157,8 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
                 opt.step()
                 sums["loss"] += loss.item() * len(a)
-                for k in ("int", "gd", "sim"):
-                    sums[k] += float(terms[k].detach()) * len(a)  # sim stays NaN without a motion stream
+                for k in names:  # a term the model lacks (no motion stream: no S_f) stays NaN
+                    sums[k] += float(terms[k].detach()) * len(a) if k in terms else math.nan
                 n += len(a)
         sched.step()
         dt = time.perf_counter() - t0
@@ -161,8 +166,8 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                "lr": opt.param_groups[0]["lr"], "seconds": round(dt, 2), "samples_per_s": round(n / dt, 1),
                "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None}
         history.append(row)
-        log.info("epoch %d/%d loss %.5f int %.5f gd %.5f sim %.5f  %.0f samples/s", epoch + 1, tc["epochs"],
-                 row["loss"], row["int"], row["gd"], row["sim"], row["samples_per_s"])
+        log.info("epoch %d/%d loss %.5f %s  %.0f samples/s", epoch + 1, tc["epochs"], row["loss"],
+                 " ".join(f"{k} {row[k]:.5f}" for k in names), row["samples_per_s"])
         save(_ckpt_state(model, opt, sched, epoch + 1, chash, history), ckpt)
     write_csv(out_log, pd.DataFrame(history))
     final = {

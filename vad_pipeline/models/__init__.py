@@ -1,17 +1,38 @@
-"""Seed models, selected by ``model.name``; each is a pure ``nn.Module`` built from config."""
+"""Seed models, selected by ``model.name``; each is a pure ``nn.Module`` built from config.
+
+Every model's ``forward(frames, flows)`` returns a dict with ``pred``, ``f_a``, ``f_m`` (None
+without a motion stream) and optionally ``terms`` (its own per-sample loss terms). A model class
+names the terms it is trained on (``loss_terms``; term ``k`` is weighted by ``loss.lambda_k``)
+and the one that is 1 - cos(f_a, f_m), the S_f of scoring (``feature_term``).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from torch import nn
 
 from vad_pipeline.io import VadError
 from vad_pipeline.models.amsrc import AMSRC, AMSRCConfig
+from vad_pipeline.models.mgsm import MGSMNet, MGSMNetConfig
+
+
+def _amsrc(cfg: dict, in_frames: int, channels: int) -> nn.Module:
+    return AMSRC(AMSRCConfig(in_frames=in_frames, channels=channels, width=cfg["width"],
+                             fusion=cfg["fusion"], skips=list(cfg["skips"])))
+
+
+def _mgsm(cfg: dict, in_frames: int, channels: int) -> nn.Module:
+    return MGSMNet(MGSMNetConfig(in_frames=in_frames, channels=channels, width=cfg["width"],
+                                 memory_sizes=list(cfg["memory_sizes"])))
+
+
+MODELS: dict[str, Callable[[dict, int, int], nn.Module]] = {"amsrc": _amsrc, "mgsm": _mgsm}
 
 
 def build_model(model_cfg: dict, in_frames: int, channels: int) -> nn.Module:
     """Build the model named in ``model_cfg`` for cubes of ``in_frames`` past frames."""
     name = model_cfg["name"]
-    if name == "amsrc":
-        return AMSRC(AMSRCConfig(in_frames=in_frames, channels=channels, width=model_cfg["width"],
-                                 fusion=model_cfg["fusion"], skips=list(model_cfg["skips"])))
-    raise VadError(f"config: model.name {name!r} is not available (have ['amsrc'])")
+    if name not in MODELS:
+        raise VadError(f"config: model.name {name!r} is not available (have {sorted(MODELS)})")
+    return MODELS[name](model_cfg, in_frames, channels)

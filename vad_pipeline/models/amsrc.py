@@ -7,6 +7,7 @@ fusion sigmoid(f_a) * f_m + f_a, U-Net skips from the frame encoder, future-fram
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -24,6 +25,9 @@ class AMSRCConfig:
 
 
 class AMSRC(nn.Module):
+    feature_term: ClassVar[str] = "sim"     # 1 - cos(f_a, f_m): L_sim in training, S_f in scoring
+    loss_terms: ClassVar[tuple[str, ...]] = ("int", "gd", "sim")
+
     def __init__(self, cfg: AMSRCConfig):
         super().__init__()
         if cfg.fusion not in ("gated", "add", "none"):
