@@ -228,3 +228,17 @@ def test_dataset_rejects_other_files(tmp_path):
         f.create_dataset("flow", data=np.zeros((2, 3)))
     with pytest.raises(VadError, match="not an STC file"):
         S.STCDataset(str(path))
+
+
+@pytest.mark.parametrize("box, expected", [
+    ((30, 20, 40, 60), (15, 20, 55, 60)),        # tall box: widened around its centre
+    ((40, 30, 80, 40), (40, 15, 80, 55)),        # wide box: heightened around its centre
+    ((0, 0, 10, 40), (0, 0, 40, 40)),            # at the left/top border: moved inside
+    ((90, 10, 100, 30), (80, 10, 100, 30)),      # at the right border
+    ((0, 0, 100, 80), (10, 0, 90, 80)),          # longer than the frame is high: capped
+])
+def test_square_box_keeps_the_aspect_ratio_inside_the_frame(box, expected):
+    sq = S.square_box(box, width=100, height=80)
+    assert sq == expected
+    assert sq[2] - sq[0] == sq[3] - sq[1]
+    assert 0 <= sq[0] and 0 <= sq[1] and sq[2] <= 100 and sq[3] <= 80

@@ -36,6 +36,16 @@ def crop_resize(img: np.ndarray, box, size: int, scale: int = 1) -> np.ndarray:
     return cv2.resize(img[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LINEAR)
 
 
+def square_box(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """The square around ``box``'s centre with its longer side, moved inside the frame: a crop
+    that keeps the object's aspect ratio (a bicycle stays wider than a walker) when resized."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    side = min(max(x2 - x1, y2 - y1), width, height)
+    nx = min(max((x1 + x2 - side) // 2, 0), width - side)
+    ny = min(max((y1 + y2 - side) // 2, 0), height - side)
+    return nx, ny, nx + side, ny + side
+
+
 def _to_chw(img: np.ndarray) -> np.ndarray:
     return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
 
@@ -75,7 +85,7 @@ class _Writer:
 
 
 def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -> Iterator[dict]:
-    s, tp, gray = cfg["size"], cfg["t_past"], cfg["color"] == "gray"
+    s, tp, gray, square = cfg["size"], cfg["t_past"], cfg["color"] == "gray", cfg.get("crop") == "square"
     by_frame = {int(t): g[["x1", "y1", "x2", "y2"]].to_numpy(int) for t, g in boxes.groupby("frame")}
     frames: deque[np.ndarray] = deque(maxlen=tp + 1)
     flows: deque[np.ndarray] = deque(maxlen=tp)
@@ -89,8 +99,9 @@ def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -
             if t < tp or t not in by_frame:
                 continue
             for box in by_frame[t]:
-                app = np.stack([_to_chw(crop_resize(f, box, s)) for f in frames])
-                flo = np.stack([crop_resize(f.astype(np.float32), box, s, scale).transpose(2, 0, 1) for f in flows])
+                region = square_box(box, img.shape[1], img.shape[0]) if square else box
+                app = np.stack([_to_chw(crop_resize(f, region, s)) for f in frames])
+                flo = np.stack([crop_resize(f.astype(np.float32), region, s, scale).transpose(2, 0, 1) for f in flows])
                 yield {"app": app, "flow": quantize(flo, quantum), "frame": t, "box": box}
 
 
