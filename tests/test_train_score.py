@@ -6,14 +6,19 @@ import copy
 import json
 import logging
 import math
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import build_stcs
+from tests.conftest import REPO, build_stcs
 from vad_pipeline import score as Sc
 from vad_pipeline import train as T
 from vad_pipeline.io import VadError
@@ -36,8 +41,10 @@ def _cfg(resolved: dict, **train) -> dict:
     return cfg
 
 
-def _paths(root: Path) -> dict[str, str]:
-    return {"out_model": str(root / "model.pt"), "out_log": str(root / "loss.csv")}
+def _paths(root: Path, ckpt: bool = True) -> dict[str, str]:
+    """Output paths of a run; its checkpoint folder given explicitly (root/ckpt) unless not ``ckpt``."""
+    out = {"out_model": str(root / "model.pt"), "out_log": str(root / "loss.csv")}
+    return {**out, "ckpt_dir": str(root / "ckpt")} if ckpt else out
 
 
 class _Epochs:
@@ -73,15 +80,19 @@ def test_train_writes_model_log_and_checkpoint(tiny_demo, tmp_path):
     assert out == run / "model.pt" and out.is_file()
     log = pd.read_csv(run / "loss.csv")
     assert log["epoch"].tolist() == [1, 2]
-    for col in ("loss", "int", "gd", "sim", "lr", "seconds", "samples_per_s"):
+    for col in ("loss", "int", "gd", "sim", "lr", "seconds", "samples_per_s", "peak_mem_mb"):
         assert col in log.columns
+    assert (log["samples_per_s"] > 0).all() and (log["peak_mem_mb"] > 0).all()  # on the CPU: peak RSS
     assert np.isfinite(log[["loss", "int", "gd", "sim"]].to_numpy()).all()
     assert log["loss"].iloc[-1] < log["loss"].iloc[0]  # it learns something
     # loss = lambda-weighted sum of the terms (all lambdas 1 in the shipped config)
     np.testing.assert_allclose(log["loss"], log["int"] + log["gd"] + log["sim"], rtol=1e-4)
     ckpt = torch.load(run / "ckpt" / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
-    assert {"model", "optimizer", "scheduler", "config_hash", "rng"} <= set(ckpt)
+    assert {"model", "optimizer", "scheduler", "config_hash", "identity", "rng"} <= set(ckpt)
+    assert {"python", "numpy", "torch"} <= set(ckpt["rng"])
+    assert ckpt["identity"]["train"]["lr"] == cfg["train"]["lr"] and "epochs" not in ckpt["identity"]["train"]
+    assert ckpt["identity"]["data"]["samples"] == len(STCDataset(stc))
     final = torch.load(out, map_location="cpu", weights_only=True)
     assert final["in_frames"] == cfg["stc"]["t_past"] and final["channels"] == 3
     assert final["flow_scale"] == cfg["train"]["flow_scale"]
@@ -92,46 +103,68 @@ def test_train_writes_model_log_and_checkpoint(tiny_demo, tmp_path):
 
 def test_custom_checkpoint_folder(tiny_demo, tmp_path):
     stc = build_stcs(tiny_demo, tmp_path)[0]
-    T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(tmp_path / "run"), ckpt_dir=str(tmp_path / "elsewhere"))
+    T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(tmp_path / "run", ckpt=False), ckpt_dir=str(tmp_path / "elsewhere"))
     assert (tmp_path / "elsewhere" / "last.pt").is_file()
     assert not (tmp_path / "run" / "ckpt").exists()
 
 
-def test_killed_run_resumes_where_it_stopped(tiny_demo, tmp_path, monkeypatch, caplog):
+KILLED_RUN = """
+import json, os, signal, sys
+from vad_pipeline import train as T
+
+cfg_path, stc, root, after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+saved, steps = [], []
+real_save, real_step = T.save, T.train_step
+
+def save(obj, path):
+    real_save(obj, path)
+    if "epoch" in obj:
+        saved.append(obj["epoch"])
+
+def step(*args):
+    if saved:  # in epoch 2: the weights move, then the process is killed before the epoch ends
+        steps.append(1)
+        if len(steps) > after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_step(*args)
+
+T.save, T.train_step = save, step
+T.train(json.loads(open(cfg_path).read()), stc, root + "/model.pt", root + "/loss.csv", root + "/ckpt")
+"""
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_weights_bit_for_bit(tiny_demo, tmp_path, monkeypatch, caplog):
     stc = build_stcs(tiny_demo, tmp_path)[0]
-    cfg = _cfg(tiny_demo, epochs=2)
-    run = tmp_path / "run"
-    real_terms = T.compute_terms
-    epochs = _Epochs(monkeypatch)
+    # hflip draws and a learning-rate step after epoch 2: the data order, the augmentation and
+    # the scheduler must all come back; several blocks per epoch
+    cfg = _cfg(tiny_demo, epochs=3, hflip=True, lr_step=2, lr_decay=0.5, block=64)
+    fresh, run = tmp_path / "fresh", tmp_path / "run"
+    T.train(cfg, stc, **_paths(fresh))
 
-    def dies_in_second_epoch(*args):
-        if len(epochs.saved) == 1:
-            raise KeyboardInterrupt  # the job is killed during epoch 2
-        return real_terms(*args)
-
-    monkeypatch.setattr(T, "compute_terms", dies_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        T.train(cfg, stc, **_paths(run))
-    assert epochs.saved == [1]
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    (tmp_path / "killed.py").write_text(KILLED_RUN)
+    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), str(tmp_path / "cfg.json"), stc, str(run), "2"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert torch.load(run / "ckpt" / "last.pt", weights_only=True)["epoch"] == 1
     assert not (run / "model.pt").exists() and not (run / "loss.csv").exists()
+    assert not list((run / "ckpt").glob(".*.tmp"))  # killed between saves: no temporary file
 
-    monkeypatch.setattr(T, "compute_terms", real_terms)
-    epochs.saved.clear()
+    epochs = _Epochs(monkeypatch)
     caplog.set_level(logging.INFO, logger="vad_pipeline.train")
     T.train(cfg, stc, **_paths(run))
-    assert epochs.saved == [2]  # only the missing epoch ran
+    assert epochs.saved == [2, 3]  # only the missing epochs ran
     assert "resuming" in caplog.text
-    assert pd.read_csv(run / "loss.csv")["epoch"].tolist() == [1, 2]
 
-    # the result is the one of an uninterrupted run
-    fresh = tmp_path / "fresh"
-    T.train(cfg, stc, **_paths(fresh))
     a = torch.load(run / "model.pt", weights_only=True)["model"]
     b = torch.load(fresh / "model.pt", weights_only=True)["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
-    la, lb = pd.read_csv(run / "loss.csv"), pd.read_csv(fresh / "loss.csv")
-    np.testing.assert_allclose(la["loss"], lb["loss"], rtol=1e-4)
+    assert a.keys() == b.keys()
+    for k in a:  # weights, batch-norm statistics and counters
+        assert torch.equal(a[k], b[k]), k
+    timing = ["seconds", "samples_per_s", "peak_mem_mb"]
+    la, lb = pd.read_csv(run / "loss.csv").drop(columns=timing), pd.read_csv(fresh / "loss.csv").drop(columns=timing)
+    pd.testing.assert_frame_equal(la, lb, check_exact=True)
+    assert la["lr"].tolist() == [cfg["train"]["lr"], cfg["train"]["lr"] * 0.5, cfg["train"]["lr"] * 0.5]
 
 
 def test_finished_run_is_not_trained_again(tiny_demo, tmp_path, monkeypatch):
@@ -162,17 +195,126 @@ def test_more_epochs_resume_from_the_checkpoint(tiny_demo, tmp_path, monkeypatch
     assert log["seconds"].iloc[0] == first["seconds"].iloc[0]  # the stored row of epoch 1
 
 
-def test_other_configuration_trains_from_scratch(tiny_demo, tmp_path, monkeypatch, caplog):
+def test_speed_switches_resume_and_give_the_same_weights(tiny_demo, tmp_path, monkeypatch, caplog):
+    """workers, pin_memory, compile and channels_last are not part of the checkpoint's identity
+    (the data order does not depend on workers); compile and channels_last warn on the CPU."""
+    stc = build_stcs(tiny_demo, tmp_path)[0]
+    T.train(_cfg(tiny_demo, epochs=2, block=64), stc, **_paths(tmp_path / "plain"))
+    run = tmp_path / "run"
+    T.train(_cfg(tiny_demo, epochs=1, block=64), stc, **_paths(run))
+    epochs = _Epochs(monkeypatch)
+    caplog.set_level(logging.INFO, logger="vad_pipeline.train")
+    T.train(_cfg(tiny_demo, epochs=2, block=64, workers=2, pin_memory=True, compile=True, channels_last=True),
+            stc, **_paths(run))
+    assert "resuming" in caplog.text and epochs.saved == [2]
+    if not torch.cuda.is_available():
+        assert "train.compile is applied on CUDA only" in caplog.text
+        assert "train.channels_last is applied on CUDA only" in caplog.text
+    a = torch.load(run / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "plain" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"train": {"lr": 0.001}}, "train.lr 0.0002 -> now 0.001"),
+    ({"train": {"batch_size": 16}}, "train.batch_size"),
+    ({"model": {"width": 8}}, "model.width 4 -> now 8"),
+    ({"loss": {"lambda_sim": 2.0}}, "loss.lambda_sim"),
+    ({"seed": 1}, "seed 0 -> now 1"),
+])
+def test_checkpoint_of_another_configuration_is_refused(tiny_demo, tmp_path, change, named):
     stc = build_stcs(tiny_demo, tmp_path)[0]
     run = tmp_path / "run"
     T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(run))
-    epochs = _Epochs(monkeypatch)
-    caplog.set_level(logging.INFO, logger="vad_pipeline.train")
-    T.train(_cfg(tiny_demo, epochs=1, lr=0.001), stc, **_paths(run))
-    assert "another configuration" in caplog.text
-    assert epochs.saved == [1]
-    log = pd.read_csv(run / "loss.csv")
-    assert log["epoch"].tolist() == [1] and log["lr"].iloc[0] == pytest.approx(0.001)
+    ckpt = run / "ckpt" / "last.pt"
+    before = ckpt.read_bytes(), (run / "model.pt").read_bytes()
+    other = _cfg(tiny_demo, epochs=1)
+    for key, value in change.items():
+        if isinstance(value, dict):
+            other[key].update(value)
+        else:
+            other[key] = value
+    with pytest.raises(VadError) as exc:
+        T.train(other, stc, **_paths(run))
+    msg = str(exc.value)
+    assert msg.startswith(str(ckpt)) and "another configuration" in msg and named in msg
+    assert f"rm {ckpt}" in msg and "--forcerun" in msg and "--ckpt-dir" in msg  # what to do
+    assert (ckpt.read_bytes(), (run / "model.pt").read_bytes()) == before  # nothing touched
+    # a checkpoint folder of its own trains from scratch
+    T.train(other, stc, **_paths(run, ckpt=False), ckpt_dir=str(tmp_path / "other"))
+    assert torch.load(tmp_path / "other" / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_default_checkpoint_folder_is_per_configuration(tiny_demo, tmp_path):
+    """What Snakemake does after a config change: the new settings train afresh in a folder of
+    their own, the old checkpoint stays, and going back to the old settings resumes it."""
+    stc = build_stcs(tiny_demo, tmp_path)[0]
+    run = tmp_path / "run"
+    T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(run, ckpt=False))
+    first = sorted((run / "ckpt").glob("*/last.pt"))
+    assert len(first) == 1
+    stored = first[0].read_bytes()
+    T.train(_cfg(tiny_demo, epochs=1, lr=0.001), stc, **_paths(run, ckpt=False))
+    both = sorted((run / "ckpt").glob("*/last.pt"))
+    assert len(both) == 2 and first[0] in both and first[0].read_bytes() == stored
+    T.train(_cfg(tiny_demo, epochs=2), stc, **_paths(run, ckpt=False))  # resumes the first
+    assert torch.load(first[0], weights_only=True)["epoch"] == 2
+
+
+def test_checkpoint_of_other_training_cubes_is_refused(tiny_demo, tmp_path):
+    stc = build_stcs(tiny_demo, tmp_path)[0]
+    run = tmp_path / "run"
+    T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(run))
+    changed = tmp_path / "changed.h5"  # same shapes and count, one box elsewhere (e.g. another detector setting)
+    shutil.copy(stc, changed)
+    with h5py.File(changed, "r+") as f:
+        f["box"][0] = f["box"][0] + 1
+    with pytest.raises(VadError, match=r"other training cubes \(data\.index "):
+        T.train(_cfg(tiny_demo, epochs=1), str(changed), **_paths(run))
+
+
+def test_checkpoint_past_the_requested_epochs_is_refused(tiny_demo, tmp_path):
+    stc = build_stcs(tiny_demo, tmp_path)[0]
+    run = tmp_path / "run"
+    T.train(_cfg(tiny_demo, epochs=2), stc, **_paths(run))
+    with pytest.raises(VadError, match=r"holds 2 trained epochs but train\.epochs is 1") as exc:
+        T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(run))
+    assert str(run / "ckpt" / "last.pt") in str(exc.value)
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(tiny_demo, tmp_path):
+    stc = build_stcs(tiny_demo, tmp_path)[0]
+    n = len(STCDataset(stc))
+    tc = {**_cfg(tiny_demo)["train"], "block": 48, "batch_size": 32, "hflip": True}
+    assert n > 2 * tc["block"]  # several blocks
+
+    def epochs(workers: int) -> list[list[tuple[torch.Tensor, ...]]]:
+        data = T.TrainData(stc, n, {**tc, "workers": workers}, seed=0, device=torch.device("cpu"))
+        try:
+            return [list(data.batches(e)) for e in (0, 1)]
+        finally:
+            data.close()
+
+    two, none = epochs(2), epochs(0)
+    for e in (0, 1):
+        assert len(two[e]) == len(none[e])
+        for x, y in zip(two[e], none[e]):
+            assert all(torch.equal(u, v) for u, v in zip(x, y))
+        idx = torch.cat([b[0] for b in none[e]])
+        assert len(idx) == len(set(idx.tolist())) >= n - -(-n // tc["block"])  # each sample once (a lone rest skipped)
+        assert all(len(b[0]) <= tc["batch_size"] for b in none[e])
+    assert not torch.equal(none[0][0][0], none[1][0][0])  # the order changes with the epoch
+    # the batches are what STCDataset reads (frames in [-1, 1], flows / flow_scale), mirrored where drawn
+    ds = STCDataset(stc, flow_scale=tc["flow_scale"])
+    idx, app, flow = none[0][0]
+    flipped = 0
+    for i, a, f in zip(idx.tolist(), app, flow):
+        ra, rf = ds[i]
+        if not torch.equal(a, ra):
+            ra, rf = T.hflip(ra[None], rf[None], torch.tensor([True]))
+            ra, rf, flipped = ra[0], rf[0], flipped + 1
+        assert torch.equal(a, ra) and torch.equal(f, rf)
+    assert 0 < flipped < len(idx)
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tiny_demo, tmp_path, monkeypatch):
@@ -341,3 +483,22 @@ def test_hflip_mirrors_frames_and_negates_horizontal_flow_of_selected_cubes_only
     assert torch.equal(f[0, :, 0], -flow[0, :, 0].flip(-1))  # x component: mirrored and negated
     assert torch.equal(f[0, :, 1], flow[0, :, 1].flip(-1))   # y component: mirrored only
     assert torch.equal(f[1], flow[1])
+
+
+def test_bench_models_script_runs_and_writes_json(tmp_path, capsys):
+    """workflow/scripts/bench_models.py at a toy size: the table, the FLOP counts, the JSON."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_models", REPO / "workflow" / "scripts" / "bench_models.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--configfile", str(REPO / "config.yaml"), "--device", "cpu", "--widths", "2",
+                       "--colors", "gray", "--batch", "4", "--infer-batch", "4", "--seconds", "0",
+                       "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["model"], r["width"], r["color"]) for r in result["rows"]] == [("amsrc", 2, "gray"), ("mgsm", 2, "gray")]
+    for r in result["rows"]:
+        assert r["train_samples_per_s"] > 0 and r["infer_samples_per_s"] > 0
+        assert 2 * r["fwd_gflop_per_sample"] < r["train_gflop_per_sample"] < 4 * r["fwd_gflop_per_sample"]
+    assert "amsrc" in capsys.readouterr().out

@@ -1,21 +1,35 @@
 """Train a seed model on the training STCs: seeded, checkpointed every epoch, resumable.
 
 The model used downstream is the one at the end of the fixed schedule (no selection on test
-labels). ``ckpt/last.pt`` holds model, optimiser, scheduler, epoch and RNG states; a killed run
-resumes from it. A NaN/Inf loss stops with an error and leaves the last good checkpoint alone.
+labels). ``ckpt/last.pt`` is written (atomically) at every epoch end and holds model, optimiser,
+scheduler, epoch, loss history, the RNG states (python, numpy, torch, CUDA) and the run's identity:
+the settings that shape the trajectory plus a fingerprint of the training cubes, and their hash.
+
+Reproducible resumption: the data order and the hflip draws are functions of (seed, epoch, block)
+only, whatever the number of DataLoader workers, so a run killed anywhere resumes from the last
+epoch end and, on the CPU with the same thread count, ends with bit-identical weights and loss log.
+A checkpoint of another run is refused with an error, never reused or overwritten silently.
+A NaN/Inf loss stops with an error and leaves the last good checkpoint alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
 import random
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from vad_pipeline.config import config_hash, model_sections
 from vad_pipeline.io import VadError, atomic_path, write_csv
@@ -24,6 +38,11 @@ from vad_pipeline.models import losses as L
 from vad_pipeline.stc import STCDataset
 
 log = logging.getLogger(__name__)
+
+# train.* keys a checkpoint may differ in and still be resumed: more epochs continue the same
+# schedule; the others change how fast an epoch runs, not what it computes (compile and
+# channels_last are only applied on CUDA, where they may change the rounding).
+RESUMABLE_KEYS = ("epochs", "threads", "workers", "pin_memory", "compile", "channels_last")
 
 
 def pick_device(name: str) -> torch.device:
@@ -40,17 +59,47 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_state() -> dict:
+    """The global RNG states (python, numpy, torch, CUDA), as types ``weights_only`` loading accepts."""
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` saved (the parts present)."""
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        s = state["numpy"]
+        np.random.set_state(("MT19937", s["key"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def split_cube(app: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, T+1, C, S, S), (B, T, 2, S, S) -> past frames (B, T*C, S, S), flows (B, 2T, S, S), target (B, C, S, S)."""
     past, target = app[:, :-1], app[:, -1]
     return past.flatten(1, 2), flow.flatten(1, 2), target
 
 
-def compute_terms(model: torch.nn.Module, app: torch.Tensor, flow: torch.Tensor) -> dict[str, torch.Tensor]:
+def compute_terms(model: nn.Module, app: torch.Tensor, flow: torch.Tensor,
+                  channels_last: bool = False) -> dict[str, torch.Tensor]:
     """Per-sample terms, term k weighted by loss.lambda_k in training: int (L_int; S_p), gd (L_gd),
     1 - cos(f_a, f_m) named ``model.feature_term`` (amsrc: sim, mgsm: align; S_f; absent without a
     motion stream) and the model's own terms (``out["terms"]``, e.g. mgsm's compact and div)."""
     frames, flows, target = split_cube(app, flow)
+    if channels_last:
+        frames, flows = (x.contiguous(memory_format=torch.channels_last) for x in (frames, flows))
     out = model(frames, flows)
     pred = out["pred"].float()
     terms = {"int": L.intensity(pred, target), "gd": L.gradient(pred, target)}
@@ -71,16 +120,164 @@ def hflip(app: torch.Tensor, flow: torch.Tensor, which: torch.Tensor) -> tuple[t
     return app, flow
 
 
-def model_from_data(cfg: dict, ds: STCDataset) -> torch.nn.Module:
+def model_from_data(cfg: dict, ds: STCDataset) -> nn.Module:
     t1, channels = ds.app_shape[0], ds.app_shape[1]
     return build_model(cfg["model"], in_frames=t1 - 1, channels=channels)
 
 
-def _ckpt_state(model, opt, sched, epoch, chash, history) -> dict:
+# --------------------------------------------------------------------------- data
+
+
+class _BlockOrder(torch.utils.data.Sampler):
+    """Yields (epoch, start) of every block of ``epoch`` in an order drawn from (seed, epoch);
+    runs in the main process, so setting ``epoch`` reaches persistent workers too."""
+
+    def __init__(self, n: int, block: int, seed: int):
+        self.n, self.block, self.seed, self.epoch = n, block, seed, 0
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        starts = np.random.default_rng([self.seed, self.epoch]).permutation(np.arange(0, self.n, self.block))
+        return iter([(self.epoch, int(s)) for s in starts])
+
+    def __len__(self) -> int:
+        return -(-self.n // self.block)
+
+
+class _Blocks(torch.utils.data.Dataset):
+    """Block (epoch, start) of an STC file as stored (uint8 frames, float16 flows: 4x less memory
+    and transfer than float32), shuffled inside by (seed, epoch, start), with each sample's hflip
+    draw: the same in whichever process reads it. One HDF5 handle per process, opened lazily."""
+
+    def __init__(self, path: str, n: int, block: int, seed: int):
+        self.path, self.n, self.block, self.seed = path, n, block, seed
+        self._f: h5py.File | None = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict:  # spawn/forkserver workers: no open handle travels
+        return {**self.__dict__, "_f": None, "_pid": -1}
+
+    def close(self) -> None:
+        if self._f is not None and self._pid == os.getpid():
+            self._f.close()
+        self._f, self._pid = None, -1
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        epoch, s = key
+        if self._pid != os.getpid():  # never reuse a handle inherited through fork
+            self._f, self._pid = h5py.File(self.path, "r"), os.getpid()
+        e = min(s + self.block, self.n)
+        rng = np.random.default_rng([self.seed, epoch, s])
+        order = rng.permutation(e - s)
+        app, flow = self._f["app"][s:e][order], self._f["flow"][s:e][order]  # contiguous read, then shuffle
+        flip = rng.random(e - s) < 0.5
+        return tuple(torch.from_numpy(x) for x in (s + order, app, flow, flip))
+
+    def __len__(self) -> int:
+        return -(-self.n // self.block)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed python and numpy in a DataLoader worker from its torch seed (itself from the run's seed)."""
+    s = torch.initial_seed() % 2**32
+    random.seed(s)
+    np.random.seed(s)
+
+
+class TrainData:
+    """The training cubes as batches, epoch after epoch: blocks of ``train.block`` samples read by
+    ``train.workers`` processes (0: the main one), shuffled per (seed, epoch), converted to float
+    on the device batch by batch. Memory stays flat: at most workers + 1 stored blocks are held."""
+
+    def __init__(self, path: str, n: int, tc: dict, seed: int, device: torch.device):
+        self.tc, self.device = tc, device
+        self.order = _BlockOrder(n, tc["block"], seed)
+        self.blocks = _Blocks(str(path), n, tc["block"], seed)
+        workers = tc["workers"]
+        self.loader: torch.utils.data.DataLoader | None = torch.utils.data.DataLoader(
+            self.blocks, batch_size=None, sampler=self.order, num_workers=workers,
+            pin_memory=tc["pin_memory"] and device.type == "cuda",
+            persistent_workers=workers > 0, prefetch_factor=1 if workers else None,
+            worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed))
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(sample indices, frames in [-1, 1], flows / flow_scale) of epoch ``epoch`` (0-based) on
+        the device, mirrored where drawn if ``train.hflip``; as ``STCDataset`` converts them."""
+        if self.loader is None:
+            raise RuntimeError("TrainData is closed")
+        self.order.epoch = epoch
+        bs, dev, nb = self.tc["batch_size"], self.device, self.device.type == "cuda"
+        for idx, app, flow, flip in self.loader:
+            for s in range(0, len(app), bs):
+                if len(app) - s < 2:  # batch norm needs two samples
+                    continue
+                a = app[s : s + bs].to(dev, non_blocking=nb).float().div_(127.5).sub_(1.0)
+                f = flow[s : s + bs].to(dev, non_blocking=nb).float().div_(self.tc["flow_scale"])
+                if self.tc["hflip"]:
+                    a, f = hflip(a, f, flip[s : s + bs].to(dev))
+                yield idx[s : s + bs], a, f
+
+    def close(self) -> None:
+        """Close the main process's file handle and stop the workers."""
+        self.blocks.close()
+        self.loader = None
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def prepare_model(model: nn.Module, tc: dict, device: torch.device) -> nn.Module:
+    """Apply train.channels_last and train.compile (CUDA only; a warning elsewhere); return the
+    module to call (compiled or not). Parameters and state dicts stay those of ``model``."""
+    cuda = device.type == "cuda"
+    for key in ("channels_last", "compile"):
+        if tc.get(key) and not cuda:
+            log.warning("train.%s is applied on CUDA only; ignored on %s", key, device)
+    if tc.get("channels_last") and cuda:
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if tc.get("compile") and cuda else model
+
+
+def train_step(fwd: nn.Module, opt: torch.optim.Optimizer, app: torch.Tensor, flow: torch.Tensor,
+               lambdas: dict[str, float], grad_clip: float = 0.0, amp: bool = False,
+               channels_last: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimiser step on a batch: the weighted loss and the batch-mean terms (not synchronised
+    beyond the finiteness check). Raises FloatingPointError, before touching the weights, on a
+    NaN/Inf loss."""
+    with torch.autocast(app.device.type, dtype=torch.bfloat16, enabled=amp):
+        terms = {k: v.mean() for k, v in compute_terms(fwd, app, flow, channels_last).items()}
+    loss = sum(lambdas[k] * v for k, v in terms.items())
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(fwd.parameters(), grad_clip)
+    opt.step()
+    return loss.detach(), {k: v.detach() for k, v in terms.items()}
+
+
+def peak_mem_mb(device: torch.device) -> float:
+    """CUDA: max allocated since the last reset; otherwise this process's peak RSS (workers not counted)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+    except ImportError:  # not on Windows: current RSS instead
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _ckpt_state(model, opt, sched, epoch, identity, history) -> dict:
     return {
         "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "epoch": epoch, "config_hash": chash, "history": history,
-        "rng": {"torch": torch.get_rng_state()},  # data order is derived from (seed, epoch) instead
+        "epoch": epoch, "config_hash": config_hash(identity), "identity": identity, "history": history,
+        "rng": rng_state(),
     }
 
 
@@ -96,6 +293,66 @@ def load(path: Path) -> dict:
         raise VadError(f"{path}: not a readable checkpoint ({exc})") from exc
 
 
+def data_fingerprint(path: str) -> dict:
+    """What identifies a file of training cubes cheaply: sample count, shapes, a hash of its index."""
+    h = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        for k in ("video", "frame", "box"):
+            if k in f:
+                h.update(np.ascontiguousarray(f[k][:]).tobytes())
+        h.update(json.dumps([str(v) for v in f.attrs.get("videos", [])]).encode())
+        return {"samples": int(f["app"].shape[0]), "app": list(f["app"].shape[1:]),
+                "flow": list(f["flow"].shape[1:]), "index": h.hexdigest()[:16]}
+
+
+def run_identity(cfg: dict, stc_path: str) -> dict:
+    """What a checkpoint must share with this run to be resumed: the model and loss sections the
+    model uses, train.* but RESUMABLE_KEYS, the seed, and the training cubes' fingerprint."""
+    trained_by = {k: v for k, v in cfg["train"].items() if k not in RESUMABLE_KEYS}
+    return {**model_sections(cfg), "train": trained_by, "seed": cfg["seed"], "data": data_fingerprint(stc_path)}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _differences(old: dict | None, new: dict, most: int = 5) -> str:
+    if not isinstance(old, dict):
+        return "its settings are not recorded: an older version wrote it"
+    a, b = _flat(old), _flat(new)
+    diffs = [f"{k} {a.get(k, '(unset)')} -> now {b.get(k, '(unset)')}"
+             for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    return "; ".join(diffs[:most]) + (f"; and {len(diffs) - most} more" if len(diffs) > most else "")
+
+
+def check_checkpoint(state: dict, identity: dict, ckpt: Path, epochs: int) -> None:
+    """Refuse (VadError) a checkpoint of another configuration or training set, or one already
+    past train.epochs, saying what differs and what to do."""
+    fresh = (f"delete it to train from scratch (rm {ckpt}; Snakemake's --forcerun/-R does not remove it, "
+             f"it is not a declared output of rule train), or give another checkpoint folder (--ckpt-dir)")
+    if state.get("config_hash") != config_hash(identity):
+        raise VadError(
+            f"{ckpt}: this checkpoint was written with another configuration or other training cubes "
+            f"({_differences(state.get('identity'), identity)}); not resuming from it. To use the current "
+            f"settings, {fresh}; to continue it, restore the settings it was written with."
+        )
+    if state["epoch"] > epochs:
+        raise VadError(
+            f"{ckpt}: this checkpoint holds {state['epoch']} trained epochs but train.epochs is {epochs}, and "
+            f"the model after {epochs} epochs was not kept. Set train.epochs >= {state['epoch']} to use it, "
+            f"or {fresh}."
+        )
+
+
+# --------------------------------------------------------------------------- training
+
+
 def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str | None = None) -> Path:
     """Train per ``cfg`` (sections model, train, loss, seed, device); write the final model file."""
     tc, lc = cfg["train"], cfg["loss"]
@@ -109,76 +366,70 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
     missing = [f"lambda_{k}" for k in names if f"lambda_{k}" not in lc]
     if missing:
         raise VadError(f"config: loss.{missing[0]} is needed by model {cfg['model']['name']!r}")
+    lambdas = {k: lc[f"lambda_{k}"] for k in names}
+    fwd = prepare_model(model, tc, device)  # before the optimiser: channels_last changes the parameters
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"] * lc["lambda_model"])
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc["lr_step"], gamma=tc["lr_decay"])
-    # epochs and threads change neither the trajectory nor the result of finished epochs
-    trained_by = {k: v for k, v in tc.items() if k not in ("epochs", "threads")}
-    chash = config_hash({**model_sections(cfg), "train": trained_by, "seed": cfg["seed"]})
-    ckpt = Path(ckpt_dir or Path(out_model).parent / "ckpt") / "last.pt"
+    identity = run_identity(cfg, stc_path)
+    # by default one folder per identity: a run with other settings (what Snakemake starts after a
+    # config change) trains afresh beside the old checkpoint instead of tripping over it
+    ckpt = (Path(ckpt_dir) if ckpt_dir else Path(out_model).parent / "ckpt" / config_hash(identity)) / "last.pt"
     start, history = 0, []
     if ckpt.is_file():
         state = load(ckpt)
-        if state.get("config_hash") != chash:
-            log.warning("%s was written with another configuration; training from scratch", ckpt)
-        else:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"]["torch"])
-            start, history = state["epoch"], state["history"]
-            log.info("resuming from %s after epoch %d", ckpt, start)
-    amp = device.type == "cuda"
-    log.info("training %s on %d cubes, device %s, %d parameters", cfg["model"]["name"], len(ds), device,
-             sum(p.numel() for p in model.parameters()))
-    for epoch in range(start, tc["epochs"]):
-        model.train()
-        rng = np.random.default_rng([cfg["seed"], epoch])  # data order depends on (seed, epoch) only
-        sums, n, t0 = dict.fromkeys(("loss", *names), 0.0), 0, time.perf_counter()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        for _, app, flow in ds.blocks(tc["block"], rng):
-            for s in range(0, len(app), tc["batch_size"]):
-                a, f = app[s : s + tc["batch_size"]].to(device), flow[s : s + tc["batch_size"]].to(device)
-                if len(a) < 2:  # batch norm needs two samples
-                    continue
-                if tc["hflip"]:
-                    a, f = hflip(a, f, torch.from_numpy(rng.random(len(a)) < 0.5).to(device))
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    terms = {k: v.mean() for k, v in compute_terms(model, a, f).items()}
-                loss = sum(lc[f"lambda_{k}"] * v for k, v in terms.items())
-                if not torch.isfinite(loss):
+        check_checkpoint(state, identity, ckpt, tc["epochs"])
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start, history = state["epoch"], state["history"]
+        log.info("resuming from %s after epoch %d", ckpt, start)
+    cuda = device.type == "cuda"
+    amp, channels_last = cuda, bool(tc["channels_last"]) and cuda
+    log.info("training %s on %d cubes, device %s, %d parameters, %d workers", cfg["model"]["name"], len(ds),
+             device, sum(p.numel() for p in model.parameters()), tc["workers"])
+    data = TrainData(stc_path, len(ds), tc, cfg["seed"], device)
+    try:
+        for epoch in range(start, tc["epochs"]):
+            model.train()
+            sums = torch.zeros(len(names) + 1, dtype=torch.float64, device=device)
+            nan = torch.tensor(math.nan, device=device)  # a term the model lacks (no motion stream: no S_f)
+            n, t0 = 0, time.perf_counter()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            for _, a, f in data.batches(epoch):
+                try:
+                    loss, terms = train_step(fwd, opt, a, f, lambdas, tc["grad_clip"], amp, channels_last)
+                except FloatingPointError as exc:
                     raise VadError(
-                        f"{stc_path}: loss became {loss.item()} in epoch {epoch + 1}; stopped, the last good "
-                        f"checkpoint ({ckpt}) is kept. Lower train.lr or set train.grad_clip."
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc["grad_clip"] > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-                opt.step()
-                sums["loss"] += loss.item() * len(a)
-                for k in names:  # a term the model lacks (no motion stream: no S_f) stays NaN
-                    sums[k] += float(terms[k].detach()) * len(a) if k in terms else math.nan
+                        f"{stc_path}: {exc} in epoch {epoch + 1}; stopped, the last good checkpoint "
+                        f"({ckpt}) is kept. Lower train.lr or set train.grad_clip."
+                    ) from exc
+                sums += torch.stack([loss, *(terms.get(k, nan) for k in names)]).double() * len(a)
                 n += len(a)
-        sched.step()
-        dt = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()},
-               "lr": opt.param_groups[0]["lr"], "seconds": round(dt, 2), "samples_per_s": round(n / dt, 1),
-               "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None}
-        history.append(row)
-        log.info("epoch %d/%d loss %.5f %s  %.0f samples/s", epoch + 1, tc["epochs"], row["loss"],
-                 " ".join(f"{k} {row[k]:.5f}" for k in names), row["samples_per_s"])
-        save(_ckpt_state(model, opt, sched, epoch + 1, chash, history), ckpt)
+            sched.step()
+            dt = time.perf_counter() - t0
+            means = (sums / max(n, 1)).tolist()
+            row = {"epoch": epoch + 1, "loss": means[0], **dict(zip(names, means[1:])),
+                   "lr": opt.param_groups[0]["lr"], "seconds": round(dt, 2), "samples_per_s": round(n / dt, 1),
+                   "peak_mem_mb": round(peak_mem_mb(device), 1)}
+            history.append(row)
+            log.info("epoch %d/%d loss %.5f %s  %.0f samples/s, peak %s %.0f MB", epoch + 1, tc["epochs"],
+                     row["loss"], " ".join(f"{k} {row[k]:.5f}" for k in names), row["samples_per_s"],
+                     "CUDA allocated" if cuda else "RSS", row["peak_mem_mb"])
+            save(_ckpt_state(model, opt, sched, epoch + 1, identity, history), ckpt)
+    finally:
+        data.close()
     write_csv(out_log, pd.DataFrame(history))
     final = {
-        "model": model.state_dict(), "model_cfg": dict(cfg["model"]), "config_hash": chash,
+        "model": model.state_dict(), "model_cfg": dict(cfg["model"]), "config_hash": config_hash(identity),
         "in_frames": ds.app_shape[0] - 1, "channels": ds.app_shape[1], "flow_scale": tc["flow_scale"],
     }
     save(final, Path(out_model))
     return Path(out_model)
 
 
-def load_model(path: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
+def load_model(path: str, device: torch.device) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from its file alone (it carries its own config)."""
     state = load(Path(path))
     if "model_cfg" not in state:
