@@ -1,6 +1,7 @@
 # vad-pipeline: object-centric video anomaly detection, one rule per stage.
 #   snakemake --cores 2 results/demo/auc.json        (synthetic demo, no download)
 #   snakemake --cores 8 results/ped2/auc.json        (set datasets.ped2.root in config.yaml)
+#   snakemake --cores 8 results/ped2/ablation.csv    (every variant of config.yaml's ablation:)
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -17,6 +18,7 @@ include: "workflow/rules/stc.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/ablation.smk"
 
 
 rule all:

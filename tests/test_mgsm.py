@@ -194,7 +194,8 @@ def _decoder_inputs(model, frames, flows):
     seen = {}
 
     def hook(_module, args):
-        seen["x"], seen["skips"] = args[0].detach().clone(), [s.detach().clone() for s in args[1]]
+        seen["x"] = args[0].detach().clone()
+        seen["skips"] = [s.detach().clone() if s is not None else None for s in args[1]]
 
     handle = model.decoder.register_forward_pre_hook(hook)
     try:
@@ -343,3 +344,156 @@ def test_generic_terms_keep_the_frame_stream_baseline(tiny_demo, tmp_path):
     np.testing.assert_allclose(log["loss"], log["int"] + log["gd"], rtol=1e-4)
     df = Sc.infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
     assert df["s_f"].isna().all() and np.isfinite(df["s_p"]).all()
+
+
+# --------------------------------------------------------------------------- ablation switches
+# streams / memory / skips (config.yaml `ablation:` maps the paper's Table 2 and 4 rows to them)
+
+
+def _variant(streams="both", memory=True, skips=(1, 2, 3), width=4, memory_sizes=(5, 6, 7)) -> MGSMNet:
+    torch.manual_seed(0)
+    return build_model({"name": "mgsm", "width": width, "memory_sizes": list(memory_sizes), "streams": streams,
+                        "memory": memory, "skips": list(skips)}, in_frames=T_PAST, channels=3)
+
+
+def _param_names(model) -> set[str]:
+    return {n for n, _ in model.named_parameters()}
+
+
+def test_switch_defaults_are_the_full_model(base_config):
+    from vad_pipeline import config as C
+
+    cfg = MGSMNetConfig()
+    assert (cfg.streams, cfg.memory, cfg.skips) == ("both", True, [1, 2, 3])
+    schema = C.load_schema()["$defs"]["model"]["properties"]
+    assert [schema[k]["default"] for k in ("streams", "memory", "skips")] == ["both", True, [1, 2, 3]]
+    full = _variant()
+    # the state dict of the full model is the one it had before the switches existed
+    assert {n.split(".")[0] for n in _param_names(full)} == {"app_enc", "mot_enc", "mgsms", "decoder"}
+    assert {n for n in _param_names(full) if n.endswith("items")} == {f"mgsms.{i}.items" for i in range(3)}
+    # a model file written before the switches (no streams / memory in its model_cfg) is the full model
+    old = build_model({"name": "mgsm", "width": 4, "memory_sizes": [5, 6, 7]}, in_frames=T_PAST, channels=3)
+    assert old.cfg.streams == "both" and old.cfg.memory and old.cfg.skips == [1, 2, 3]
+    old.load_state_dict(full.state_dict())
+
+
+def test_appearance_only_decodes_the_appearance_feature():
+    """seed 000 Table 2 row 1: E_phi alone, frames predict the future frame, plain skips."""
+    model = _variant(streams="appearance", memory=False).eval()
+    assert model.mot_enc is None and len(model.mgsms) == 0
+    assert not any(n.startswith(("mot_enc", "mgsms")) for n in _param_names(model))
+    frames, flows = _inputs()
+    out, x, skips = _decoder_inputs(model, frames, flows)
+    with torch.no_grad():
+        feats = model.app_enc(frames)
+        torch.testing.assert_close(x, feats[-1])                          # f_a is decoded
+        for got, want in zip(skips, feats[:-1], strict=True):             # raw skips, no suppression
+            torch.testing.assert_close(got, want)
+        torch.testing.assert_close(model(frames, flows * 3 + 1)["pred"], out["pred"])  # flows unused
+    assert out["pred"].shape == (2, 3, S, S)
+    assert out["f_a"] is None and out["f_m"] is None and "terms" not in out and out["suppressors"] == []
+    terms = T.compute_terms(model, *_cube())
+    assert set(terms) == {"int", "gd"}                                    # no L_align, no memory terms
+
+
+def test_motion_only_decodes_the_motion_feature_with_its_own_skips():
+    """seed 000 Table 2 row 2: E_theta alone predicts the future frame; skips from E_theta."""
+    model = _variant(streams="motion", memory=False).eval()
+    assert model.app_enc is None and len(model.mgsms) == 0
+    assert not any(n.startswith(("app_enc", "mgsms")) for n in _param_names(model))
+    frames, flows = _inputs()
+    out, x, skips = _decoder_inputs(model, frames, flows)
+    with torch.no_grad():
+        feats = model.mot_enc(flows)
+        torch.testing.assert_close(x, feats[-1])
+        for got, want in zip(skips, feats[:-1], strict=True):
+            torch.testing.assert_close(got, want)
+        other = _inputs(seed=5)[0]
+        torch.testing.assert_close(model(other, flows)["pred"], out["pred"])   # frames unused
+    assert out["pred"].shape == (2, 3, S, S) and out["f_a"] is None and out["f_m"] is None
+    assert set(T.compute_terms(model, *_cube())) == {"int", "gd"}
+
+
+def test_without_memory_the_skips_are_plain_and_there_is_no_memory():
+    """seed 000 Table 2 rows 3-4 (and Table 4's Vanilla Network): two streams, FFRP, no MGSM."""
+    model = _variant(memory=False).eval()
+    assert len(model.mgsms) == 0 and not any("mgsms" in n or n.endswith("items") for n in _param_names(model))
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in _variant().parameters())
+    frames, flows = _inputs()
+    out, x, skips = _decoder_inputs(model, frames, flows)
+    with torch.no_grad():
+        torch.testing.assert_close(x, model.mot_enc(flows)[-1])           # FFRP kept
+        for got, want in zip(skips, model.app_enc(frames)[:-1], strict=True):
+            torch.testing.assert_close(got, want)
+    assert "terms" not in out and out["suppressors"] == []
+    assert out["f_a"].shape == out["f_m"].shape == (2, 32, S // 8, S // 8)
+    terms = T.compute_terms(model, *_cube())
+    assert set(terms) == {"int", "gd", "align"} and all(v.shape == (3,) for v in terms.values())
+
+
+def test_appearance_with_memory():
+    """seed 000 Table 2 row 5: E_phi and an MGSM on every skip, no motion stream."""
+    model = _variant(streams="appearance", memory=True).eval()
+    assert model.mot_enc is None and [tuple(m.items.shape) for m in model.mgsms] == [(5, 4), (6, 8), (7, 16)]
+    frames, flows = _inputs()
+    out, x, _ = _decoder_inputs(model, frames, flows)
+    with torch.no_grad():
+        torch.testing.assert_close(x, model.app_enc(frames)[-1])
+    assert out["f_m"] is None and len(out["suppressors"]) == 3
+    assert set(T.compute_terms(model, *_cube())) == {"int", "gd", "compact", "div"}
+
+
+@pytest.mark.parametrize("skips", [[], [1], [1, 2], [2, 3], [3, 1]])
+@pytest.mark.parametrize("memory", [True, False])
+def test_only_the_listed_skips_exist(skips, memory):
+    """seed 000 Table 4: w/o SC ([]), variant-1SC ([1]), variant-2SC ([1, 2]): the outermost kept."""
+    model = _variant(memory=memory, skips=skips).eval()
+    frames, flows = _inputs()
+    out, x, passed = _decoder_inputs(model, frames, flows)
+    assert out["pred"].shape == (2, 3, S, S)
+    # the decoder gets a tensor at exactly the listed levels, None elsewhere ...
+    assert [i + 1 for i, t in enumerate(passed) if t is not None] == sorted(skips)
+    # ... and its convolutions take the skip's channels only there (level i: width * 2^(i-1))
+    first_convs = [c[0][0].in_channels for c in model.decoder.convs]    # levels 3, 2, 1
+    assert first_convs == [(2 if lvl in skips else 1) * 4 * 2 ** (lvl - 1) for lvl in (3, 2, 1)]
+    # an MGSM (with its memory items) per listed level when memory is on, none otherwise
+    assert model.mgsm_levels == (sorted(skips) if memory else [])
+    assert [tuple(m.items.shape) for m in model.mgsms] == (
+        [((5, 6, 7)[lvl - 1], 4 * 2 ** (lvl - 1)) for lvl in sorted(skips)] if memory else [])
+    assert ("terms" in out) == (memory and bool(skips))
+    if not skips:  # no skip: the frames reach nothing but f_a (L_align / S_f)
+        with torch.no_grad():
+            torch.testing.assert_close(model(_inputs(seed=5)[0], flows)["pred"], out["pred"])
+
+
+def test_bad_switches_are_refused():
+    with pytest.raises(ValueError, match="streams"):
+        _variant(streams="flow")
+    for bad in ([4], [0], [1, 1]):
+        with pytest.raises(ValueError, match="skips"):
+            _variant(skips=bad)
+
+
+@pytest.mark.parametrize("switches", [
+    {"streams": "appearance", "memory": False}, {"streams": "motion", "memory": False},
+    {"streams": "both", "memory": False}, {"streams": "both", "memory": True, "skips": [1]},
+])
+def test_variants_train_and_infer(tiny_demo, tmp_path, switches):
+    """Each switch setting through the trainer and inference: finite losses; S_f only with a pair."""
+    stc = build_stcs(tiny_demo, tmp_path)[0]
+    cfg = _mgsm_cfg(tiny_demo)
+    cfg["model"].update(switches)
+    cfg["train"]["epochs"] = 1
+    path = T.train(cfg, stc, str(tmp_path / "model.pt"), str(tmp_path / "loss.csv"))
+    log = pd.read_csv(tmp_path / "loss.csv")
+    model, _ = T.load_model(str(path), torch.device("cpu"))
+    assert (model.cfg.streams, model.cfg.memory) == (switches["streams"], switches["memory"])
+    present = {"int", "gd"} | ({"align"} if switches["streams"] == "both" else set()) | (
+        {"compact", "div"} if switches["memory"] else set())
+    for k in ("int", "gd", "align", "compact", "div"):
+        assert log[k].notna().all() == (k in present), k   # a term the variant lacks: NaN in the log
+    lam = {k: cfg["loss"][f"lambda_{k}"] for k in present}
+    np.testing.assert_allclose(log["loss"], sum(lam[k] * log[k] for k in present), rtol=1e-4)
+    df = Sc.infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
+    assert np.isfinite(df["s_p"]).all()
+    assert df["s_f"].notna().all() == (switches["streams"] == "both")

@@ -133,6 +133,16 @@ def cmd_evaluate(cfg, a):
     print(json.dumps({k: result[k] for k in ("dataset", "auc_micro", "auc_macro", "ap", "eer")}))
 
 
+def cmd_ablation(cfg, a):
+    from vad_pipeline.ablation import spec, write
+
+    if "variants" not in cfg:  # by hand (--configfile, --dataset): the table's spec from the config
+        cfg = spec(C.load(a.configfile), a.dataset)
+    df = write(cfg, a.aucs, a.out, a.plot)
+    log.info("%s: %d ablation variants", cfg["name"], len(df))
+    print(df.to_string(index=False))
+
+
 def cmd_bench(cfg, a):
     from vad_pipeline.bench import benchmark, decode_throughput
     from vad_pipeline.io import write_json
@@ -167,6 +177,9 @@ COMMANDS = {
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
                  [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
                   ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"})]),
+    "ablation": (cmd_ablation, "table (and bar chart) of the ablation variants' AUCs against the paper's",
+                 [("--aucs", {"nargs": "+", **REQ, "help": "auc.json of each variant, in the order of --params"}),
+                  ("--out", REQ), ("--plot", {})]),
     "bench": (cmd_bench, "collect per-stage time, memory, throughput and disk use",
               [("--results", {"default": "results"}), ("--out", {})]),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -15,8 +16,14 @@ SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "score", "frame_scores", "report")
 
 
-def load_schema() -> dict:
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def load_schema() -> dict:
+    """The schema (parsed once; a copy, so callers may change it)."""
+    return copy.deepcopy(_schema())
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -72,9 +79,14 @@ def _merge_sections(out: dict, layer: dict) -> dict:
     return deep_merge(out, {k: v for k, v in layer.items() if k in SECTIONS})
 
 
-def resolve(config: dict, dataset: str) -> dict:
+def resolve(config: dict, dataset: str, overrides: dict | None = None) -> dict:
     """Settings for one dataset, later layers winning: sections -> preset -> dataset -> dataset's
-    preset -> datasets.<name>.models.<model.name> -> its preset; validated."""
+    preset -> datasets.<name>.models.<model.name> -> its preset -> ``overrides``; validated.
+
+    ``overrides`` (partial sections; an ablation variant's) come last so that they beat the dataset
+    and model layers (e.g. Table 3's memory sizes over ShanghaiTech's own); a model.name among them
+    picks the model, and with it the model layer, before that layer applies."""
+    overrides = overrides or {}
     datasets = config.get("datasets", {})
     if dataset not in datasets:
         raise VadError(f"config: no dataset {dataset!r} under datasets (known: {sorted(datasets)})")
@@ -91,11 +103,14 @@ def resolve(config: dict, dataset: str) -> dict:
     # The model the layers above chose brings this dataset's settings for it (e.g. the loss and
     # fusion weights its paper uses there): one more layer, with presets of its own.
     name = out.get("model", {}).get("name", load_schema()["$defs"]["model"]["properties"]["name"]["default"])
+    name = overrides.get("model", {}).get("name", name)
+    out = _merge_sections(out, {"model": {"name": name}})
     model_layer = ds_models.get(name, {})
     for layer in (model_layer, model_layer.get("presets", {}).get(preset, {})):
         out = _merge_sections(out, layer)
     if out.get("model", {}).get("name", name) != name:
         raise VadError(f"config: datasets.{dataset}.models.{name} may not change model.name")
+    out = _merge_sections(out, overrides)
     ds = {k: v for k, v in meta.items() if k not in SECTIONS}
     full = {
         "preset": preset,
@@ -115,7 +130,8 @@ def resolve(config: dict, dataset: str) -> dict:
 # model's Snakemake params nor its checkpoint hash. tests/test_config.py checks it against the models.
 MODEL_KEYS = {
     "amsrc": {"model": ("width", "fusion", "skips"), "terms": ("int", "gd", "sim")},
-    "mgsm": {"model": ("width", "memory_sizes"), "terms": ("int", "gd", "align", "compact", "div")},
+    "mgsm": {"model": ("width", "memory_sizes", "streams", "memory", "skips"),
+             "terms": ("int", "gd", "align", "compact", "div")},
 }
 
 

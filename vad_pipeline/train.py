@@ -103,7 +103,7 @@ def compute_terms(model: nn.Module, app: torch.Tensor, flow: torch.Tensor,
     out = model(frames, flows)
     pred = out["pred"].float()
     terms = {"int": L.intensity(pred, target), "gd": L.gradient(pred, target)}
-    if out["f_m"] is not None:
+    if out["f_m"] is not None and out["f_a"] is not None:
         terms[model.feature_term] = L.cosine_distance(out["f_a"].float(), out["f_m"].float())
     terms.update({k: v.float() for k, v in out.get("terms", {}).items()})
     return terms

@@ -1,9 +1,10 @@
 """Seed models, selected by ``model.name``; each is a pure ``nn.Module`` built from config.
 
-Every model's ``forward(frames, flows)`` returns a dict with ``pred``, ``f_a``, ``f_m`` (None
-without a motion stream) and optionally ``terms`` (its own per-sample loss terms). A model class
-names the terms it is trained on (``loss_terms``; term ``k`` is weighted by ``loss.lambda_k``)
-and the one that is 1 - cos(f_a, f_m), the S_f of scoring (``feature_term``).
+Every model's ``forward(frames, flows)`` returns a dict with ``pred``, ``f_a``, ``f_m`` (f_m is None
+without an appearance-motion pair: then there is no 1 - cos term) and optionally ``terms`` (its own
+per-sample loss terms). A model class names the terms it is trained on (``loss_terms``; term ``k``
+is weighted by ``loss.lambda_k``) and the one that is 1 - cos(f_a, f_m), the S_f of scoring
+(``feature_term``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ def _amsrc(cfg: dict, in_frames: int, channels: int) -> nn.Module:
 
 def _mgsm(cfg: dict, in_frames: int, channels: int) -> nn.Module:
     return MGSMNet(MGSMNetConfig(in_frames=in_frames, channels=channels, width=cfg["width"],
-                                 memory_sizes=list(cfg["memory_sizes"])))
+                                 memory_sizes=list(cfg["memory_sizes"]),
+                                 # model files written before the ablation switches: the full model
+                                 streams=cfg.get("streams", "both"), memory=cfg.get("memory", True),
+                                 skips=list(cfg.get("skips", [1, 2, 3]))))
 
 
 MODELS: dict[str, Callable[[dict, int, int], nn.Module]] = {"amsrc": _amsrc, "mgsm": _mgsm}

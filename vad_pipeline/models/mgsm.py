@@ -6,6 +6,12 @@ and the motion feature f_m *replaces* f_a as the decoder's input (flow feature r
 prediction), so the appearance stream reaches the prediction through the skips only. Every skip
 passes through a Memory-Guided Suppression Module (eqs. 2-3), whose queries and memory items give
 the compactness and diversity losses (eqs. 7-8).
+
+Ablation switches (defaults = the full model; config.yaml ``ablation:`` maps the paper's rows):
+``streams`` which encoders exist (both: E_phi and E_theta with f_m decoded, i.e. FFRP; appearance:
+E_phi alone, f_a decoded; motion: E_theta alone, f_m decoded, skips from E_theta), ``memory``
+whether an MGSM sits on each skip (false: plain U-Net skips, no memory items, no L_comp/L_diver),
+``skips`` which skip levels exist (1 = full resolution, the outermost).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class MGSMNetConfig:
     channels: int = 3           # 3 (RGB) or 1 (grey)
     width: int = 16             # first-level channels (64 in the paper)
     memory_sizes: list[int] = field(default_factory=lambda: [40, 40, 40])  # items of the MGSM on skip 1, 2, 3
+    streams: str = "both"       # both (FFRP: f_m decoded) | appearance (E_phi only) | motion (E_theta only)
+    memory: bool = True         # an MGSM on every skip; False: plain skips, no memory
+    skips: list[int] = field(default_factory=lambda: [1, 2, 3])  # skip levels (1: full resolution)
 
 
 class MemoryGuidedSuppression(nn.Module):
@@ -62,39 +71,61 @@ class MemoryGuidedSuppression(nn.Module):
 
 
 class MGSMNet(nn.Module):
-    """forward(frames, flows) -> pred, f_a, f_m, the suppressors max(w) of the skip levels, and
-    the per-sample terms compact (L_comp) and div (L_diver), each summed over the three MGSMs."""
+    """forward(frames, flows) -> pred, f_a, f_m, the suppressors max(w) of the MGSM skip levels, and
+    the per-sample terms compact (L_comp) and div (L_diver), each summed over the MGSMs (no
+    ``terms`` without an MGSM). With one stream there is no appearance-motion pair: f_a and f_m are
+    then both None (no L_align, no S_f), whatever stream the model has."""
 
     feature_term: ClassVar[str] = "align"   # 1 - cos(f_a, f_m): L_align in training (eq. 6), S_f in scoring
     loss_terms: ClassVar[tuple[str, ...]] = ("int", "gd", "align", "compact", "div")
+    STREAMS: ClassVar[tuple[str, ...]] = ("both", "appearance", "motion")
 
     def __init__(self, cfg: MGSMNetConfig):
         super().__init__()
         widths = level_widths(cfg.width)
         if len(cfg.memory_sizes) != len(widths) - 1:
             raise ValueError(f"memory_sizes needs one size per skip level ({len(widths) - 1}), got {cfg.memory_sizes}")
+        if cfg.streams not in self.STREAMS:
+            raise ValueError(f"unknown streams {cfg.streams!r} (have {', '.join(self.STREAMS)})")
+        levels = range(1, len(widths))
+        if not set(cfg.skips) <= set(levels) or len(set(cfg.skips)) != len(cfg.skips):
+            raise ValueError(f"skips must be distinct levels out of {list(levels)}, got {cfg.skips}")
         self.cfg = cfg
-        self.app_enc = Encoder(cfg.in_frames * cfg.channels, widths, down="pool")
-        self.mot_enc = Encoder(cfg.in_frames * 2, widths, down="stride")
-        self.mgsms = nn.ModuleList(MemoryGuidedSuppression(c, n) for c, n in zip(widths[:-1], cfg.memory_sizes))
-        self.decoder = Decoder(widths, cfg.channels, skips=range(1, len(widths)))
+        self.app_enc = (Encoder(cfg.in_frames * cfg.channels, widths, down="pool")
+                        if cfg.streams in ("both", "appearance") else None)
+        self.mot_enc = Encoder(cfg.in_frames * 2, widths, down="stride") if cfg.streams in ("both", "motion") else None
+        # one MGSM per skip level that exists (level i has memory_sizes[i - 1] items); the full model's
+        # are mgsms.0..2 for levels 1..3, as before the switches existed
+        self.mgsm_levels = sorted(cfg.skips) if cfg.memory else []
+        self.mgsms = nn.ModuleList(MemoryGuidedSuppression(widths[i - 1], cfg.memory_sizes[i - 1])
+                                   for i in self.mgsm_levels)
+        self.decoder = Decoder(widths, cfg.channels, skips=cfg.skips)
 
     def forward(self, frames: torch.Tensor, flows: torch.Tensor) -> dict:
         """frames (B, T*C, H, W) in [-1, 1]; flows (B, T*2, H, W) -> prediction of frame t (B, C, H, W)."""
-        feats = self.app_enc(frames)
-        f_a = feats[-1]                                   # (B, 8w, H/8, W/8), after ReLU
-        f_m = self.mot_enc(flows)[-1]
-        skips, suppressors = [], []
+        app = self.app_enc(frames) if self.app_enc is not None else None
+        mot = self.mot_enc(flows) if self.mot_enc is not None else None
+        # the decoder's input: f_m whenever there is a motion stream (flow feature replacement at the
+        # bottleneck), f_a in appearance-only; the skips come from E_phi, from E_theta in motion-only
+        bottleneck = (mot if mot is not None else app)[-1]
+        source = app if app is not None else mot
+        skips: list[torch.Tensor | None] = [source[i - 1] if i in self.cfg.skips else None
+                                            for i in range(1, len(source))]
+        suppressors = []
         compact = div = torch.zeros(len(frames), device=frames.device)
-        for feat, mgsm in zip(feats[:-1], self.mgsms):
-            out, queries, suppressor = mgsm(feat)
-            skips.append(out)
+        for level, mgsm in zip(self.mgsm_levels, self.mgsms):
+            out, queries, suppressor = mgsm(source[level - 1])
+            skips[level - 1] = out
             suppressors.append(suppressor.detach())
             # unit queries and items: "nearest" then agrees with the addressing of eq. 2, and
             # eq. 8 (no margin) stays bounded; float32 because autocast may hand us bf16
             items = mgsm.unit_items().float()
             compact = compact + L.compactness(queries.float(), items)
             div = div + L.diversity(queries.float(), items)
-        pred = self.decoder(f_m, skips)                   # flow feature replacement at the bottleneck
-        return {"pred": pred, "f_a": f_a, "f_m": f_m, "suppressors": suppressors,
-                "terms": {"compact": compact, "div": div}}
+        pred = self.decoder(bottleneck, skips)
+        pair = app is not None and mot is not None
+        result = {"pred": pred, "f_a": app[-1] if pair else None, "f_m": mot[-1] if pair else None,
+                  "suppressors": suppressors}
+        if self.mgsms:
+            result["terms"] = {"compact": compact, "div": div}
+        return result

@@ -1,4 +1,5 @@
 # Validation and wiring only: the work happens in the vad_pipeline package.
+import functools
 import json
 import sys
 
@@ -20,6 +21,22 @@ except VadError as exc:
 VAD = f"PYTHONPATH={workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}} python -m vad_pipeline"
 ENVS = f"{workflow.basedir}/envs"
 
+# Every job gets a scratch folder under $TMPDIR (Snakemake sets it from resources.tmpdir, evaluated
+# on the node that runs the job) for the caches libraries would otherwise write to $HOME or beside
+# the code (matplotlib's font cache, torch hub and compile caches, bytecode); it is removed when
+# the job ends. So on a shared file system a job writes nothing but its declared outputs, logs and
+# benchmarks (outputs go to a temporary file beside the output first, then are renamed; train also
+# keeps its resume state in results/<dataset>/train/ckpt/). HDF5 file locking is off: every HDF5
+# file has one writer (its rule), and locking fails on some network file systems.
+shell.prefix(
+    "set -euo pipefail; "
+    'VAD_JOB_TMP="$(mktemp -d "${{TMPDIR:-/tmp}}/vad-job.XXXXXX")"; '
+    """trap 'rm -rf "$VAD_JOB_TMP"' EXIT; """
+    'export MPLCONFIGDIR="$VAD_JOB_TMP/matplotlib" XDG_CACHE_HOME="$VAD_JOB_TMP/cache" '
+    'TORCH_HOME="$VAD_JOB_TMP/torch" TORCHINDUCTOR_CACHE_DIR="$VAD_JOB_TMP/inductor" '
+    'TRITON_CACHE_DIR="$VAD_JOB_TMP/triton" PYTHONDONTWRITEBYTECODE=1 HDF5_USE_FILE_LOCKING=FALSE; '
+)
+
 
 wildcard_constraints:
     dataset="|".join(RESOLVED),
@@ -27,13 +44,31 @@ wildcard_constraints:
     video="[^/]+",
 
 
+@functools.cache
+def variant_config(dataset, variant):
+    """The dataset's settings with an ablation variant's overrides applied last (ablation.smk)."""
+    try:
+        return vconf.resolve(config, dataset, config["ablation"][variant]["overrides"])
+    except VadError as exc:
+        raise WorkflowError(f"ablation variant {variant}: {exc}")
+
+
+def job_config(wildcards):
+    """A job's resolved settings: its dataset's, or with a {variant} wildcard that variant's."""
+    if "variant" in wildcards.keys():
+        return variant_config(wildcards.dataset, wildcards.variant)
+    return RESOLVED[wildcards.dataset]
+
+
 def params_json(*sections, extra=None):
-    """The resolved settings a stage depends on, as JSON: a change reruns that stage only."""
+    """The resolved settings a stage depends on, as JSON: a change reruns that stage only. Rules
+    reused for the ablation variants (ablation.smk) get the variant's settings the same way."""
 
     def fn(wildcards):
-        p = vconf.stage_params(RESOLVED[wildcards.dataset], *sections)
+        cfg = job_config(wildcards)
+        p = vconf.stage_params(cfg, *sections)
         if extra:
-            p.update(extra(RESOLVED[wildcards.dataset]))
+            p.update(extra(cfg))
         return json.dumps(p, sort_keys=True)
 
     return fn

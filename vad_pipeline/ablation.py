@@ -1,0 +1,118 @@
+"""Ablation table: one row per variant of config.yaml's ``ablation:`` section, ours against the paper.
+
+Each variant is a set of config overrides (switches of the models, e.g. ``model.fusion: none`` or
+``model.memory: false``) trained, inferred, scored and evaluated by the workflow like the main
+model (workflow/rules/ablation.smk, results/<dataset>/ablation/<variant>/auc.json). ``collect``
+puts their AUCs beside the paper's numbers for the dataset; ``plot`` draws both as bars.
+All AUCs in the table are in percent, as the papers print them; ``diff`` is ours (micro: all
+frames pooled, the papers' protocol) minus the paper's, in percentage points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from vad_pipeline.io import VadError, atomic_path, write_csv
+
+COLUMNS = ["variant", "model", "switches", "source", "auc_micro", "auc_macro", "paper", "diff"]
+
+
+def describe(overrides: dict) -> str:
+    """The switches of a variant in one line, e.g. ``model.streams=appearance model.memory=false
+    model.skips=[1,2]`` (model.name has its own column)."""
+    parts = []
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif prefix != "model.name":
+            text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            parts.append(f"{prefix}={text}")
+
+    walk("", overrides)
+    return " ".join(parts) or "(as configured)"
+
+
+def spec(config: dict, dataset: str) -> dict:
+    """What the ablation rule tracks and the table shows, per variant of ``config["ablation"]``: the
+    model it resolves to on ``dataset``, its switches, the paper's reference and the paper's AUC (%)
+    for ``dataset`` (None where the paper gives none)."""
+    from vad_pipeline.config import resolve
+
+    variants = {}
+    for name, v in config.get("ablation", {}).items():
+        overrides = v.get("overrides", {})
+        variants[name] = {"model": resolve(config, dataset, overrides)["model"]["name"],
+                          "switches": describe(overrides), "source": v.get("source", ""),
+                          "paper": v.get("paper", {}).get(dataset)}
+    return {"name": dataset, "variants": variants}
+
+
+def _pct(value) -> float:
+    return round(100.0 * value, 2) if value is not None else math.nan
+
+
+def collect(table_spec: dict, aucs: list[str]) -> pd.DataFrame:
+    """One row per variant of ``table_spec`` (see ``spec``), read from its auc.json (``aucs``, in
+    the same order as the variants)."""
+    variants = table_spec["variants"]
+    if len(aucs) != len(variants):
+        raise VadError(f"ablation: {len(variants)} variants but {len(aucs)} auc.json files")
+    rows = []
+    for (name, v), path in zip(variants.items(), aucs):
+        p = Path(path)
+        if not p.is_file():
+            raise VadError(f"{p}: file not found (variant {name})")
+        try:
+            result = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise VadError(f"{p}: not valid JSON ({exc})") from exc
+        if "auc_micro" not in result:
+            raise VadError(f"{p}: no auc_micro; not an auc.json written by 'vad-pipeline evaluate'")
+        micro, macro = _pct(result["auc_micro"]), _pct(result.get("auc_macro"))
+        paper = float(v["paper"]) if v.get("paper") is not None else math.nan
+        rows.append({"variant": name, "model": v["model"], "switches": v["switches"], "source": v["source"],
+                     "auc_micro": micro, "auc_macro": macro, "paper": paper, "diff": round(micro - paper, 2)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def plot(df: pd.DataFrame, out: str, title: str) -> None:
+    """Horizontal bars per variant: our micro AUC and the paper's (absent where it gives none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n = len(df)
+    y = np.arange(n)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.32 * max(n, 1)))
+    ax.barh(y - 0.2, df["auc_micro"], height=0.4, label="ours (micro)", color="tab:blue")
+    ax.barh(y + 0.2, df["paper"], height=0.4, label="paper", color="tab:orange")
+    for yi, (ours, paper) in enumerate(zip(df["auc_micro"], df["paper"])):
+        if not math.isnan(ours):
+            ax.text(ours, yi - 0.2, f" {ours:.1f}", va="center", fontsize=7)
+        if not math.isnan(paper):
+            ax.text(paper, yi + 0.2, f" {paper:.1f}", va="center", fontsize=7)
+    ax.set_yticks(y, [f"{v} ({m})" for v, m in zip(df["variant"], df["model"])], fontsize=8)
+    ax.invert_yaxis()
+    known = pd.concat([df["auc_micro"], df["paper"]]).dropna()
+    low = max(0.0, math.floor(float(known.min()) / 10) * 10 - 10) if len(known) else 0.0
+    ax.set(xlim=(low, 105), xlabel="frame-level AUROC (%)", title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write(table_spec: dict, aucs: list[str], out_csv: str, out_png: str | None = None) -> pd.DataFrame:
+    df = collect(table_spec, aucs)
+    write_csv(out_csv, df)
+    if out_png:
+        plot(df, out_png, f"{table_spec['name']}: ablation, ours vs paper")
+    return df

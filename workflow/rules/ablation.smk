@@ -1,0 +1,91 @@
+# Ablations (config.yaml `ablation:`): every variant is trained, inferred, scored and evaluated by
+# the main pipeline's rules, reused with `use rule ... with:` for the paths under
+# results/{dataset}/ablation/{variant}/. Their params come from the variant's settings (params_json
+# in common.smk resolves them through job_config), so each variant is cached and reruns on its own;
+# detection, flow, STCs and labels are the dataset's, shared with the main pipeline.
+import re
+
+from vad_pipeline import ablation as vabl
+
+ABLATION = config.get("ablation", {})
+ABL = "results/{dataset}/ablation/{variant}"
+
+
+wildcard_constraints:
+    variant="|".join(map(re.escape, ABLATION)) or "(?!)",
+
+
+use rule train as ablation_train with:
+    output:
+        model=f"{ABL}/train/model.pt",
+        log=f"{ABL}/train/loss.csv",
+        plot=f"{ABL}/train/loss.png",
+    log:
+        "results/logs/{dataset}/ablation/{variant}/train.log",
+    benchmark:
+        "results/benchmarks/{dataset}/ablation/{variant}/train.tsv"
+
+
+use rule infer as ablation_infer with:
+    input:
+        model=f"{ABL}/train/model.pt",
+        stc="results/{dataset}/stc/{split}.h5",
+    output:
+        f"{ABL}/infer/{{split}}.csv",
+    log:
+        "results/logs/{dataset}/ablation/{variant}/infer/{split}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/ablation/{variant}/infer/{split}.tsv"
+
+
+use rule score as ablation_score with:
+    input:
+        train=f"{ABL}/infer/train.csv",
+        test=f"{ABL}/infer/test.csv",
+    output:
+        scores=f"{ABL}/object_scores.csv",
+        stats=f"{ABL}/score_stats.json",
+    log:
+        "results/logs/{dataset}/ablation/{variant}/score.log",
+    benchmark:
+        "results/benchmarks/{dataset}/ablation/{variant}/score.tsv"
+
+
+use rule frame_scores as ablation_frame_scores with:
+    input:
+        objects=f"{ABL}/object_scores.csv",
+        labels="results/{dataset}/labels.csv",
+    output:
+        f"{ABL}/frame_scores.csv",
+    log:
+        "results/logs/{dataset}/ablation/{variant}/frame_scores.log",
+
+
+use rule evaluate as ablation_evaluate with:
+    input:
+        frames=f"{ABL}/frame_scores.csv",
+        summary="results/{dataset}/gt_summary.json",
+    output:
+        auc=f"{ABL}/auc.json",
+        roc=f"{ABL}/roc.png",
+        curves=f"{ABL}/scores.png",
+        top=f"{ABL}/top_anomalies.csv",
+    log:
+        "results/logs/{dataset}/ablation/{variant}/evaluate.log",
+
+
+rule ablation:
+    """Every variant's AUCs beside the paper's (ablation.csv, in %) and as bars (ablation.png)."""
+    input:
+        expand(f"{ABL}/auc.json", variant=ABLATION, allow_missing=True),
+    output:
+        csv="results/{dataset}/ablation.csv",
+        plot="results/{dataset}/ablation.png",
+    params:
+        cfg=lambda w: json.dumps(vabl.spec(config, w.dataset)),  # variants in config order, like the input
+    log:
+        "results/logs/{dataset}/ablation.log",
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} ablation --params {params.cfg:q} --aucs {input} --out {output.csv} --plot {output.plot} > /dev/null 2> {log}"
