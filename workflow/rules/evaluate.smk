@@ -44,7 +44,7 @@ rule benchmark:
     output:
         "results/{dataset}/benchmark.json",
     params:
-        cfg=params_json(),
+        cfg=params_json("demo"),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:
