@@ -1,8 +1,8 @@
 """Train a seed model on the training STCs: seeded, checkpointed every epoch, resumable.
 
 The model used downstream is the one at the end of the fixed schedule (no selection on test
-labels). ``ckpt/last.pt`` is written (atomically) at every epoch end and holds model, optimiser,
-scheduler, epoch, loss history, the RNG states (python, numpy, torch, CUDA) and the run's identity:
+labels). ``ckpt/<run>/last.pt`` (``<run>``: the hash of the run's identity) is written
+atomically at every epoch end and holds model, optimiser, scheduler, epoch, loss history, the RNG states (python, numpy, torch, CUDA) and the run's identity:
 the settings that shape the trajectory plus a fingerprint of the training cubes, and their hash.
 
 Reproducible resumption: the data order and the hflip draws are functions of (seed, epoch, block)

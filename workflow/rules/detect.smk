@@ -10,6 +10,8 @@ rule detect:
         "results/logs/{dataset}/detect/{split}/{video}.log",
     benchmark:
         "results/benchmarks/{dataset}/detect/{split}/{video}.tsv"
+    group:
+        "per_video"  # cluster only: --group-components per_video=N bundles N such jobs per submission
     conda:
         f"{ENVS}/vision.yaml"
     shell:

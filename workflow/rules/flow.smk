@@ -10,6 +10,8 @@ rule flow:
         "results/logs/{dataset}/flow/{split}/{video}.log",
     benchmark:
         "results/benchmarks/{dataset}/flow/{split}/{video}.tsv"
+    group:
+        "per_video"  # cluster only: --group-components per_video=N bundles N such jobs per submission
     conda:
         f"{ENVS}/vision.yaml"
     shell:

@@ -7,7 +7,7 @@ rule infer:
         "results/{dataset}/infer/{split}.csv",
     params:
         cfg=params_json("device", extra=lambda c: {"score": {"batch_size": c["score"]["batch_size"]}}),
-    threads: 8
+    threads: 8  # a local default (capped by --cores); profiles set threads, memory, GPUs and time
     log:
         "results/logs/{dataset}/infer/{split}.log",
     benchmark:

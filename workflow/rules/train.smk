@@ -1,5 +1,5 @@
 rule train:
-    """Train the model (model.name) on the training cubes; resumes from ckpt/last.pt after a kill."""
+    """Train the model (model.name) on the training cubes; resumes from train/ckpt/<run>/last.pt after a kill."""
     input:
         "results/{dataset}/stc/train.h5",
     output:
@@ -8,9 +8,7 @@ rule train:
         plot="results/{dataset}/train/loss.png",
     params:
         cfg=params_json("model", "train", "loss", "seed", "device", "preset"),
-    threads: 8
-    resources:
-        mem_mb=8000,
+    threads: 8  # a local default (capped by --cores); profiles set threads, memory, GPUs and time
     log:
         "results/logs/{dataset}/train.log",
     benchmark:
