@@ -55,6 +55,27 @@ def tiny_demo(tiny_resolved) -> dict:
     return tiny_resolved
 
 
+@pytest.fixture()
+def workdir(tiny_config, tmp_path) -> Path:
+    """A Snakemake working directory holding the tiny config (demo generated under it)."""
+    wd = tmp_path / "run"
+    wd.mkdir()
+    tiny_config["datasets"]["demo"]["root"] = "resources/demo"
+    write_config(tiny_config, wd / "config.yaml")
+    return wd
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny tensors: one torch thread is fastest, and much faster when other jobs share the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def write_config(cfg: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

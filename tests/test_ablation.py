@@ -200,15 +200,6 @@ def test_cli_subcommand(tmp_path, capsys):
 # --------------------------------------------------------------------------- the Snakemake target
 
 
-@pytest.fixture()
-def workdir(tiny_config, tmp_path) -> Path:
-    wd = tmp_path / "run"
-    wd.mkdir()
-    tiny_config["datasets"]["demo"]["root"] = "resources/demo"
-    write_config(tiny_config, wd / "config.yaml")
-    return wd
-
-
 def _dry_jobs(workdir: Path, *targets: str) -> tuple[dict[str, int], list[tuple[str, str | None]]]:
     """A dry run's job counts per rule, and (rule, variant) of every job."""
     out = snakemake(workdir, "-n", *targets)

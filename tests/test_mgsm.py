@@ -22,14 +22,7 @@ from vad_pipeline.stc import INDEX, STCDataset
 
 T_PAST, S = 4, 16
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and much faster when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(width=4, channels=3, memory_sizes=(5, 6, 7)) -> MGSMNet:

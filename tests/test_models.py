@@ -15,14 +15,7 @@ from vad_pipeline.models.blocks import Decoder, level_widths
 
 T, S = 4, 16
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and much faster when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(width=4, channels=3, fusion="gated", skips=(1, 2, 3)) -> torch.nn.Module:

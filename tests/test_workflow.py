@@ -36,15 +36,6 @@ def planned_rules(workdir: Path, *args: str) -> set[str]:
     ) - {"total", "job", "count"}
 
 
-@pytest.fixture()
-def workdir(tiny_config, tmp_path) -> Path:
-    wd = tmp_path / "run"
-    wd.mkdir()
-    tiny_config["datasets"]["demo"]["root"] = "resources/demo"
-    write_config(tiny_config, wd / "config.yaml")
-    return wd
-
-
 def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
     snakemake(workdir, "results/demo/auc.json", "results/demo/benchmark.json")
     res = workdir / "results" / "demo"
