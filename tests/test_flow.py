@@ -104,8 +104,8 @@ def test_read_flow_single_frame(tiny_resolved, tmp_path):
 
 def test_unknown_backend(tiny_resolved, tmp_path):
     out = tmp_path / "sq.h5"
-    with pytest.raises(VadError, match="raft"):
-        F.flow_video(_video(tmp_path), _cfg(tiny_resolved, backend="raft"), str(out))
+    with pytest.raises(VadError, match="nope"):
+        F.flow_video(_video(tmp_path), _cfg(tiny_resolved, backend="nope"), str(out))
     assert not out.exists()
 
 

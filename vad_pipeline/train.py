@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from vad_pipeline.accel import pick_device  # noqa: F401 - re-exported for score and scripts
 from vad_pipeline.config import config_hash, model_sections
 from vad_pipeline.io import VadError, atomic_path, write_csv
 from vad_pipeline.models import build_model
@@ -43,14 +44,6 @@ log = logging.getLogger(__name__)
 # schedule; the others change how fast an epoch runs, not what it computes (compile and
 # channels_last are only applied on CUDA, where they may change the rounding).
 RESUMABLE_KEYS = ("epochs", "threads", "workers", "pin_memory", "compile", "channels_last")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VadError("config: device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

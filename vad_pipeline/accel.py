@@ -1,0 +1,104 @@
+"""Device choice and batched inference shared by the GPU-capable stages (train, score, deep backends)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from vad_pipeline.io import VadError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise VadError(f"config: device is {name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+class Batcher:
+    """Runs ``fn`` over items in batches; out of GPU memory, it retries at half the batch size.
+
+    The lowered size is kept for later calls (the next batches of the same video); a batch of
+    one that still does not fit is an error. ``fn`` returns one result per item.
+    """
+
+    def __init__(self, batch_size: int, what: str = "inference"):
+        self.batch_size = max(1, int(batch_size))
+        self.what = what
+
+    def __call__(self, fn: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R]:
+        out: list[R] = []
+        i = 0
+        while i < len(items):
+            chunk = items[i:i + self.batch_size]
+            try:
+                res = fn(chunk)
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not is_oom(e):
+                    raise
+                if self.batch_size == 1:
+                    raise VadError(f"{self.what}: out of GPU memory even with a batch of one") from e
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.batch_size //= 2
+                log.warning("%s: out of GPU memory; batch size lowered to %d", self.what, self.batch_size)
+                continue
+            out.extend(res)
+            i += len(chunk)
+        return out
+
+
+WEIGHTS_HELP = "see the README section 'Reproduce the papers' for where to get it and where to put it"
+
+
+def load_state(model: nn.Module, path: str | Path, what: str, key: str = "") -> nn.Module:
+    """Load a local checkpoint strictly (``weights_only=True``), accepting a bare or wrapped state dict.
+
+    Wrapped means a dict with a ``state_dict`` (NVIDIA's .pth.tar, mmengine) or ``model`` key.
+    ``key`` names the config entry of the path, for the error message.
+    """
+    where = f"config {key}" if key else f"{what} weights"
+    if not str(path):
+        raise VadError(f"{where} is not set: {what} needs its weight file ({WEIGHTS_HELP})")
+    path = Path(path)
+    if not path.is_file():
+        raise VadError(f"{where}: no file at {str(path)!r} ({WEIGHTS_HELP})")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise VadError(f"{path}: cannot be read as a {what} checkpoint with weights_only=True: {e}") from e
+    state = ckpt
+    if isinstance(ckpt, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(ckpt.get(key), dict):
+                state = ckpt[key]
+                break
+    if not isinstance(state, dict):
+        raise VadError(f"{path}: not a state dict (found {type(state).__name__})")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise VadError(
+            f"{path}: not a {what} checkpoint: {len(missing)} missing keys (e.g. {sorted(missing)[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {sorted(unexpected)[:3]})"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise VadError(f"{path}: shapes do not match {what}: {e}") from e
+    return model
