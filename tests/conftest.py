@@ -98,3 +98,49 @@ def build_stcs(cfg: dict, tmp_path: Path, split: str = "train") -> tuple[str, li
     out = str(tmp_path / "stc" / f"{split}.h5")
     build_split(videos, boxes, flows, cfg, out)
     return out, videos, boxes, flows
+
+
+@pytest.fixture(scope="session")
+def flownet2_weights(tmp_path_factory) -> Path:
+    """Randomly initialised FlowNet2 weights, saved the way NVIDIA's checkpoint is."""
+    import torch
+
+    from vad_pipeline.flownet2 import FlowNet2
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("flownet2") / "FlowNet2_checkpoint.pth.tar"
+    torch.save({"epoch": 0, "best_EPE": 0.0, "state_dict": FlowNet2().state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mmdet_small(tmp_path_factory) -> tuple[Path, Path]:
+    """(config, checkpoint) of a small, randomly initialised Cascade R-CNN: mmdet's own R50 config
+    with a narrow ResNet-18, test images resized to 128 px and no score floor, so that random
+    weights still give a few detections per frame."""
+    pytest.importorskip("mmdet", reason="the mmdet extra is not installed (pip install -e '.[mmdet]')")
+    import mmdet
+    import torch
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+
+    base = Path(mmdet.__file__).parent / ".mim" / "configs" / "cascade_rcnn" / "cascade-rcnn_r50_fpn_1x_coco.py"
+    cfg = Config.fromfile(str(base))
+    width = 8
+    cfg.model.backbone.update(depth=18, base_channels=width, init_cfg=None)
+    cfg.model.neck.update(in_channels=[width, 2 * width, 4 * width, 8 * width], out_channels=16)
+    cfg.model.rpn_head.update(in_channels=16, feat_channels=16)
+    cfg.model.roi_head.bbox_roi_extractor.out_channels = 16
+    for head in cfg.model.roi_head.bbox_head:
+        head.update(in_channels=16, fc_out_channels=32)
+    cfg.model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=5)
+    for step in cfg.test_dataloader.dataset.pipeline:
+        if step["type"] == "Resize":
+            step["scale"] = (128, 128)
+    d = tmp_path_factory.mktemp("mmdet")
+    cfg.dump(str(d / "small_cascade_rcnn.py"))
+    torch.manual_seed(0)
+    model = init_detector(str(d / "small_cascade_rcnn.py"), checkpoint=None, device="cpu")
+    meta = {"dataset_meta": {"classes": list(model.dataset_meta["classes"])}, "mmdet_version": mmdet.__version__}
+    torch.save({"meta": meta, "state_dict": model.state_dict()}, d / "small_cascade_rcnn.pth")
+    return d / "small_cascade_rcnn.py", d / "small_cascade_rcnn.pth"

@@ -201,8 +201,8 @@ def test_moving_square_is_detected(tiny_resolved, tmp_path):
 
 def test_unknown_detect_backend(tiny_resolved, tmp_path):
     cfg = copy.deepcopy(tiny_resolved)
-    cfg["detect"]["backend"] = "mmdet"
-    with pytest.raises(VadError, match="mmdet"):
+    cfg["detect"]["backend"] = "yolo"
+    with pytest.raises(VadError, match="yolo"):
         Det.detect_video(_blank_video(tmp_path), cfg, str(tmp_path / "x.csv"))
 
 
@@ -212,3 +212,127 @@ def test_boxes_by_frame():
     by = Det.boxes_by_frame(df)
     assert set(by) == {0, 3}
     np.testing.assert_array_equal(by[0], [[1, 2, 3, 4], [5, 6, 7, 8]])
+
+
+# --------------------------------------------------------------------------- mmdet backend logic
+
+
+def _det(*rows) -> np.ndarray:
+    """Detections x1, y1, x2, y2, score, label."""
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+MM = {"score_threshold": 0.5, "min_area": 100, "max_overlap": 0.6}
+
+
+def test_filter_detections_score_and_area_thresholds_are_inclusive():
+    det = _det((0, 0, 10, 10, 0.5, 0), (20, 0, 30, 10, 0.49, 0), (40, 0, 49, 10, 0.9, 0), (60, 0, 70, 10, 0.7, 3))
+    kept = Det.filter_detections(det, MM)
+    # 0.49 is below the threshold; the 9 x 10 box is below 100 px
+    np.testing.assert_array_equal(kept[:, [0, 4, 5]], [[0, 0.5, 0], [60, 0.7, 3]])
+
+
+def test_filter_detections_prefers_the_higher_score_not_the_larger_box():
+    big_weak = (0, 0, 40, 40, 0.6, 0)
+    small_strong = (0, 0, 20, 20, 0.95, 0)  # lies entirely inside big_weak
+    inside_big = (30, 30, 40, 40, 0.8, 0)
+    kept = Det.filter_detections(_det(big_weak, small_strong, inside_big), MM)
+    # big_weak is visited last: 1/4 of it lies inside small_strong, so it stays too
+    assert len(kept) == 3
+    kept = Det.filter_detections(_det(big_weak, small_strong), {**MM, "max_overlap": 0.2})
+    np.testing.assert_array_equal(kept[:, 4], [0.95])
+
+
+def test_difference_boxes_and_the_uncovered_ones():
+    prev = np.full((40, 60), 100, np.float32)
+    cur = prev.copy()
+    cur[5:15, 5:15] = 150    # changed region A (100 px)
+    cur[20:30, 40:52] = 160  # changed region B (120 px)
+    p = {"diff_threshold": 18, "min_area": 50, "max_area_frac": 0.5}
+    fg = Det.difference_boxes(cur, prev, p)
+    assert sorted(map(tuple, fg[:, :4].astype(int))) == [(5, 5, 15, 15), (40, 20, 52, 30)]
+    assert len(Det.difference_boxes(cur, None, p)) == 0
+    det = _det((0, 0, 16, 16, 0.9, 0))  # covers A entirely, B not at all
+    np.testing.assert_array_equal(Det.uncovered(fg, det, 0.6)[:, :4], [[40, 20, 52, 30]])
+    assert len(Det.uncovered(fg, _det(), 0.6)) == 2
+
+
+class FakeDetector:
+    """Stands in for MMDetector: one fixed detection per frame, records the batch sizes."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, frames):
+        self.calls.append(len(frames))
+        return [_det((-5, 2, 30, 70, 0.9, 0), (1, 1, 5, 5, 0.99, 2)) for _ in frames]
+
+    def class_name(self, label):
+        return ("person", "bicycle", "car")[label]
+
+
+def _moving_square_video(tmp_path, n=5) -> Video:
+    d = tmp_path / "sq" / "testing" / "frames" / "01"
+    d.mkdir(parents=True)
+    for t in range(n):
+        frame = np.full((48, 64, 3), 90, np.uint8)
+        frame[30:40, 40 + t:50 + t] = 220
+        cv2.imwrite(str(d / f"{t:03d}.png"), frame)
+    return Video(name="01", split="test", frames=tuple(sorted(d.iterdir())))
+
+
+def test_mmdet_backend_filters_clips_and_adds_uncovered_motion(tiny_resolved, tmp_path):
+    p = copy.deepcopy(tiny_resolved["detect"]["mmdet"])
+    p.update(batch_size=2, min_area=50, foreground={"enabled": True, "diff_threshold": 18, "blur": 1, "min_area": 5})
+    fake = FakeDetector()
+    df = Det.detect_mmdet(_moving_square_video(tmp_path), p, detector=fake)
+    assert list(df.columns) == Det.COLUMNS
+    assert fake.calls == [2, 2, 1]  # batches of batch_size frames
+    people = df[df["class"] == "person"]
+    assert list(people.frame) == [0, 1, 2, 3, 4]  # the 4 x 4 car is below min_area
+    assert (people[["x1", "y1", "x2", "y2"]].to_numpy() == [0, 2, 30, 48]).all()  # clipped to the frame
+    moving = df[df["class"] == "foreground"]
+    assert set(moving.frame) == {1, 2, 3, 4}  # no previous frame at t = 0
+    assert (moving.x1 >= 40).all() and (moving.x2 <= 55).all() and (moving.y1 >= 30).all()
+    p["foreground"]["enabled"] = False
+    df = Det.detect_mmdet(_moving_square_video(tmp_path / "b"), p, detector=FakeDetector())
+    assert set(df["class"]) == {"person"}
+
+
+def test_mmdet_backend_without_mmdet_or_weights_says_what_to_do(tiny_resolved):
+    p = tiny_resolved["detect"]["mmdet"]
+    try:
+        import mmdet  # noqa: F401
+    except ImportError:
+        with pytest.raises(VadError, match=r"pip install -e '\.\[mmdet\]'"):
+            Det.MMDetector(p)
+        return
+    with pytest.raises(VadError, match="detect.mmdet.checkpoint is not set.*Cascade R-CNN R101-FPN.*model zoo.*Reproduce the papers"):
+        Det.MMDetector(p)
+
+
+def test_mmdet_detector_from_local_config_and_weights(tiny_resolved, tmp_path, mmdet_small):
+    import torch
+
+    config, ckpt = mmdet_small
+    cfg = copy.deepcopy(tiny_resolved)
+    cfg["detect"]["backend"] = "mmdet"
+    cfg["detect"]["mmdet"].update(config=str(config), checkpoint=str(ckpt), device="cpu", batch_size=2,
+                                  score_threshold=0.0, min_area=0, max_overlap=1.0)
+    out = tmp_path / "det" / "01.csv"
+    df = Det.detect_video(_moving_square_video(tmp_path), cfg, str(out))
+    assert list(pd.read_csv(out).columns) == Det.COLUMNS
+    dets = df[df["class"] != "foreground"]
+    assert set(dets.frame) == set(range(5)) and dets.groupby("frame").size().max() <= 5  # config's max_per_img
+    assert dets["class"].map(type).eq(str).all() and "person" in Det.MMDetector(cfg["detect"]["mmdet"]).classes
+    assert ((dets.x1 >= 0) & (dets.x2 <= 64) & (dets.y1 >= 0) & (dets.y2 <= 48) & (dets.x2 > dets.x1)).all()
+    # weights of another architecture are refused, naming the file
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
+    state.pop(next(iter(state)))
+    torch.save({"state_dict": state}, tmp_path / "other.pth")
+    cfg["detect"]["mmdet"]["checkpoint"] = str(tmp_path / "other.pth")
+    with pytest.raises(VadError, match="other.pth: not a MMDetection detector checkpoint: 1 missing"):
+        Det.detect_video(_moving_square_video(tmp_path / "b"), cfg, str(tmp_path / "x.csv"))
+    cfg["detect"]["mmdet"]["config"] = str(tmp_path / "nope.py")
+    with pytest.raises(VadError, match="detect.mmdet.config: no file at .*nope.py"):
+        Det.detect_video(_moving_square_video(tmp_path / "c"), cfg, str(tmp_path / "x.csv"))

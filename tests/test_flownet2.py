@@ -177,7 +177,7 @@ def test_official_checkpoint_loads_strictly(official_ckpt):
 
 def test_checkpoint_problems_are_named(tmp_path, official_ckpt):
     _, state = official_ckpt
-    with pytest.raises(VadError, match="flow.flownet2.checkpoint is not set.*Reproduce the papers"):
+    with pytest.raises(VadError, match="flow.flownet2.checkpoint is not set.*FlowNet2_checkpoint.pth.tar.*flownet2-pytorch.*Reproduce the papers"):
         load_state(FlowNet2(), "", "FlowNet2", "flow.flownet2.checkpoint")
     with pytest.raises(VadError, match="no file at.*missing.pth"):
         load_state(FlowNet2(), tmp_path / "missing.pth", "FlowNet2")

@@ -63,31 +63,43 @@ class Batcher:
         return out
 
 
-WEIGHTS_HELP = "see the README section 'Reproduce the papers' for where to get it and where to put it"
+WEIGHTS_HELP = "README, section 'Reproduce the papers'"
+# where each network's official weights come from (nothing is downloaded at run time)
+WEIGHTS_SOURCE = {
+    "FlowNet2": "FlowNet2_checkpoint.pth.tar, linked from the README of NVIDIA's flownet2-pytorch "
+                "repository, saved as e.g. weights/FlowNet2_checkpoint.pth.tar",
+    "RAFT-large": "torchvision's Raft_Large_Weights file (raft_large_C_T_SKHT_V2-*.pth), saved as e.g. weights/raft_large.pth",
+    "RAFT-small": "torchvision's Raft_Small_Weights file (raft_small_C_T_V2-*.pth), saved as e.g. weights/raft_small.pth",
+    "MMDetection detector": "the COCO Cascade R-CNN R101-FPN 1x weights of the MMDetection model zoo "
+                            "(configs/cascade_rcnn), saved as e.g. weights/cascade_rcnn_r101_fpn_1x_coco.pth",
+}
 
 
-def load_state(model: nn.Module, path: str | Path, what: str, key: str = "") -> nn.Module:
+def load_state(model: nn.Module, path: str | Path, what: str, key: str = "",
+               meta: dict | None = None) -> nn.Module:
     """Load a local checkpoint strictly (``weights_only=True``), accepting a bare or wrapped state dict.
 
     Wrapped means a dict with a ``state_dict`` (NVIDIA's .pth.tar, mmengine) or ``model`` key.
-    ``key`` names the config entry of the path, for the error message.
+    ``key`` names the config entry of the path, for the error message; ``meta``, when given,
+    receives the checkpoint's ``meta`` entry (mmengine keeps class names there).
     """
     where = f"config {key}" if key else f"{what} weights"
+    get = f"get {WEIGHTS_SOURCE[what]}; " if what in WEIGHTS_SOURCE else ""
     if not str(path):
-        raise VadError(f"{where} is not set: {what} needs its weight file ({WEIGHTS_HELP})")
+        raise VadError(f"{where} is not set: {what} needs a local weight file ({get}{WEIGHTS_HELP})")
     path = Path(path)
     if not path.is_file():
-        raise VadError(f"{where}: no file at {str(path)!r} ({WEIGHTS_HELP})")
+        raise VadError(f"{where}: no file at {str(path)!r} ({get}{WEIGHTS_HELP})")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to the user
         raise VadError(f"{path}: cannot be read as a {what} checkpoint with weights_only=True: {e}") from e
     state = ckpt
     if isinstance(ckpt, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(ckpt.get(key), dict):
-                state = ckpt[key]
-                break
+        wrapper = next((k for k in ("state_dict", "model") if isinstance(ckpt.get(k), dict)), None)
+        state = ckpt[wrapper] if wrapper else ckpt
+        if meta is not None and isinstance(ckpt.get("meta"), dict):
+            meta.update(ckpt["meta"])
     if not isinstance(state, dict):
         raise VadError(f"{path}: not a state dict (found {type(state).__name__})")
     state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -148,6 +148,9 @@ def cmd_bench(cfg, a):
     from vad_pipeline.io import write_json
 
     result = benchmark(cfg["name"], a.results)
+    for stage in ("detect", "flow"):  # frames/s per backend
+        if stage in cfg and stage in result["stages"]:
+            result["stages"][stage]["backend"] = cfg[stage]["backend"]
     if cfg["dataset"]["layout"] == "demo":  # small enough to convert into every layout
         result["decode"] = decode_throughput(cfg)
     if a.out:

@@ -92,6 +92,40 @@ def frames_input(wildcards):
         raise WorkflowError(str(exc))
 
 
+# Backends that run a network: their weight file is an input (a new file reruns the stage) and
+# their jobs ask for a GPU (resources.gpu, which the cluster profiles map to the scheduler's).
+NETWORK_BACKENDS = {"detect": ("mmdet",), "flow": ("flownet2", "raft")}
+
+
+def _backend(wildcards, stage):
+    sec = job_config(wildcards)[stage]
+    return sec["backend"], sec.get(sec["backend"], {})
+
+
+def weights_input(stage):
+    """The local weight file of the stage's backend (none for the weight-free ones)."""
+
+    def fn(wildcards):
+        name, p = _backend(wildcards, stage)
+        return [p["checkpoint"]] if name in NETWORK_BACKENDS[stage] and p.get("checkpoint") else []
+
+    return fn
+
+
+def gpu_request(stage):
+    def fn(wildcards):
+        name, p = _backend(wildcards, stage)
+        return int(name in NETWORK_BACKENDS[stage] and p.get("device", "auto") != "cpu")
+
+    return fn
+
+
+def detect_env(wildcards):
+    """MMDetection brings its own stack (mmcv is built for one torch); the rest share vision.yaml."""
+    name, _ = _backend(wildcards, "detect")
+    return f"{ENVS}/mmdet.yaml" if name == "mmdet" else f"{ENVS}/vision.yaml"
+
+
 def dataset_input(wildcards):
     cfg = RESOLVED[wildcards.dataset]
     return cfg["dataset"]["root"]

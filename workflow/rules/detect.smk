@@ -1,7 +1,8 @@
 rule detect:
     """Object boxes of one video (backend from detect.backend)."""
     input:
-        frames_input,
+        frames=frames_input,
+        weights=weights_input("detect"),
     output:
         "results/{dataset}/detect/{split}/{video}.csv",
     params:
@@ -10,10 +11,12 @@ rule detect:
         "results/logs/{dataset}/detect/{split}/{video}.log",
     benchmark:
         "results/benchmarks/{dataset}/detect/{split}/{video}.tsv"
+    resources:
+        gpu=gpu_request("detect"),
     group:
         "per_video"  # cluster only: --group-components per_video=N bundles N such jobs per submission
     conda:
-        f"{ENVS}/vision.yaml"
+        detect_env
     shell:
         "{VAD} detect --params {params.cfg:q} --split {wildcards.split} --video {wildcards.video} "
         "--out {output} 2> {log}"

@@ -44,7 +44,7 @@ rule benchmark:
     output:
         "results/{dataset}/benchmark.json",
     params:
-        cfg=params_json("demo"),
+        cfg=params_json("demo", "detect", "flow"),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:

@@ -1,7 +1,8 @@
 rule flow:
     """Optical flow of one video, frame t-1 -> t (backend from flow.backend), float16 HDF5."""
     input:
-        frames_input,
+        frames=frames_input,
+        weights=weights_input("flow"),
     output:
         "results/{dataset}/flow/{split}/{video}.h5",
     params:
@@ -10,6 +11,8 @@ rule flow:
         "results/logs/{dataset}/flow/{split}/{video}.log",
     benchmark:
         "results/benchmarks/{dataset}/flow/{split}/{video}.tsv"
+    resources:
+        gpu=gpu_request("flow"),
     group:
         "per_video"  # cluster only: --group-components per_video=N bundles N such jobs per submission
     conda:
