@@ -173,3 +173,17 @@ def test_demo_with_the_paper_backends(workdir, tiny_config, flownet2_weights, mm
     os.utime(flownet2_weights)
     rules = planned_rules(workdir, "results/demo/auc.json")
     assert {"flow", "stc", "train"} <= rules and "detect" not in rules
+
+
+def test_network_backends_take_their_weights_as_input_and_ask_for_a_gpu(workdir, tiny_config):
+    (workdir / "fn2.pth").write_bytes(b"x")
+    (workdir / "det.pth").write_bytes(b"x")
+    tiny_config["flow"]["backend"] = "flownet2"
+    tiny_config["flow"]["flownet2"]["checkpoint"] = "fn2.pth"
+    tiny_config["detect"]["backend"] = "mmdet"
+    tiny_config["detect"]["mmdet"].update(checkpoint="det.pth", device="cpu")
+    write_config(tiny_config, workdir / "config.yaml")
+    out = snakemake(workdir, "-n", "results/demo/flow/test/01.h5", "results/demo/detect/test/01.csv")
+    jobs = {m.group(1): m.group(2) for m in re.finditer(r"rule (\w+):\n(.*?)\n\n", out.stdout + "\n\n", flags=re.S)}
+    assert "fn2.pth" in jobs["flow"] and "gpu=1" in jobs["flow"]
+    assert "det.pth" in jobs["detect"] and "gpu=0" in jobs["detect"]  # device: cpu asks for none

@@ -221,7 +221,6 @@ def detect_mmdet(video: Video, p: dict, detector: MMDetector | None = None) -> p
     detector = detector or MMDetector(p)
     batcher = Batcher(p["batch_size"], f"detect {video.source}")
     fg_p = {**p["foreground"], "max_area_frac": 0.5}
-    h = w = None
     rows, prev = [], None
     bar = tqdm(total=video.n_frames, desc=f"detect {video.split}/{video.name}", leave=False)
     for batch in _batches(video, max(1, p["batch_size"])):
