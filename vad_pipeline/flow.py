@@ -10,7 +10,6 @@ read the same values either way; vectors are rounded to ``quantum`` px.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -31,7 +30,6 @@ DIS_PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-DEEP = ("flownet2", "raft")
 
 
 @dataclass
@@ -155,32 +153,29 @@ def quantize(flow: np.ndarray, quantum: float) -> np.ndarray:
     return flow.astype(np.float16)
 
 
-def frame_pairs(frames: Iterator[np.ndarray], batch: int) -> Iterator[tuple[int, list, list]]:
-    """(index of the first t, frames t-1, frames t) in runs of ``batch`` consecutive pairs."""
-    prevs: list[np.ndarray] = []
-    curs: list[np.ndarray] = []
+def frame_pairs(frames: Iterator[np.ndarray], batch: int) -> Iterator[tuple[int, list[tuple]]]:
+    """(t of the first pair, [(frame t-1, frame t), ...]) in runs of ``batch`` consecutive pairs."""
+    pairs: list[tuple] = []
     prev, first = None, 1
     for t, frame in enumerate(frames):
         if prev is not None:
-            prevs.append(prev)
-            curs.append(frame)
-            if len(curs) == batch:
-                yield first, prevs, curs
-                prevs, curs, first = [], [], t + 1
+            pairs.append((prev, frame))
+            if len(pairs) == batch:
+                yield first, pairs
+                pairs, first = [], t + 1
         prev = frame
-    if curs:
-        yield first, prevs, curs
+    if pairs:
+        yield first, pairs
 
 
-def flow_video(video: Video, cfg: dict, out: str, backend: FlowBackend | None = None) -> float:
-    """Compute and store the flow of every frame of ``video``; returns the seconds spent in the
-    flow method itself. Streaming: memory holds one batch of frames, whatever the video length."""
-    backend = backend or make_backend(cfg)
+def flow_video(video: Video, cfg: dict, out: str) -> None:
+    """Compute and store the flow of every frame of ``video``.
+
+    Streaming: memory holds one batch of frames (the OpenCV backends: one pair), whatever the
+    video length."""
+    backend = make_backend(cfg)
     factor, level, quantum = cfg["flow"]["downscale"], cfg["flow"]["compression"], cfg["flow"]["quantum"]
     batcher = Batcher(backend.batch_size, f"flow {video.source}")
-    # a batch of pairs per call; the OpenCV backends take one pair at a time anyway
-    group = max(1, backend.batch_size)
-    busy = 0.0
     frames = iter_frames(video, gray=backend.gray)
     head = next(frames, None)
     if head is None:
@@ -196,16 +191,12 @@ def flow_video(video: Video, cfg: dict, out: str, backend: FlowBackend | None = 
         f.attrs.update(height=h, width=w, downscale=factor, quantum=quantum, backend=cfg["flow"]["backend"])
         dset[0] = 0
         bar = tqdm(total=video.n_frames, desc=f"flow {video.split}/{video.name}", leave=False)
-        for first, prevs, curs in frame_pairs(itertools.chain([head], frames), group):
-            t0 = time.perf_counter()
-            flows = batcher(lambda idx, p=prevs, c=curs: backend.fn([p[i] for i in idx], [c[i] for i in idx]),
-                            list(range(len(curs))))
-            busy += time.perf_counter() - t0
+        for first, pairs in frame_pairs(itertools.chain([head], frames), backend.batch_size):
+            flows = batcher(lambda ps: backend.fn([a for a, _ in ps], [b for _, b in ps]), pairs)
             for k, fl in enumerate(flows):
                 dset[first + k] = quantize(downscale_flow(np.asarray(fl, np.float32), factor), quantum)
-            bar.update(len(curs))
+            bar.update(len(pairs))
         bar.close()
-    return busy
 
 
 def read_flow(path: str, t: int | slice) -> np.ndarray:
