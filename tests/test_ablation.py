@@ -168,6 +168,23 @@ def test_collector_on_hand_made_auc_files(tmp_path):
     assert all(v["paper"] is None for v in other["variants"].values())
 
 
+def test_variants_that_coincide_share_one_training(base_config):
+    """Ped2's memories have 40 items, so Table 3's 40-item row is the full model: trained once, and
+    the table says so; on ShanghaiTech (40/60/80 items) it is a training of its own."""
+    ped2 = A.trained_by(base_config, "ped2")
+    assert ped2["mgsm_mem40"] == "mgsm"
+    assert all(owner == v for v, owner in ped2.items() if v != "mgsm_mem40")
+    assert all(owner == v for v, owner in A.trained_by(base_config, "shanghaitech").items())
+    switches = A.spec(base_config, "ped2")["variants"]["mgsm_mem40"]["switches"]
+    assert switches.endswith("(the same training as mgsm on ped2)")
+    # only the training settings count: a variant that differs in its fusion weights trains again
+    cfg = copy.deepcopy(base_config)
+    cfg["ablation"]["mgsm_mem40"]["overrides"]["score"] = {"w_f": 0.5}
+    assert A.trained_by(cfg, "ped2")["mgsm_mem40"] == "mgsm"
+    cfg["ablation"]["mgsm_mem40"]["overrides"]["train"] = {"epochs": 3}
+    assert A.trained_by(cfg, "ped2")["mgsm_mem40"] == "mgsm_mem40"
+
+
 def test_collector_names_bad_input(tmp_path):
     spec = A.spec(C.validate(_spec_config()), "ped2")
     good = [_write_auc(tmp_path / v / "auc.json", 0.9, 0.9) for v in spec["variants"]]
@@ -220,8 +237,11 @@ def test_dry_run_one_training_per_variant_and_shared_stages(workdir, tiny_config
     assert len(variants) >= 18
     counts, jobs = _dry_jobs(workdir, "results/demo/ablation.csv")
     main, _ = _dry_jobs(workdir, "results/demo/auc.json")
-    assert counts["ablation_train"] == len(variants)
-    assert sorted(v for r, v in jobs if r == "ablation_train") == sorted(variants)
+    # the demo's memories have 40 items, like Ped2's: mgsm_mem40 is mgsm and is not trained twice
+    trained = sorted(set(A.trained_by(tiny_config, "demo").values()))
+    assert trained == sorted(set(variants) - {"mgsm_mem40"})
+    assert counts["ablation_train"] == len(trained)
+    assert sorted(v for r, v in jobs if r == "ablation_train") == trained
     assert counts["ablation_infer"] == 2 * len(variants)
     for rule in ("ablation_score", "ablation_frame_scores", "ablation_evaluate"):
         assert counts[rule] == len(variants), rule

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import build_stcs
 from vad_pipeline import plots
@@ -161,6 +162,23 @@ def test_diversity_by_hand():
                                torch.tensor([[1.0, 4.0, 18.0], [1.0, 13.0, 20.0]]))
     with pytest.raises(ValueError, match="2 memory items"):
         L.diversity(QUERIES, ITEMS[:1])
+
+
+def test_memory_terms_from_shared_products_match_the_explicit_distances():
+    """The model hands its addressing cosines in as q.m: same terms and gradients as ||q - m||^2."""
+    torch.manual_seed(0)
+    q = F.normalize(torch.randn(3, 7, 4), dim=2).requires_grad_()
+    m = F.normalize(torch.randn(5, 4), dim=1).requires_grad_()
+    comp, div = L.memory_terms(q, m, q @ m.T)
+    (comp.sum() + 0.3 * div.sum()).backward()
+    grads = q.grad.clone(), m.grad.clone()
+    q.grad = m.grad = None
+    d = (q.unsqueeze(2) - m).pow(2).sum(-1).sort(dim=-1).values   # every distance, by hand
+    (d[..., 0].mean(1).sum() + 0.3 * (d[..., 0] - d[..., 1]).mean(1).sum()).backward()
+    torch.testing.assert_close(comp, d[..., 0].mean(1))
+    torch.testing.assert_close(div, (d[..., 0] - d[..., 1]).mean(1))
+    torch.testing.assert_close(grads[0], q.grad)
+    torch.testing.assert_close(grads[1], m.grad)
 
 
 def test_model_memory_terms_are_those_of_its_unit_queries():

@@ -38,17 +38,36 @@ def describe(overrides: dict) -> str:
     return " ".join(parts) or "(as configured)"
 
 
+def trained_by(config: dict, dataset: str) -> dict[str, str]:
+    """Per variant, the variant whose trained model it uses on ``dataset``: the first one, in config
+    order, that resolves to the same training settings (itself, unless two coincide: on Ped2, whose
+    memories have 40 items, ``mgsm_mem40`` is ``mgsm``), so that one training serves both."""
+    from vad_pipeline.config import TRAIN_SECTIONS, resolve
+
+    owners: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for name, v in config.get("ablation", {}).items():
+        cfg = resolve(config, dataset, v.get("overrides", {}))
+        key = json.dumps({s: cfg.get(s) for s in TRAIN_SECTIONS}, sort_keys=True)
+        owners[name] = first.setdefault(key, name)
+    return owners
+
+
 def spec(config: dict, dataset: str) -> dict:
     """What the ablation rule tracks and the table shows, per variant of ``config["ablation"]``: the
-    model it resolves to on ``dataset``, its switches, the paper's reference and the paper's AUC (%)
-    for ``dataset`` (None where the paper gives none)."""
+    model it resolves to on ``dataset``, its switches (and the variant it shares a training with,
+    if any), the paper's reference and the paper's AUC (%) for ``dataset`` (None where none)."""
     from vad_pipeline.config import resolve
 
+    owners = trained_by(config, dataset)
     variants = {}
     for name, v in config.get("ablation", {}).items():
         overrides = v.get("overrides", {})
+        switches = describe(overrides)
+        if owners[name] != name:
+            switches += f" (the same training as {owners[name]} on {dataset})"
         variants[name] = {"model": resolve(config, dataset, overrides)["model"]["name"],
-                          "switches": describe(overrides), "source": v.get("source", ""),
+                          "switches": switches, "source": v.get("source", ""),
                           "paper": v.get("paper", {}).get(dataset)}
     return {"name": dataset, "variants": variants}
 

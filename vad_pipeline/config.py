@@ -144,6 +144,11 @@ def model_sections(resolved: dict) -> dict:
             "loss": {k: v for k, v in resolved["loss"].items() if k in lambdas}}
 
 
+# what a trained model depends on: rule train's params, and what ablation variants must share to
+# share one training
+TRAIN_SECTIONS = ("model", "train", "loss", "seed", "device", "preset")
+
+
 def stage_params(resolved: dict, *sections: str) -> dict:
     """The part of a resolved config one stage depends on (what Snakemake tracks as params)."""
     keep = {"name": resolved["name"], "dataset": resolved["dataset"]}

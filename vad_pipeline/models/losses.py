@@ -24,18 +24,30 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1.0 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-8)
 
 
-def nearest_sq_distances(queries: torch.Tensor, items: torch.Tensor, k: int) -> torch.Tensor:
+def nearest_sq_distances(queries: torch.Tensor, items: torch.Tensor, k: int,
+                         dots: torch.Tensor | None = None) -> torch.Tensor:
     """||q - m_j||^2 to the k nearest items, nearest first: queries (B, Q, D), items (N, D) -> (B, Q, k).
 
-    Only the choice of the k items is made without gradient; the distances are recomputed from the
-    gathered items, so the gradient reaches both the queries and the items, exactly.
+    Written as ||q||^2 + ||m_j||^2 - 2 q.m_j so that the (B, Q, N) products ``dots`` = queries @ items.T
+    are computed once and shared (the MGSM's addressing has them: pass them in). Only the choice of
+    the k items is made without gradient; the gathered distances are differentiable in both the
+    queries and the items, exactly.
     """
     if items.shape[0] < k:
         raise ValueError(f"need at least {k} memory items, have {items.shape[0]}")
-    with torch.no_grad():
-        d = queries.pow(2).sum(-1, keepdim=True) - 2 * queries @ items.T + items.pow(2).sum(-1)
-        idx = d.topk(k, dim=-1, largest=False).indices            # (B, Q, k)
-    return (queries.unsqueeze(2) - items[idx]).pow(2).sum(-1)
+    if dots is None:
+        dots = queries @ items.T
+    sq_items = items.pow(2).sum(-1)
+    with torch.no_grad():   # ||q||^2 is the same for every item: it does not change the order
+        idx = (sq_items - 2 * dots).topk(k, dim=-1, largest=False).indices   # (B, Q, k)
+    return queries.pow(2).sum(-1, keepdim=True) + sq_items[idx] - 2 * dots.gather(-1, idx)
+
+
+def memory_terms(queries: torch.Tensor, items: torch.Tensor,
+                 dots: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (L_comp, L_diver) of one memory from a single nearest-two search (see below)."""
+    d = nearest_sq_distances(queries, items, 2, dots)
+    return d[..., 0].mean(1), (d[..., 0] - d[..., 1]).mean(1)
 
 
 def compactness(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -48,5 +60,4 @@ def diversity(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Per-sample L_diver (MGSM paper, eq. 8): ||q - m_1||^2 - ||q - m_2||^2 with m_1, m_2 the
     nearest and second-nearest items, averaged over the queries. Written as in the paper: no
     margin, no hinge (it is <= 0); bounded because the MGSM model passes unit vectors."""
-    d = nearest_sq_distances(queries, items, 2)
-    return (d[..., 0] - d[..., 1]).mean(1)
+    return memory_terms(queries, items)[1]

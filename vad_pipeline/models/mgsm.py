@@ -56,18 +56,28 @@ class MemoryGuidedSuppression(nn.Module):
     def unit_items(self) -> torch.Tensor:
         return F.normalize(self.items, dim=1)
 
+    def similarities(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feat (B, C, H, W) -> unit queries (B, H*W, C), cos(q, m_j) (B, H*W, N)."""
+        queries = F.normalize(feat.flatten(2).transpose(1, 2), dim=2)   # cosine: unit vectors
+        return queries, queries @ self.unit_items().T
+
     def address(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feat (B, C, H, W) -> unit queries (B, H*W, C), attention weights w (B, H*W, N) (eq. 2)."""
-        queries = F.normalize(feat.flatten(2).transpose(1, 2), dim=2)   # cosine: unit vectors
-        return queries, torch.softmax(queries @ self.unit_items().T, dim=2)
+        queries, cos = self.similarities(feat)
+        return queries, torch.softmax(cos, dim=2)
+
+    def suppress(self, feat: torch.Tensor, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feat (B, C, H, W), its cos (B, H*W, N) -> suppressed feature, suppressor max(w) (B, 1, H, W)."""
+        b, _, h, w = feat.shape
+        suppressor = torch.softmax(cos, dim=2).amax(dim=2).reshape(b, 1, h, w)
+        return F.relu(suppressor * self.norm(feat)), suppressor   # eq. 3
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """feat (B, C, H, W) -> suppressed feature (B, C, H, W), unit queries (B, H*W, C),
         suppressor max(w) (B, 1, H, W)."""
-        b, _, h, w = feat.shape
-        queries, weights = self.address(feat)
-        suppressor = weights.amax(dim=2).reshape(b, 1, h, w)
-        return F.relu(suppressor * self.norm(feat)), queries, suppressor   # eq. 3
+        queries, cos = self.similarities(feat)
+        out, suppressor = self.suppress(feat, cos)
+        return out, queries, suppressor
 
 
 class MGSMNet(nn.Module):
@@ -114,14 +124,14 @@ class MGSMNet(nn.Module):
         suppressors = []
         compact = div = torch.zeros(len(frames), device=frames.device)
         for level, mgsm in zip(self.mgsm_levels, self.mgsms):
-            out, queries, suppressor = mgsm(source[level - 1])
-            skips[level - 1] = out
+            queries, cos = mgsm.similarities(source[level - 1])
+            skips[level - 1], suppressor = mgsm.suppress(source[level - 1], cos)
             suppressors.append(suppressor.detach())
-            # unit queries and items: "nearest" then agrees with the addressing of eq. 2, and
-            # eq. 8 (no margin) stays bounded; float32 because autocast may hand us bf16
-            items = mgsm.unit_items().float()
-            compact = compact + L.compactness(queries.float(), items)
-            div = div + L.diversity(queries.float(), items)
+            # unit queries and items: "nearest" then agrees with the addressing of eq. 2, and eq. 8
+            # (no margin) stays bounded; the cosines double as the products q.m of the distances
+            # (one search for both terms); float32 because autocast may hand us bf16
+            comp, dv = L.memory_terms(queries.float(), mgsm.unit_items().float(), cos.float())
+            compact, div = compact + comp, div + dv
         pred = self.decoder(bottleneck, skips)
         pair = app is not None and mot is not None
         result = {"pred": pred, "f_a": app[-1] if pair else None, "f_m": mot[-1] if pair else None,

@@ -7,7 +7,7 @@ rule train:
         log="results/{dataset}/train/loss.csv",
         plot="results/{dataset}/train/loss.png",
     params:
-        cfg=params_json("model", "train", "loss", "seed", "device", "preset"),
+        cfg=params_json(*vconf.TRAIN_SECTIONS),
     threads: 8  # a local default (capped by --cores); profiles set threads, memory, GPUs and time
     log:
         "results/logs/{dataset}/train.log",
