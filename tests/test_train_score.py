@@ -502,3 +502,22 @@ def test_bench_models_script_runs_and_writes_json(tmp_path, capsys):
         assert r["train_samples_per_s"] > 0 and r["infer_samples_per_s"] > 0
         assert 2 * r["fwd_gflop_per_sample"] < r["train_gflop_per_sample"] < 4 * r["fwd_gflop_per_sample"]
     assert "amsrc" in capsys.readouterr().out
+
+
+def test_bench_models_times_each_ablation_training_once(tmp_path, base_config):
+    """--ablation DATASET: one row per training the ablation needs there, with its minutes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_models", REPO / "workflow" / "scripts" / "bench_models.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--configfile", str(REPO / "config.yaml"), "--device", "cpu", "--ablation", "ped2",
+                       "--cubes", "1000", "--batch", "2", "--infer-batch", "2", "--seconds", "0",
+                       "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
+    rows = {r["run"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == [v for v in base_config["ablation"] if v != "mgsm_mem40"]  # Ped2's mem40 is mgsm
+    assert rows["amsrc_baseline"]["model"] == "amsrc" and rows["mgsm_mem240"]["model"] == "mgsm"
+    assert {r["width"] for r in rows.values()} == {16} and {r["color"] for r in rows.values()} == {"gray"}
+    for r in rows.values():   # 20 epochs of 1000 cubes at the measured rate
+        assert r["train_minutes"] == pytest.approx(20 * 1000 / r["train_samples_per_s"] / 60)

@@ -11,6 +11,11 @@ keep it to about a minute (few iterations; figures are noisy on a busy machine).
 
     python workflow/scripts/bench_models.py                       # table + results/bench_models.json
     python workflow/scripts/bench_models.py --device cuda --compile --channels-last
+    python workflow/scripts/bench_models.py --ablation ped2 --batch 128 --cubes 18853   # per variant
+
+--ablation DATASET times every ablation variant of config.yaml as it resolves on DATASET (its model,
+switches, width and colour; variants that share a training are timed once) and, with --cubes (the
+dataset's training cubes), estimates each variant's training minutes at its epochs.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 
 from vad_pipeline import config as C  # noqa: E402
+from vad_pipeline.ablation import trained_by  # noqa: E402
 from vad_pipeline.io import write_json  # noqa: E402
 from vad_pipeline.models import build_model  # noqa: E402
 from vad_pipeline.train import compute_terms, pick_device, prepare_model, train_step  # noqa: E402
@@ -153,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ceiling", type=float, default=19.0,
                    help="reference training samples/s of amsrc at width 64 (rgb) on the CPU (default: %(default)s, "
                         "the compute ceiling measured on a 2-core machine)")
+    p.add_argument("--ablation", metavar="DATASET", help="time the ablation variants as they resolve on DATASET")
+    p.add_argument("--cubes", type=int, help="with --ablation: training cubes, for the estimated minutes per variant")
     p.add_argument("--out", default="results/bench_models.json")
     a = p.parse_args(argv)
 
@@ -164,8 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     a.warmup = a.warmup if a.warmup is not None else (5 if cuda else 1)
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = C.load(a.configfile)
-    cfg = {k: copy.deepcopy(cfg[k]) for k in ("model", "loss", "train")}
+    full = C.load(a.configfile)
+    cfg = {k: copy.deepcopy(full[k]) for k in ("model", "loss", "train")}
+    runs = [(name, cfg, name, width, color) for name in a.models for width in a.widths for color in a.colors]
+    if a.ablation:
+        runs = []
+        for variant, owner in trained_by(full, a.ablation).items():
+            if owner == variant:
+                r = C.resolve(full, a.ablation, full["ablation"][variant].get("overrides", {}))
+                runs.append((variant, {k: r[k] for k in ("model", "loss", "train")}, r["model"]["name"],
+                             r["model"]["width"], r["stc"]["color"]))
 
     t_start = time.perf_counter()
     gflops, mm_dtype = matmul_gflops(device)
@@ -174,22 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {device} ({where}); torch {torch.__version__}; dense {mm_dtype} matmul {gflops:.1f} GFLOP/s")
     print(f"train batch {a.batch}, infer batch {a.infer_batch}, >= {a.seconds:g} s per figure"
           + (f", compile {a.compile}, channels_last {a.channels_last}, bf16 autocast in training" if cuda else ""))
-    head = (f"{'model':6} {'width':>5} {'color':5} {'params':>9} {'fwd GFLOP':>9} {'step GFLOP':>10} "
-            f"{'train/s':>8} {'infer/s':>8} {'GFLOP/s':>8} {'ceiling/s':>9}")
+    head = (f"{'run':16} {'model':6} {'width':>5} {'color':5} {'params':>9} {'fwd GFLOP':>9} {'step GFLOP':>10} "
+            f"{'train/s':>8} {'infer/s':>8} {'GFLOP/s':>8} {'ceiling/s':>9}" + (" train min" if a.cubes else ""))
     print(head + "\n" + "-" * len(head))
     rows = []
-    for name in a.models:
-        for width in a.widths:
-            for color in a.colors:
-                r = bench_one(cfg, name, width, color, device, a)
-                r["ceiling_samples_per_s"] = gflops / r["train_gflop_per_sample"]
-                rows.append(r)
-                print(f"{name:6} {width:>5} {color:5} {r['params']:>9,} {r['fwd_gflop_per_sample']:>9.3f} "
-                      f"{r['train_gflop_per_sample']:>10.3f} {r['train_samples_per_s']:>8.1f} "
-                      f"{r['infer_samples_per_s']:>8.1f} {r['train_gflops_achieved']:>8.1f} "
-                      f"{r['ceiling_samples_per_s']:>9.1f}", flush=True)
+    for label, run_cfg, name, width, color in runs:
+        r = {"run": label, **bench_one(run_cfg, name, width, color, device, a)}
+        r["ceiling_samples_per_s"] = gflops / r["train_gflop_per_sample"]
+        if a.cubes:
+            r["train_minutes"] = run_cfg["train"]["epochs"] * a.cubes / r["train_samples_per_s"] / 60
+        rows.append(r)
+        print(f"{label:16} {name:6} {width:>5} {color:5} {r['params']:>9,} {r['fwd_gflop_per_sample']:>9.3f} "
+              f"{r['train_gflop_per_sample']:>10.3f} {r['train_samples_per_s']:>8.1f} "
+              f"{r['infer_samples_per_s']:>8.1f} {r['train_gflops_achieved']:>8.1f} "
+              f"{r['ceiling_samples_per_s']:>9.1f}" + (f" {r['train_minutes']:>9.1f}" if a.cubes else ""), flush=True)
     print("fwd/step GFLOP: per sample, forward / training step (forward + backward); train/s, infer/s: "
-          "samples/s; GFLOP/s: achieved in training; ceiling/s: matmul GFLOP/s / step GFLOP")
+          "samples/s; GFLOP/s: achieved in training; ceiling/s: matmul GFLOP/s / step GFLOP"
+          + ("; train min: epochs x cubes / train/s" if a.cubes else ""))
     result = {"device": str(device), "device_name": where, "torch": torch.__version__,
               "matmul": {"dtype": mm_dtype, "gflops": gflops},
               "settings": {k: getattr(a, k) for k in ("batch", "infer_batch", "seconds", "warmup", "compile",
