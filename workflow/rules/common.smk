@@ -81,13 +81,18 @@ def video_names(dataset, split):
         raise WorkflowError(str(exc))
 
 
+# A dataset's own files are marked ancient: a copy, a restore or a remount gives them new
+# timestamps without new content, and that must not redo hours of detection, flow and training.
+# After really changing a video, rerun its stages: snakemake -R detect flow (README, Rerunning).
+
+
 def frames_input(wildcards):
     """What a per-video stage reads: the generated demo folder, or the video's folder or file."""
     cfg = RESOLVED[wildcards.dataset]
     if cfg["dataset"]["layout"] == "demo":
         return cfg["dataset"]["root"]
     try:
-        return str(vdata.video_source(cfg, wildcards.split, wildcards.video))
+        return ancient(str(vdata.video_source(cfg, wildcards.split, wildcards.video)))
     except VadError as exc:
         raise WorkflowError(str(exc))
 
@@ -128,7 +133,8 @@ def detect_env(wildcards):
 
 def dataset_input(wildcards):
     cfg = RESOLVED[wildcards.dataset]
-    return cfg["dataset"]["root"]
+    root = cfg["dataset"]["root"]
+    return root if cfg["dataset"]["layout"] == "demo" else ancient(root)
 
 
 def per_video(pattern):
