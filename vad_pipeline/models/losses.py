@@ -45,7 +45,7 @@ def nearest_sq_distances(queries: torch.Tensor, items: torch.Tensor, k: int,
 
 def memory_terms(queries: torch.Tensor, items: torch.Tensor,
                  dots: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample (L_comp, L_diver) of one memory from a single nearest-two search (see below)."""
+    """Per-sample (L_comp, L_diver) of one memory (eqs. 7-8: compactness, diversity) from one nearest-two search."""
     d = nearest_sq_distances(queries, items, 2, dots)
     return d[..., 0].mean(1), (d[..., 0] - d[..., 1]).mean(1)
 
