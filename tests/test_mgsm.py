@@ -126,6 +126,30 @@ def test_suppression_matches_hand_computation_with_two_items():
     torch.testing.assert_close(out, expected)
 
 
+def test_read_matches_softmax_addressing_in_values_and_gradients():
+    """The module's suppressor exp(cos_max) / sum exp(cos) and its gathered nearest items are eq. 2's
+    max softmax and the explicit nearest-two search, gradients included."""
+    torch.manual_seed(0)
+    mgsm = MemoryGuidedSuppression(6, 9)
+    feat = torch.randn(3, 6, 4, 5, requires_grad=True)
+    out, queries, sup, nearest = mgsm.read(feat)
+    comp, div = L.memory_terms_of_nearest(queries, nearest)
+    (sup.square().sum() + out.sum() + comp.sum() - 0.5 * div.sum()).backward()
+    got = feat.grad.clone(), mgsm.items.grad.clone()
+    feat.grad = mgsm.items.grad = None
+    q, w = mgsm.address(feat)
+    ref_sup = w.amax(dim=2).reshape(3, 1, 4, 5)
+    ref_out = torch.relu(ref_sup * mgsm.norm(feat))
+    ref_comp, ref_div = L.memory_terms(q, mgsm.unit_items())
+    (ref_sup.square().sum() + ref_out.sum() + ref_comp.sum() - 0.5 * ref_div.sum()).backward()
+    torch.testing.assert_close(sup, ref_sup)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close((comp, div), (ref_comp, ref_div))
+    torch.testing.assert_close(got, (feat.grad, mgsm.items.grad))
+    with pytest.raises(ValueError, match="2 memory items"):
+        L.memory_terms_of_nearest(queries, nearest[:, :, :1])
+
+
 def test_zero_feature_is_suppressed_uniformly_and_stays_finite():
     mgsm = MemoryGuidedSuppression(4, 8)
     _identity_bn(mgsm)

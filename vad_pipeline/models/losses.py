@@ -28,25 +28,40 @@ def nearest_sq_distances(queries: torch.Tensor, items: torch.Tensor, k: int,
                          dots: torch.Tensor | None = None) -> torch.Tensor:
     """||q - m_j||^2 to the k nearest items, nearest first: queries (B, Q, D), items (N, D) -> (B, Q, k).
 
-    Written as ||q||^2 + ||m_j||^2 - 2 q.m_j so that the (B, Q, N) products ``dots`` = queries @ items.T
-    are computed once and shared (the MGSM's addressing has them: pass them in). Only the choice of
-    the k items is made without gradient; the gathered distances are differentiable in both the
-    queries and the items, exactly.
+    The k items are chosen without gradient, by ||m_j||^2 - 2 q.m_j (``dots`` = queries @ items.T,
+    pass them in where they exist already); the distances are then computed from the gathered
+    items only, so the gradient never touches a (B, Q, N) tensor.
     """
     if items.shape[0] < k:
         raise ValueError(f"need at least {k} memory items, have {items.shape[0]}")
-    if dots is None:
-        dots = queries @ items.T
-    sq_items = items.pow(2).sum(-1)
     with torch.no_grad():   # ||q||^2 is the same for every item: it does not change the order
-        idx = (sq_items - 2 * dots).topk(k, dim=-1, largest=False).indices   # (B, Q, k)
-    return queries.pow(2).sum(-1, keepdim=True) + sq_items[idx] - 2 * dots.gather(-1, idx)
+        if dots is None:
+            dots = queries @ items.T
+        idx = (items.pow(2).sum(-1) - 2 * dots).topk(k, dim=-1, largest=False).indices   # (B, Q, k)
+    return sq_distances(queries, items[idx])
+
+
+def sq_distances(queries: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+    """||q - m||^2 of each query to its own items: queries (B, Q, D), nearest (B, Q, k, D) -> (B, Q, k)."""
+    return (queries.unsqueeze(-2) - nearest).pow(2).sum(-1)
 
 
 def memory_terms(queries: torch.Tensor, items: torch.Tensor,
                  dots: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (L_comp, L_diver) of one memory (eqs. 7-8: compactness, diversity) from one nearest-two search."""
-    d = nearest_sq_distances(queries, items, 2, dots)
+    return _compact_div(nearest_sq_distances(queries, items, 2, dots))
+
+
+def memory_terms_of_nearest(queries: torch.Tensor, nearest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (L_comp, L_diver) from each query's two nearest items (B, Q, 2, D), nearest first."""
+    if nearest.shape[-2] < 2:
+        raise ValueError(f"need at least 2 memory items, have {nearest.shape[-2]}")
+    return _compact_div(sq_distances(queries, nearest))
+
+
+def _compact_div(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared distances to the nearest and second-nearest item (B, Q, 2) -> mean over queries of
+    d_1 (L_comp) and of d_1 - d_2 (L_diver)."""
     return d[..., 0].mean(1), (d[..., 0] - d[..., 1]).mean(1)
 
 

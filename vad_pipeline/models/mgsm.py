@@ -66,18 +66,26 @@ class MemoryGuidedSuppression(nn.Module):
         queries, cos = self.similarities(feat)
         return queries, torch.softmax(cos, dim=2)
 
-    def suppress(self, feat: torch.Tensor, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """feat (B, C, H, W), its cos (B, H*W, N) -> suppressed feature, suppressor max(w) (B, 1, H, W)."""
+    def read(self, feat: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """feat (B, C, H, W) -> suppressed feature (B, C, H, W), unit queries (B, H*W, C), suppressor
+        max(w) (B, 1, H, W), and each query's k nearest unit items (B, H*W, k, C), nearest first."""
         b, _, h, w = feat.shape
-        suppressor = torch.softmax(cos, dim=2).amax(dim=2).reshape(b, 1, h, w)
-        return F.relu(suppressor * self.norm(feat)), suppressor   # eq. 3
+        queries, cos = self.similarities(feat)
+        items = self.unit_items()
+        with torch.no_grad():   # unit vectors: the nearest item is the one of largest cosine
+            idx = cos.topk(min(k, len(items)), dim=2).indices
+        nearest = items[idx]
+        # max_j softmax_j(cos) = exp(cos_max) / sum_j exp(cos_j), with no max-shift needed as |cos| <= 1:
+        # one exp over the (B, H*W, N) cosines and a gradient that is one product with it; cos_max
+        # comes from the gathered item, keeping its gradient off the cosine matrix
+        cos_max = (queries.float() * nearest[:, :, 0].float()).sum(-1)
+        suppressor = (cos_max.exp() / cos.float().exp().sum(dim=2)).reshape(b, 1, h, w)
+        return F.relu(suppressor * self.norm(feat)), queries, suppressor, nearest   # eq. 3
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """feat (B, C, H, W) -> suppressed feature (B, C, H, W), unit queries (B, H*W, C),
         suppressor max(w) (B, 1, H, W)."""
-        queries, cos = self.similarities(feat)
-        out, suppressor = self.suppress(feat, cos)
-        return out, queries, suppressor
+        return self.read(feat, k=1)[:3]
 
 
 class MGSMNet(nn.Module):
@@ -124,13 +132,11 @@ class MGSMNet(nn.Module):
         suppressors = []
         compact = div = torch.zeros(len(frames), device=frames.device)
         for level, mgsm in zip(self.mgsm_levels, self.mgsms):
-            queries, cos = mgsm.similarities(source[level - 1])
-            skips[level - 1], suppressor = mgsm.suppress(source[level - 1], cos)
+            skips[level - 1], queries, suppressor, nearest = mgsm.read(source[level - 1])
             suppressors.append(suppressor.detach())
             # unit queries and items: "nearest" then agrees with the addressing of eq. 2, and eq. 8
-            # (no margin) stays bounded; the cosines double as the products q.m of the distances
-            # (one search for both terms); float32 because autocast may hand us bf16
-            comp, dv = L.memory_terms(queries.float(), mgsm.unit_items().float(), cos.float())
+            # (no margin) stays bounded; float32 because autocast may hand us bf16
+            comp, dv = L.memory_terms_of_nearest(queries.float(), nearest.float())
             compact, div = compact + comp, div + dv
         pred = self.decoder(bottleneck, skips)
         pair = app is not None and mot is not None
