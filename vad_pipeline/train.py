@@ -408,7 +408,7 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                    "peak_mem_mb": round(peak_mem_mb(device), 1)}
             history.append(row)
             log.info("epoch %d/%d loss %.5f %s  %.0f samples/s, peak %s %.0f MB", epoch + 1, tc["epochs"],
-                     row["loss"], " ".join(f"{k} {row[k]:.5f}" for k in names), row["samples_per_s"],
+                     row["loss"], " ".join(f"{k} {row[k]:.5f}" for k in names if not math.isnan(row[k])), row["samples_per_s"],
                      "CUDA allocated" if cuda else "RSS", row["peak_mem_mb"])
             save(_ckpt_state(model, opt, sched, epoch + 1, identity, history), ckpt)
     finally:
