@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 
 import numpy as np
@@ -513,12 +514,13 @@ def test_bad_switches_are_refused():
     {"streams": "appearance", "memory": False}, {"streams": "motion", "memory": False},
     {"streams": "both", "memory": False}, {"streams": "both", "memory": True, "skips": [1]},
 ])
-def test_variants_train_and_infer(tiny_demo, tmp_path, switches):
+def test_variants_train_and_infer(tiny_demo, tmp_path, switches, caplog):
     """Each switch setting through the trainer and inference: finite losses; S_f only with a pair."""
     stc = build_stcs(tiny_demo, tmp_path)[0]
     cfg = _mgsm_cfg(tiny_demo)
     cfg["model"].update(switches)
     cfg["train"]["epochs"] = 1
+    caplog.set_level(logging.INFO, logger="vad_pipeline.train")
     path = T.train(cfg, stc, str(tmp_path / "model.pt"), str(tmp_path / "loss.csv"))
     log = pd.read_csv(tmp_path / "loss.csv")
     model, _ = T.load_model(str(path), torch.device("cpu"))
@@ -527,6 +529,8 @@ def test_variants_train_and_infer(tiny_demo, tmp_path, switches):
         {"compact", "div"} if switches["memory"] else set())
     for k in ("int", "gd", "align", "compact", "div"):
         assert log[k].notna().all() == (k in present), k   # a term the variant lacks: NaN in the log
+        # ... and left out of the epoch line rather than printed as nan
+        assert (f" {k} " in next(r.message for r in caplog.records if "epoch 1/1" in r.message)) == (k in present), k
     lam = {k: cfg["loss"][f"lambda_{k}"] for k in present}
     np.testing.assert_allclose(log["loss"], sum(lam[k] * log[k] for k in present), rtol=1e-4)
     df = Sc.infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
