@@ -214,6 +214,25 @@ def test_cli_subcommand(tmp_path, capsys):
     assert "3 variants but 1" in capsys.readouterr().err
 
 
+def test_table_so_far_while_the_ablation_runs(tmp_path, capsys):
+    """By hand, mid-run: --partial reads the workflow's auc.json paths and leaves the rest empty."""
+    cfg = C.validate(_spec_config())
+    write_config(cfg, tmp_path / "c.yaml")
+    results = tmp_path / "res"
+    _write_auc(results / "ped2" / "ablation" / "full" / "auc.json", 0.9, 0.8)
+    args = ["ablation", "--configfile", str(tmp_path / "c.yaml"), "--dataset", "ped2", "--results", str(results)]
+    assert cli.main(args) == 1   # without --partial a missing variant is an error naming its file
+    assert f"{results}/ped2/ablation/base/auc.json: file not found (variant base)" in capsys.readouterr().err
+    assert cli.main([*args, "--partial", "--out", str(tmp_path / "so_far.csv")]) == 0
+    printed = capsys.readouterr().out.splitlines()   # the table is printed too
+    assert printed[0].split() == ["variant", "model", "auc_micro", "auc_macro", "paper", "diff"]
+    assert [line.split()[0] for line in printed[1:]] == ["base", "full", "same"]
+    table = pd.read_csv(tmp_path / "so_far.csv")
+    assert table["variant"].tolist() == ["base", "full", "same"]
+    assert table["auc_micro"].isna().tolist() == [True, False, True] and table["auc_micro"][1] == 90.0
+    assert table["paper"][0] == 92.9 and math.isnan(table["diff"][0])
+
+
 # --------------------------------------------------------------------------- the Snakemake target
 
 

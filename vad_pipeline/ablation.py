@@ -76,19 +76,25 @@ def _pct(value) -> float:
     return round(100.0 * value, 2) if value is not None else math.nan
 
 
-def collect(table_spec: dict, aucs: list[str]) -> pd.DataFrame:
+def default_aucs(table_spec: dict, results: str = "results") -> list[str]:
+    """Where the workflow writes each variant's auc.json (workflow/rules/ablation.smk), in spec order."""
+    return [f"{results}/{table_spec['name']}/ablation/{v}/auc.json" for v in table_spec["variants"]]
+
+
+def collect(table_spec: dict, aucs: list[str], missing_ok: bool = False) -> pd.DataFrame:
     """One row per variant of ``table_spec`` (see ``spec``), read from its auc.json (``aucs``, in
-    the same order as the variants)."""
+    the same order as the variants). ``missing_ok``: a variant not run yet gets an empty row (the
+    table so far, while a long ablation runs) instead of an error."""
     variants = table_spec["variants"]
     if len(aucs) != len(variants):
         raise VadError(f"ablation: {len(variants)} variants but {len(aucs)} auc.json files")
     rows = []
     for (name, v), path in zip(variants.items(), aucs):
         p = Path(path)
-        if not p.is_file():
+        if not p.is_file() and not missing_ok:
             raise VadError(f"{p}: file not found (variant {name})")
         try:
-            result = json.loads(p.read_text())
+            result = json.loads(p.read_text()) if p.is_file() else {"auc_micro": None}
         except json.JSONDecodeError as exc:
             raise VadError(f"{p}: not valid JSON ({exc})") from exc
         if "auc_micro" not in result:
@@ -129,9 +135,11 @@ def plot(df: pd.DataFrame, out: str, title: str) -> None:
     plt.close(fig)
 
 
-def write(table_spec: dict, aucs: list[str], out_csv: str, out_png: str | None = None) -> pd.DataFrame:
-    df = collect(table_spec, aucs)
-    write_csv(out_csv, df)
+def write(table_spec: dict, aucs: list[str], out_csv: str | None, out_png: str | None = None,
+          missing_ok: bool = False) -> pd.DataFrame:
+    df = collect(table_spec, aucs, missing_ok)
+    if out_csv:
+        write_csv(out_csv, df)
     if out_png:
         plot(df, out_png, f"{table_spec['name']}: ablation, ours vs paper")
     return df

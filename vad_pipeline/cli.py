@@ -134,13 +134,13 @@ def cmd_evaluate(cfg, a):
 
 
 def cmd_ablation(cfg, a):
-    from vad_pipeline.ablation import spec, write
+    from vad_pipeline.ablation import default_aucs, spec, write
 
     if "variants" not in cfg:  # by hand (--configfile, --dataset): the table's spec from the config
         cfg = spec(C.load(a.configfile), a.dataset)
-    df = write(cfg, a.aucs, a.out, a.plot)
-    log.info("%s: %d ablation variants", cfg["name"], len(df))
-    print(df.to_string(index=False))
+    df = write(cfg, a.aucs or default_aucs(cfg, a.results), a.out, a.plot, missing_ok=a.partial)
+    log.info("%s: %d ablation variants, %d with results", cfg["name"], len(df), df["auc_micro"].notna().sum())
+    print(df.drop(columns=["switches", "source"]).to_string(index=False))   # the CSV has them
 
 
 def cmd_bench(cfg, a):
@@ -181,8 +181,11 @@ COMMANDS = {
                  [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
                   ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"})]),
     "ablation": (cmd_ablation, "table (and bar chart) of the ablation variants' AUCs against the paper's",
-                 [("--aucs", {"nargs": "+", **REQ, "help": "auc.json of each variant, in the order of --params"}),
-                  ("--out", REQ), ("--plot", {})]),
+                 [("--aucs", {"nargs": "+", "help": "auc.json of each variant, in the order of --params "
+                                                     "(default: the workflow's, under --results)"}),
+                  ("--results", {"default": "results"}),
+                  ("--partial", {"action": "store_true", "help": "variants without an auc.json yet: empty rows"}),
+                  ("--out", {"help": "the table as CSV (it is always printed)"}), ("--plot", {})]),
     "bench": (cmd_bench, "collect per-stage time, memory, throughput and disk use",
               [("--results", {"default": "results"}), ("--out", {})]),
 }
