@@ -91,12 +91,15 @@ def collect(table_spec: dict, aucs: list[str], missing_ok: bool = False) -> pd.D
     rows = []
     for (name, v), path in zip(variants.items(), aucs):
         p = Path(path)
-        if not p.is_file() and not missing_ok:
-            raise VadError(f"{p}: file not found (variant {name})")
-        try:
-            result = json.loads(p.read_text()) if p.is_file() else {"auc_micro": None}
-        except json.JSONDecodeError as exc:
-            raise VadError(f"{p}: not valid JSON ({exc})") from exc
+        if not p.is_file():
+            if not missing_ok:
+                raise VadError(f"{p}: file not found (variant {name})")
+            result = {"auc_micro": None}   # not run yet: an empty row
+        else:
+            try:
+                result = json.loads(p.read_text())
+            except json.JSONDecodeError as exc:
+                raise VadError(f"{p}: not valid JSON ({exc})") from exc
         if "auc_micro" not in result:
             raise VadError(f"{p}: no auc_micro; not an auc.json written by 'vad-pipeline evaluate'")
         micro, macro = _pct(result["auc_micro"]), _pct(result.get("auc_macro"))
