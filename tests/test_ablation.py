@@ -134,9 +134,12 @@ def test_describe_switches():
     assert A.describe({"model": {"name": "amsrc"}}) == A.describe({}) == "(as configured)"
 
 
-def _write_auc(path: Path, micro, macro) -> str:
+def _write_auc(path: Path, micro, macro, terms: dict | None = None) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"dataset": "ped2", "auc_micro": micro, "auc_macro": macro, "ap": 0.5}))
+    body = {"dataset": "ped2", "auc_micro": micro, "auc_macro": macro, "ap": 0.5}
+    if terms is not None:
+        body["auc_terms"] = terms
+    path.write_text(json.dumps(body))
     return str(path)
 
 
@@ -146,13 +149,15 @@ def test_collector_on_hand_made_auc_files(tmp_path):
     assert list(spec["variants"]) == ["base", "full", "same"]  # config order
     assert [v["model"] for v in spec["variants"].values()] == ["amsrc", "mgsm", "amsrc"]
     assert spec["variants"]["full"]["paper"] == 99.6 and spec["variants"]["same"]["paper"] is None
-    aucs = [_write_auc(tmp_path / v / "auc.json", micro, macro)
-            for v, micro, macro in (("base", 0.9, 0.8), ("full", 0.97531, None), ("same", None, None))]
+    aucs = [_write_auc(tmp_path / v / "auc.json", micro, macro, terms)
+            for v, micro, macro, terms in (("base", 0.9, 0.8, {"s_p": 0.9}),
+                                           ("full", 0.97531, None, {"s_f": 0.95, "s_p": 0.8712}),
+                                           ("same", None, None, None))]
     out = tmp_path / "ablation.csv"
     df = A.write(spec, aucs, str(out), str(tmp_path / "ablation.png"))
     read = pd.read_csv(out)
     assert list(read.columns) == A.COLUMNS == ["variant", "model", "switches", "source", "auc_micro",
-                                               "auc_macro", "paper", "diff"]
+                                               "auc_macro", "paper", "diff", "auc_s_f", "auc_s_p"]
     assert read["variant"].tolist() == ["base", "full", "same"]
     base, full, same = (read.iloc[i] for i in range(3))
     # percent, like the papers; diff = ours (micro) - paper, in points
@@ -161,6 +166,10 @@ def test_collector_on_hand_made_auc_files(tmp_path):
     assert full["auc_micro"] == 97.53 and math.isnan(full["auc_macro"]) and full["diff"] == pytest.approx(-2.07)
     assert full["switches"] == "model.skips=[1] loss.lambda_align=0" and full["source"] == "T2 r6"
     assert math.isnan(same["paper"]) and math.isnan(same["diff"]) and math.isnan(same["auc_micro"])
+    # each score term alone, in percent; empty where the variant has no such term (or an older auc.json)
+    assert math.isnan(base["auc_s_f"]) and base["auc_s_p"] == 90.0
+    assert (full["auc_s_f"], full["auc_s_p"]) == (95.0, 87.12)
+    assert math.isnan(same["auc_s_f"]) and math.isnan(same["auc_s_p"])
     assert (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     assert len(df) == 3
     # another dataset: the paper's number for it, or none
@@ -225,7 +234,7 @@ def test_table_so_far_while_the_ablation_runs(tmp_path, capsys):
     assert f"{results}/ped2/ablation/base/auc.json: file not found (variant base)" in capsys.readouterr().err
     assert cli.main([*args, "--partial", "--out", str(tmp_path / "so_far.csv")]) == 0
     printed = capsys.readouterr().out.splitlines()   # the table is printed too
-    assert printed[0].split() == ["variant", "model", "auc_micro", "auc_macro", "paper", "diff"]
+    assert printed[0].split() == ["variant", "model", "auc_micro", "auc_macro", "paper", "diff", "auc_s_f", "auc_s_p"]
     assert [line.split()[0] for line in printed[1:]] == ["base", "full", "same"]
     table = pd.read_csv(tmp_path / "so_far.csv")
     assert table["variant"].tolist() == ["base", "full", "same"]

@@ -253,6 +253,40 @@ def test_evaluate_writes_json(tmp_path):
     assert "numpy" in stored["versions"]
 
 
+def test_each_score_term_is_pooled_and_evaluated_on_its_own():
+    """A user reads from auc.json which term detects: S_f ranks these frames right, S_p backwards."""
+    labels = _labels({"01": 5}, {"01": [3, 4]})
+    rows = [  # video, frame, s_f, s_p, score (fused)
+        ("01", 1, 0.1, 0.9, 0.0), ("01", 1, 0.2, 0.1, 0.5),   # per term, the frame takes each term's max
+        ("01", 2, 0.3, 0.8, 0.1),
+        ("01", 3, 0.7, 0.2, 0.2), ("01", 4, 0.9, 0.05, 0.9),
+    ]
+    objects = pd.DataFrame(rows, columns=["video", "frame", "s_f", "s_p", "score"])
+    df = E.frame_scores(objects, labels, _cfg(fill="min"))
+    assert list(df.columns) == ["video", "frame", "score", "label", "n_objects", "excluded",
+                                "score_f", "score_p"]
+    # frame 0 has no object: each column gets its own lowest value
+    np.testing.assert_allclose(df["score_f"], [0.1, 0.2, 0.3, 0.7, 0.9])
+    np.testing.assert_allclose(df["score_p"], [0.05, 0.9, 0.8, 0.2, 0.05])
+    np.testing.assert_allclose(df["score"], [0.0, 0.5, 0.1, 0.2, 0.9])
+    m = E.metrics(df)
+    assert m["auc_terms"]["s_f"] == pytest.approx(1.0)
+    # s_p: abnormal frames 3, 4 (0.2, 0.05) against normal 0.05, 0.9, 0.8 -> 1.5 of 6 pairs
+    assert m["auc_terms"]["s_p"] == pytest.approx(1.5 / 6)
+    assert m["auc_micro"] == pytest.approx(5 / 6)   # the fused score is evaluated as before
+
+
+def test_a_term_the_model_lacks_gets_no_column_and_no_auc():
+    labels = _labels({"01": 3}, {"01": [2]})
+    objects = pd.DataFrame([("01", 1, np.nan, 0.1, 0.1), ("01", 2, np.nan, 0.4, 0.4)],
+                           columns=["video", "frame", "s_f", "s_p", "score"])   # one stream: no S_f
+    df = E.frame_scores(objects, labels, _cfg(fill=-1.0))
+    assert "score_f" not in df.columns
+    np.testing.assert_allclose(df["score"], [-1.0, 0.1, 0.4])     # the configured fill
+    np.testing.assert_allclose(df["score_p"], [0.1, 0.1, 0.4])    # a term's own lowest value
+    assert E.metrics(df)["auc_terms"] == {"s_p": pytest.approx(1.0)}
+
+
 # --------------------------------------------------------------------------- labels_table
 
 

@@ -5,7 +5,8 @@ Each variant is a set of config overrides (switches of the models, e.g. ``model.
 model (workflow/rules/ablation.smk, results/<dataset>/ablation/<variant>/auc.json). ``collect``
 puts their AUCs beside the paper's numbers for the dataset; ``plot`` draws both as bars.
 All AUCs in the table are in percent, as the papers print them; ``diff`` is ours (micro: all
-frames pooled, the papers' protocol) minus the paper's, in percentage points.
+frames pooled, the papers' protocol) minus the paper's, in percentage points; ``auc_s_f`` and
+``auc_s_p`` are the micro AUC of each score term alone (empty where the variant has no such term).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pandas as pd
 
 from vad_pipeline.io import VadError, atomic_path, write_csv
 
-COLUMNS = ["variant", "model", "switches", "source", "auc_micro", "auc_macro", "paper", "diff"]
+COLUMNS = ["variant", "model", "switches", "source", "auc_micro", "auc_macro", "paper", "diff",
+           "auc_s_f", "auc_s_p"]
 
 
 def describe(overrides: dict) -> str:
@@ -104,8 +106,10 @@ def collect(table_spec: dict, aucs: list[str], missing_ok: bool = False) -> pd.D
             raise VadError(f"{p}: no auc_micro; not an auc.json written by 'vad-pipeline evaluate'")
         micro, macro = _pct(result["auc_micro"]), _pct(result.get("auc_macro"))
         paper = float(v["paper"]) if v.get("paper") is not None else math.nan
+        alone = result.get("auc_terms") or {}   # each score term's AUC alone (absent: the model lacks it)
         rows.append({"variant": name, "model": v["model"], "switches": v["switches"], "source": v["source"],
-                     "auc_micro": micro, "auc_macro": macro, "paper": paper, "diff": round(micro - paper, 2)})
+                     "auc_micro": micro, "auc_macro": macro, "paper": paper, "diff": round(micro - paper, 2),
+                     "auc_s_f": _pct(alone.get("s_f")), "auc_s_p": _pct(alone.get("s_p"))})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

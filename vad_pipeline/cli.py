@@ -129,7 +129,8 @@ def cmd_evaluate(cfg, a):
         roc(frames, a.roc, cfg["name"])
     if a.curves:
         score_curves(frames, a.curves, cfg["name"])
-    log.info("%s: AUC micro %s macro %s", cfg["name"], result["auc_micro"], result["auc_macro"])
+    log.info("%s: AUC micro %s macro %s; each term alone %s", cfg["name"], result["auc_micro"],
+             result["auc_macro"], result.get("auc_terms"))
     print(json.dumps({k: result[k] for k in ("dataset", "auc_micro", "auc_macro", "ap", "eer")}))
 
 

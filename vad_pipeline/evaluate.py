@@ -3,8 +3,10 @@
 ``frame_scores``: each frame's score is the maximum over its objects; a frame with no object gets
 ``fill`` (``min``: the lowest object score of the dataset); optional per-video min-max
 normalisation and Gaussian smoothing; the first ``exclude_first`` frames of every video (no full
-cube exists there) are marked excluded. ``evaluate``: micro AUC (all frames pooled), macro AUC
-(mean over videos that have both classes), average precision and equal error rate.
+cube exists there) are marked excluded. Each score term the objects carry (``s_f``, ``s_p``) is
+pooled the same way on its own (``score_f``, ``score_p``), so a user sees which term detects.
+``evaluate``: micro AUC (all frames pooled), macro AUC (mean over videos that have both classes),
+average precision and equal error rate, and the micro AUC of each term alone.
 """
 
 from __future__ import annotations
@@ -29,33 +31,48 @@ def labels_table(videos, labels: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+TERMS = ("s_f", "s_p")
+
+
+def terms(objects: pd.DataFrame) -> list[str]:
+    """The score terms the objects carry (a one-stream model has no S_f: all NaN)."""
+    return [t for t in TERMS if t in objects.columns and objects[t].notna().any()]
+
+
 def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     p = cfg["frame_scores"]
     objects = objects.astype({"video": str})
     labels = labels.astype({"video": str})
-    pooled = objects.groupby(["video", "frame"])["score"].agg(["max", "size"]).reset_index()
-    df = labels.merge(pooled, on=["video", "frame"], how="left")
     unknown = set(objects["video"]) - set(labels["video"])
     if unknown:
         raise VadError(f"object scores name videos without labels: {sorted(unknown)}")
-    if p["fill"] == "min":  # no object anywhere (allow_empty): every frame gets 0
-        fill = float(objects["score"].min()) if len(objects) else 0.0
-    else:
-        fill = float(p["fill"])
-    df["n_objects"] = df["size"].fillna(0).astype(int)
-    df["score"] = df["max"].fillna(fill)
+    # frame column -> object column it max-pools; a raw term ranks frames as its z-score does
+    pooled = {"score": "score", **{f"score_{t[-1]}": t for t in terms(objects)}}
+    agg = objects.groupby(["video", "frame"]).agg(
+        n_objects=("score", "size"), **{c: (src, "max") for c, src in pooled.items()}).reset_index()
+    df = labels.merge(agg, on=["video", "frame"], how="left")
+    df["n_objects"] = df["n_objects"].fillna(0).astype(int)
+    for c, src in pooled.items():
+        if p["fill"] == "min" or c != "score":   # a term has no scale of its own: its lowest value
+            fill = float(objects[src].min()) if len(objects) else 0.0  # no object anywhere: 0
+        else:
+            fill = float(p["fill"])
+        df[c] = df[c].fillna(fill)
     df["excluded"] = df["frame"] < p["exclude_first"]
     out = []
     for _, g in df.groupby("video", sort=False):
-        s = g["score"].to_numpy(float).copy()
+        g = g.copy()
         keep = ~g["excluded"].to_numpy()
-        if p["normalize"] == "minmax" and keep.any():
-            lo, hi = s[keep].min(), s[keep].max()
-            s = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
-        if p["smoothing"] > 0 and keep.any():
-            s[keep] = gaussian_filter1d(s[keep], p["smoothing"], mode="nearest")
-        out.append(g.assign(score=s))
-    return pd.concat(out)[["video", "frame", "score", "label", "n_objects", "excluded"]]
+        for c in pooled:
+            s = g[c].to_numpy(float).copy()
+            if p["normalize"] == "minmax" and keep.any():
+                lo, hi = s[keep].min(), s[keep].max()
+                s = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+            if p["smoothing"] > 0 and keep.any():
+                s[keep] = gaussian_filter1d(s[keep], p["smoothing"], mode="nearest")
+            g[c] = s
+        out.append(g)
+    return pd.concat(out)[["video", "frame", "score", "label", "n_objects", "excluded", *list(pooled)[1:]]]
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,8 +136,11 @@ def metrics(frames: pd.DataFrame) -> dict:
         gy = g["label"].to_numpy().astype(bool)
         if gy.any() and not gy.all():
             per_video[str(name)] = auc(gy, g["score"].to_numpy(float))
+    # each term alone (frame_scores' score_f / score_p), to see which one carries the detection
+    term_aucs = {t: auc(y, used[f"score_{t[-1]}"].to_numpy(float)) for t in TERMS if f"score_{t[-1]}" in used}
     return {
         "auc_micro": auc(y, s),
+        "auc_terms": term_aucs,
         "auc_macro": float(np.mean(list(per_video.values()))) if per_video else None,
         "ap": average_precision(y, s),
         "eer": eer(y, s),
@@ -130,7 +150,7 @@ def metrics(frames: pd.DataFrame) -> dict:
     }
 
 
-NO_GT = {"auc_micro": None, "auc_macro": None, "ap": None, "eer": None, "auc_per_video": {}}
+NO_GT = {"auc_micro": None, "auc_terms": {}, "auc_macro": None, "ap": None, "eer": None, "auc_per_video": {}}
 
 
 def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str) -> dict:
