@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from vad_pipeline.io import VadError, read_csv, write_csv, write_json
 from vad_pipeline.stc import INDEX, STCDataset, read_index
-from vad_pipeline.train import compute_terms, load_model, pick_device
+from vad_pipeline.train import compute_terms, flush_denormals, load_model, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 @torch.inference_mode()
 def infer(model_path: str, stc_path: str, out: str, cfg: dict) -> pd.DataFrame:
     device = pick_device(cfg["device"])
+    flush_denormals(device)
     model, state = load_model(model_path, device)
     ds = STCDataset(stc_path, flow_scale=state["flow_scale"])
     if ds.app_shape[0] - 1 != state["in_frames"] or ds.app_shape[1] != state["channels"]:

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from vad_pipeline.accel import pick_device  # noqa: F401 - re-exported for score and scripts
+from vad_pipeline.accel import flush_denormals, pick_device  # noqa: F401 - re-exported for score and scripts
 from vad_pipeline.config import config_hash, model_sections
 from vad_pipeline.io import VadError, atomic_path, write_csv
 from vad_pipeline.models import build_model
@@ -353,6 +353,7 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
     device = pick_device(cfg["device"])
+    flush_denormals(device)
     ds = STCDataset(stc_path, flow_scale=tc["flow_scale"])
     model = model_from_data(cfg, ds).to(device)
     names = model.loss_terms
