@@ -390,8 +390,8 @@ def test_cpu_training_flushes_subnormal_floats(tiny_demo, tmp_path):
     """An encoder that only weight decay moves decays into subnormal weights, which make CPU
     arithmetic several times slower; training on the CPU treats them as zero."""
     stc = build_stcs(tiny_demo, tmp_path)[0]
-    subnormal = torch.tensor([1e-39])
-    torch.set_flush_denormal(False)
+    torch.set_flush_denormal(False)   # an earlier training in this process may have set it
+    subnormal = torch.tensor([1e-39])  # made after: with flushing on it would be 0 already
     try:
         assert (subnormal * 1.0).item() != 0.0
         T.train(_cfg(tiny_demo, epochs=1), stc, **_paths(tmp_path / "run"))
