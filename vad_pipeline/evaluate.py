@@ -31,7 +31,7 @@ def labels_table(videos, labels: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-TERMS = ("s_f", "s_p")
+TERMS = {"s_f": "score_f", "s_p": "score_p"}   # object score term -> its frame-level column
 
 
 def terms(objects: pd.DataFrame) -> list[str]:
@@ -47,7 +47,7 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.D
     if unknown:
         raise VadError(f"object scores name videos without labels: {sorted(unknown)}")
     # frame column -> object column it max-pools; a raw term ranks frames as its z-score does
-    pooled = {"score": "score", **{f"score_{t[-1]}": t for t in terms(objects)}}
+    pooled = {"score": "score", **{TERMS[t]: t for t in terms(objects)}}
     agg = objects.groupby(["video", "frame"]).agg(
         n_objects=("score", "size"), **{c: (src, "max") for c, src in pooled.items()}).reset_index()
     df = labels.merge(agg, on=["video", "frame"], how="left")
@@ -137,7 +137,7 @@ def metrics(frames: pd.DataFrame) -> dict:
         if gy.any() and not gy.all():
             per_video[str(name)] = auc(gy, g["score"].to_numpy(float))
     # each term alone (frame_scores' score_f / score_p), to see which one carries the detection
-    term_aucs = {t: auc(y, used[f"score_{t[-1]}"].to_numpy(float)) for t in TERMS if f"score_{t[-1]}" in used}
+    term_aucs = {t: auc(y, used[c].to_numpy(float)) for t, c in TERMS.items() if c in used}
     return {
         "auc_micro": auc(y, s),
         "auc_terms": term_aucs,

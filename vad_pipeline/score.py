@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from vad_pipeline.accel import flush_denormals
 from vad_pipeline.io import VadError, read_csv, write_csv, write_json
 from vad_pipeline.stc import INDEX, STCDataset, read_index
-from vad_pipeline.train import compute_terms, flush_denormals, load_model, pick_device
+from vad_pipeline.train import compute_terms, load_model, pick_device
 
 log = logging.getLogger(__name__)
 

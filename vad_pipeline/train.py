@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from vad_pipeline.accel import flush_denormals, pick_device  # noqa: F401 - re-exported for score and scripts
+from vad_pipeline.accel import flush_denormals, pick_device
 from vad_pipeline.config import config_hash, model_sections
 from vad_pipeline.io import VadError, atomic_path, write_csv
 from vad_pipeline.models import build_model
