@@ -80,6 +80,31 @@ def test_auc_ap_match_sklearn(seed):
     np.testing.assert_allclose(ours_tpr, tpr)
 
 
+# Figures of the hand-written ROC/AUC/AP/EER (before the switch to scikit-learn), pinned to 1e-12
+# on fixed examples with ties: the metrics of every earlier run keep their values.
+PIN_Y = np.array([0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 1, 0])
+PIN_S = np.array([0.2, 0.9, 0.4, 0.4, 0.4, 0.7, 0.1, 0.9, 0.55, 0.3, 0.3, 0.9])
+
+
+def test_metrics_pinned_on_a_fixed_example_with_ties():
+    assert E.auc(PIN_Y, PIN_S) == pytest.approx(0.7285714285714285, abs=1e-12)
+    assert E.average_precision(PIN_Y, PIN_S) == pytest.approx(0.6166666666666666, abs=1e-12)
+    assert E.eer(PIN_Y, PIN_S) == pytest.approx(0.3529411764705882, abs=1e-12)
+    fpr, tpr, thr = E.roc_curve(PIN_Y, PIN_S)
+    np.testing.assert_allclose(fpr, [0, 1 / 7, 1 / 7, 2 / 7, 4 / 7, 5 / 7, 6 / 7, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tpr, [0, 0.4, 0.6, 0.6, 0.8, 1, 1, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(thr, [np.inf, 0.9, 0.7, 0.55, 0.4, 0.3, 0.2, 0.1], rtol=0, atol=1e-12)
+
+
+def test_metrics_pinned_on_a_seeded_example_with_many_ties():
+    rng = np.random.default_rng(16)
+    y = rng.random(500) < 0.25
+    s = np.round(y * 0.8 + rng.normal(size=500), 1)  # 53 distinct values among 500
+    assert E.auc(y, s) == pytest.approx(0.690736403851158, abs=1e-12)
+    assert E.average_precision(y, s) == pytest.approx(0.42395161578592777, abs=1e-12)
+    assert E.eer(y, s) == pytest.approx(0.3774531181857828, abs=1e-12)
+
+
 def test_eer_is_where_fpr_meets_fnr_on_random_data():
     rng = np.random.default_rng(3)
     y = rng.random(500) < 0.4
