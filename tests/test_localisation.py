@@ -1,0 +1,109 @@
+"""RBDC, TBDC and pixel AUC (vad_pipeline.localisation) on examples worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vad_pipeline import localisation as L
+
+P = {"overlap": 0.1, "track_fraction": 0.1, "max_fpr": 1.0}
+
+
+def two_frames():
+    """Two 10x10 frames of one video.
+
+    frame 0: mask rows 0-3, cols 0-3 (region r0, box (0,0,4,4)).
+             boxes A (0,0,4,4) score .9 (IoU 1 with r0: detects it), B (6,6,10,10) .5 (no overlap: FP)
+    frame 1: mask rows 0-3, cols 1-4 (r1, box (1,0,5,4); shares pixels with r0: same track) and
+             rows 8-9, cols 8-9 (r2, box (8,8,10,10): a new track).
+             boxes C (3,0,7,4) .4 (IoU with r1: 8 / (16 + 16 - 8) = 1/3 >= 0.1: detects r1),
+                   D (0,6,4,10) .3 (no overlap: FP). r2 is never detected.
+    """
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, 0:4, 0:4] = True
+    masks[1, 0:4, 1:5] = True
+    masks[1, 8:10, 8:10] = True
+    objects = pd.DataFrame({
+        "video": "01", "frame": [0, 0, 1, 1],
+        "x1": [0, 6, 3, 0], "y1": [0, 6, 0, 6], "x2": [4, 10, 7, 4], "y2": [4, 10, 4, 10],
+        "score": [0.9, 0.5, 0.4, 0.3]})
+    frames = pd.DataFrame({"video": "01", "frame": [0, 1], "excluded": False})
+    return objects, frames, {"01": masks}
+
+
+def test_iou_exclusive_ends():
+    assert L.iou([[0, 0, 4, 4]], [[0, 0, 4, 4]])[0, 0] == 1.0
+    assert L.iou([[3, 0, 7, 4]], [[1, 0, 5, 4]])[0, 0] == pytest.approx(1 / 3)
+    assert L.iou([[0, 0, 4, 4]], [[4, 0, 8, 4]])[0, 0] == 0.0  # touching, no shared pixel
+
+
+def test_curves_hand_computed():
+    # thresholds inf .9 .5 .4 .3; false positives (B .5, D .3): 0 0 1 1 2 over 2 frames;
+    # regions detected (r0 at .9, r1 at .4, r2 never) of 3; tracks {r0, r1} (detected once one of
+    # its 2 regions is: at .9) and {r2} (never) of 2
+    objects, frames, masks = two_frames()
+    out, c = L.localise(objects, frames, masks, P)
+    np.testing.assert_allclose(c["threshold"], [np.inf, 0.9, 0.5, 0.4, 0.3])
+    np.testing.assert_allclose(c["fpr"], [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(c["rbdc"], [0, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    np.testing.assert_allclose(c["tbdc"], [0, 0.5, 0.5, 0.5, 0.5])
+    assert (out["n_frames"], out["n_regions"], out["n_tracks"], out["n_detections"]) == (2, 3, 2, 4)
+
+
+def test_rbdc_tbdc_hand_computed():
+    objects, frames, masks = two_frames()
+    out, _ = L.localise(objects, frames, masks, P)
+    # RBDC: 1/3 from fpr 0 to .5 (area 1/6), then 2/3 from .5 to 1 (area 1/3): 1/2
+    assert out["rbdc"] == pytest.approx(0.5, abs=1e-12)
+    # TBDC: 1/2 from fpr 0 to 1: 1/2
+    assert out["tbdc"] == pytest.approx(0.5, abs=1e-12)
+    # up to 0.5 false positives per frame: RBDC (1/3 * 0.5) / 0.5 = 1/3
+    out, _ = L.localise(objects, frames, masks, {**P, "max_fpr": 0.5})
+    assert out["rbdc"] == pytest.approx(1 / 3, abs=1e-12)
+    # alpha 0.6: track {r0, r1} needs both regions, detected from .4 (fpr .5): TBDC (1 - .5) * 1/2
+    out, _ = L.localise(objects, frames, masks, {**P, "track_fraction": 0.6})
+    assert out["tbdc"] == pytest.approx(0.25, abs=1e-12)
+    # overlap 0.5: C no longer detects r1 (IoU 1/3) and is a false positive: fp 0 0 1 2 3
+    # (fpr 0 0 .5 1 1.5), RBDC 0 1/3 1/3 1/3 1/3: area 1/3
+    out, _ = L.localise(objects, frames, masks, {**P, "overlap": 0.5})
+    assert out["rbdc"] == pytest.approx(1 / 3, abs=1e-12)
+
+
+def test_pixel_auc_hand_computed():
+    # pixel scores (uncovered: lowest object score - 1 = -0.7):
+    #   positives: 16 at .9 (r0 under A), 8 at .4 (r1 under C), 8 + 4 uncovered (rest of r1, r2)
+    #   negatives: 16 at .5 (B), 8 at .4 (C outside r1), 16 at .3 (D), 68 + 56 uncovered
+    # pairs won: 16 * 164 + 8 * (16 + 124 + 8 / 2) + 12 * 124 / 2 = 4520 of 36 * 164 = 5904
+    objects, frames, masks = two_frames()
+    out, _ = L.localise(objects, frames, masks, P)
+    assert out["pixel_auc"] == pytest.approx(4520 / 5904, abs=1e-12)
+
+
+def test_perfect_detector_scores_one():
+    masks = np.zeros((3, 8, 8), bool)
+    masks[:, 2:5, 2:5] = True
+    objects = pd.DataFrame({"video": "v", "frame": [0, 1, 2], "x1": 2, "y1": 2, "x2": 5, "y2": 5,
+                            "score": [3.0, 2.0, 1.0]})
+    frames = pd.DataFrame({"video": "v", "frame": [0, 1, 2], "excluded": False})
+    out, _ = L.localise(objects, frames, {"v": masks}, P)
+    assert out["rbdc"] == pytest.approx(1.0) and out["tbdc"] == pytest.approx(1.0)
+    assert out["pixel_auc"] == pytest.approx(1.0) and out["n_tracks"] == 1
+
+
+def test_excluded_frames_and_videos_without_masks_are_left_out():
+    objects, frames, masks = two_frames()
+    frames = pd.concat([frames.assign(excluded=[True, False]),
+                        pd.DataFrame({"video": "02", "frame": [0], "excluded": False})])
+    out, c = L.localise(objects, frames, {**masks, "02": None}, P)
+    # frame 1 only: r1 (detected by C at .4), r2 (never); D is the only false positive
+    assert (out["n_frames"], out["n_regions"], out["n_tracks"]) == (1, 2, 2)
+    np.testing.assert_allclose(c["fpr"], [0, 0, 1])
+    np.testing.assert_allclose(c["rbdc"], [0, 0.5, 0.5])
+
+
+def test_area_to_cuts_the_segment_crossing_max_fpr():
+    # (0,0) - (.5,.5) - (2,1): at fpr 1 the rate is .5 + .5 * (.5 / 1.5) = 2/3
+    area = L.area_to(np.array([0, 0.5, 2]), np.array([0, 0.5, 1]), 1.0)
+    assert area == pytest.approx(0.5 * 0.5 * 0.5 + (0.5 + 2 / 3) / 2 * 0.5)
