@@ -6,7 +6,8 @@ normalisation and Gaussian smoothing; the first ``exclude_first`` frames of ever
 cube exists there) are marked excluded. Each score term the objects carry (``s_f``, ``s_p``) is
 pooled the same way on its own (``score_f``, ``score_p``), so a user sees which term detects.
 ``evaluate``: micro AUC (all frames pooled), macro AUC (mean over videos that have both classes),
-average precision and equal error rate, and the micro AUC of each term alone.
+average precision and equal error rate (scikit-learn's ``roc_auc_score``, ``roc_curve``,
+``average_precision_score``), and the micro AUC of each term alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from importlib import metadata
 import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
+from sklearn import metrics as _sk
 
 from vad_pipeline.io import VadError, read_csv, write_csv, write_json
 
@@ -76,41 +78,31 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.D
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False and true positive rates at every distinct threshold (ties handled), from (0, 0)."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=float)
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each run of equal scores
-    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
-    tpr = np.r_[0.0, tp / max(y.sum(), 1)]
-    fpr = np.r_[0.0, fp / max((~y).sum(), 1)]
-    return fpr, tpr, np.r_[np.inf, s[last]]
+    """False and true positive rates at every distinct threshold (ties are one threshold), from
+    (0, 0) at threshold +inf: scikit-learn's ``roc_curve`` with no point dropped."""
+    fpr, tpr, thr = _sk.roc_curve(np.asarray(labels).astype(bool), np.asarray(scores, dtype=float),
+                                  drop_intermediate=False)
+    return fpr, tpr, thr
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return float(np.trapezoid(tpr, fpr))
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``; a tie counts half a pair)."""
+    return float(_sk.roc_auc_score(np.asarray(labels).astype(bool), np.asarray(scores, dtype=float)))
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Sum over thresholds of (recall step) x precision, as scikit-learn defines it."""
-    labels = np.asarray(labels).astype(bool)
-    fpr, tpr, _ = roc_curve(labels, scores)
-    tp, fp = tpr * labels.sum(), fpr * (~labels).sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
-    return float(np.sum(np.diff(tpr) * precision[1:]))
+    """Sum over thresholds of (recall step) x precision (scikit-learn's ``average_precision_score``)."""
+    return float(_sk.average_precision_score(np.asarray(labels).astype(bool), np.asarray(scores, dtype=float)))
 
 
 def eer(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Equal error rate: where the false positive rate meets the false negative rate."""
+    """Equal error rate: where the false positive rate meets the false negative rate on the ROC
+    curve of :func:`roc_curve`, interpolated linearly between the two points around the crossing."""
     fpr, tpr, _ = roc_curve(labels, scores)
     fnr = 1 - tpr
     i = int(np.flatnonzero(fnr <= fpr)[0])
     if i == 0:
         return float(fpr[0])
-    # interpolate linearly between the two ROC points around the crossing
     d0, d1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
     a = d0 / (d0 - d1) if d0 != d1 else 0.0
     return float(fpr[i - 1] + a * (fpr[i] - fpr[i - 1]))
@@ -118,7 +110,7 @@ def eer(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("vad-pipeline", "torch", "numpy", "opencv-python-headless", "h5py", "snakemake"):
+    for pkg in ("vad-pipeline", "torch", "numpy", "scikit-learn", "opencv-python-headless", "h5py", "snakemake"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -9,7 +9,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from vad_pipeline.evaluate import auc, roc_curve  # noqa: E402
 from vad_pipeline.io import atomic_path  # noqa: E402
 
 
@@ -35,6 +34,8 @@ def loss_curve(log_csv: str, out: str) -> None:
 
 
 def roc(frames: pd.DataFrame, out: str, title: str) -> None:
+    from vad_pipeline.evaluate import auc, roc_curve  # sklearn: loss_curve (train) needs none
+
     used = frames[~frames["excluded"] & (frames["label"] >= 0)]
     y, s = used["label"].to_numpy().astype(bool), used["score"].to_numpy(float)
     fig, ax = plt.subplots(figsize=(4, 4))
