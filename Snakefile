@@ -10,6 +10,10 @@ min_version("8.0")
 configfile: "config.yaml"
 
 
+# HTML report: snakemake --report results/<d>/report.html results/<d>/auc.json (README, "Report")
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/detect.smk"

@@ -8,7 +8,7 @@ import pytest
 
 from vad_pipeline import localisation as L
 
-P = {"overlap": 0.1, "track_fraction": 0.1, "max_fpr": 1.0}
+P = {"overlap": 0.1, "track_fraction": 0.1, "max_fpr": 1.0, "min_region_area": 0}
 
 
 def two_frames():
@@ -107,3 +107,16 @@ def test_area_to_cuts_the_segment_crossing_max_fpr():
     # (0,0) - (.5,.5) - (2,1): at fpr 1 the rate is .5 + .5 * (.5 / 1.5) = 2/3
     area = L.area_to(np.array([0, 0.5, 2]), np.array([0, 0.5, 1]), 1.0)
     assert area == pytest.approx(0.5 * 0.5 * 0.5 + (0.5 + 2 / 3) / 2 * 0.5)
+
+
+def test_mask_fragments_below_min_region_area_are_not_regions():
+    # frame 1's r2 (4 px) is a fragment at min_region_area 5: regions r0, r1 in one track; the
+    # pixel AUC still counts its pixels
+    objects, frames, masks = two_frames()
+    out, c = L.localise(objects, frames, masks, {**P, "min_region_area": 5})
+    assert (out["n_regions"], out["n_tracks"]) == (2, 1)
+    # rates 0 1/2 1/2 1 1 at fpr 0 0 .5 .5 1: area 1/2 * 1/2 + 1 * 1/2 = 3/4
+    np.testing.assert_allclose(c["rbdc"], [0, 0.5, 0.5, 1, 1])
+    assert out["rbdc"] == pytest.approx(0.75, abs=1e-12)
+    assert out["tbdc"] == pytest.approx(1.0, abs=1e-12)
+    assert out["pixel_auc"] == pytest.approx(4520 / 5904, abs=1e-12)

@@ -143,10 +143,15 @@ def plot(df: pd.DataFrame, out: str, title: str) -> None:
 
 
 def write(table_spec: dict, aucs: list[str], out_csv: str | None, out_png: str | None = None,
-          missing_ok: bool = False) -> pd.DataFrame:
+          missing_ok: bool = False, out_html: str | None = None) -> pd.DataFrame:
     df = collect(table_spec, aucs, missing_ok)
     if out_csv:
         write_csv(out_csv, df)
     if out_png:
         plot(df, out_png, f"{table_spec['name']}: ablation, ours vs paper")
+    if out_html:  # the table for the HTML report
+        with atomic_path(out_html) as tmp:
+            tmp.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>\n"
+                           + df.to_html(index=False, border=0, na_rep="-", float_format=lambda v: f"{v:.3f}")
+                           + "\n</body></html>\n")
     return df

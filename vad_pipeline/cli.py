@@ -115,8 +115,17 @@ def cmd_evaluate(cfg, a):
 
     protocol = {k: cfg[k] for k in ("score", "frame_scores", "model", "detect", "flow", "stc") if k in cfg}
     protocol["preset"], protocol["train"] = cfg.get("preset"), cfg.get("train")
-    result = evaluate(a.frames, a.out, protocol, cfg["name"])
+    extra = {}
+    if a.localisation:  # RBDC, TBDC, pixel AUC with their own protocol (datasets with pixel masks)
+        loc = json.loads(Path(a.localisation).read_text())
+        extra["localisation"] = {k: v for k, v in loc.items() if k != "dataset"}
+    result = evaluate(a.frames, a.out, protocol, cfg["name"], extra)
     frames = pd.read_csv(a.frames, dtype={"video": str})
+    if a.table:
+        from vad_pipeline.evaluate import html_summary
+
+        bench = json.loads(Path(a.benchmark).read_text()) if a.benchmark else None
+        html_summary(result, bench, a.table)
     if a.top:
         from vad_pipeline.evaluate import top_anomalies
         from vad_pipeline.io import write_csv
@@ -134,12 +143,54 @@ def cmd_evaluate(cfg, a):
     print(json.dumps({k: result[k] for k in ("dataset", "auc_micro", "auc_macro", "ap", "eer")}))
 
 
+def cmd_top_anomalies(cfg, a):
+    import pandas as pd
+
+    from vad_pipeline.evaluate import top_anomalies
+    from vad_pipeline.io import write_csv
+
+    frames = pd.read_csv(a.frames, dtype={"video": str})
+    fps = {}
+    if a.summary:
+        fps = {k: v["fps"] for k, v in json.loads(Path(a.summary).read_text())["per_video"].items()}
+    top = top_anomalies(frames, fps, cfg["report"])
+    write_csv(a.out, top)
+    log.info("%s: %d segments", cfg["name"], len(top))
+
+
+def cmd_pictures(cfg, a):
+    from vad_pipeline.io import read_csv
+    from vad_pipeline.pictures import pictures
+
+    top = read_csv(a.top, ["rank", "video", "start_frame", "end_frame", "peak_frame", "peak_score"])
+    objects = read_csv(a.objects, ["video", "frame", "x1", "y1", "x2", "y2", "score"])
+    frames = read_csv(a.frames, ["video", "frame", "score", "label", "excluded"])
+    paths = pictures(top, objects, frames, cfg, a.out)
+    log.info("%s: %d pictures in %s", cfg["name"], len(paths), a.out)
+
+
+def cmd_localise(cfg, a):
+    from vad_pipeline import datasets as D
+    from vad_pipeline.io import read_csv, write_json
+    from vad_pipeline.localisation import localise
+    from vad_pipeline.plots import localisation_curves
+
+    objects = read_csv(a.objects, ["video", "frame", "x1", "y1", "x2", "y2", "score"])
+    frames = read_csv(a.frames, ["video", "frame", "excluded"])
+    masks = {name: D.pixel_masks(cfg, name) for name in D.video_names(cfg, "test")}
+    result, curves = localise(objects, frames, masks, cfg["localisation"])
+    write_json(a.out, {"dataset": cfg["name"], **result})
+    if a.plot:
+        localisation_curves(curves, result, a.plot, cfg["name"])
+    log.info("%s: RBDC %s TBDC %s pixel AUC %s", cfg["name"], result["rbdc"], result["tbdc"], result["pixel_auc"])
+
+
 def cmd_ablation(cfg, a):
     from vad_pipeline.ablation import default_aucs, spec, write
 
     if "variants" not in cfg:  # by hand (--configfile, --dataset): the table's spec from the config
         cfg = spec(C.load(a.configfile), a.dataset)
-    df = write(cfg, a.aucs or default_aucs(cfg, a.results), a.out, a.plot, missing_ok=a.partial)
+    df = write(cfg, a.aucs or default_aucs(cfg, a.results), a.out, a.plot, missing_ok=a.partial, out_html=a.table)
     log.info("%s: %d ablation variants, %d with results", cfg["name"], len(df), df["auc_micro"].notna().sum())
     print(df.drop(columns=["switches", "source"]).to_string(index=False))   # the CSV has them
 
@@ -180,13 +231,24 @@ COMMANDS = {
                      [("--objects", REQ), ("--labels", REQ), ("--out", REQ)]),
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
                  [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
-                  ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"})]),
+                  ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"}),
+                  ("--localisation", {"help": "localisation.json, copied into auc.json under 'localisation'"}),
+                  ("--table", {"help": "also write the figures as an HTML table (for the report)"}),
+                  ("--benchmark", {"help": "benchmark.json, added to the --table"})]),
+    "top-anomalies": (cmd_top_anomalies, "the highest-peaking segments of frame scores (top_anomalies.csv)",
+                      [("--frames", REQ), ("--out", REQ),
+                       ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"})]),
+    "pictures": (cmd_pictures, "pictures of the top anomalies and a contact sheet",
+                 [("--top", REQ), ("--objects", REQ), ("--frames", REQ), ("--out", {**REQ, "help": "folder"})]),
+    "localise": (cmd_localise, "RBDC, TBDC and pixel-level AUC from object boxes and pixel masks",
+                 [("--objects", REQ), ("--frames", REQ), ("--out", REQ), ("--plot", {})]),
     "ablation": (cmd_ablation, "table (and bar chart) of the ablation variants' AUCs against the paper's",
                  [("--aucs", {"nargs": "+", "help": "auc.json of each variant, in the order of --params "
                                                      "(default: the workflow's, under --results)"}),
                   ("--results", {"default": "results"}),
                   ("--partial", {"action": "store_true", "help": "variants without an auc.json yet: empty rows"}),
-                  ("--out", {"help": "the table as CSV (it is always printed)"}), ("--plot", {})]),
+                  ("--out", {"help": "the table as CSV (it is always printed)"}), ("--plot", {}),
+                  ("--table", {"help": "the table as HTML (for the report)"})]),
     "bench": (cmd_bench, "collect per-stage time, memory, throughput and disk use",
               [("--results", {"default": "results"}), ("--out", {})]),
 }

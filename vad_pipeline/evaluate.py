@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 from sklearn import metrics as _sk
 
-from vad_pipeline.io import VadError, read_csv, write_csv, write_json
+from vad_pipeline.io import VadError, atomic_path, read_csv, write_csv, write_json
 
 
 def labels_table(videos, labels: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -145,8 +145,9 @@ def metrics(frames: pd.DataFrame) -> dict:
 NO_GT = {"auc_micro": None, "auc_terms": {}, "auc_macro": None, "ap": None, "eer": None, "auc_per_video": {}}
 
 
-def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str) -> dict:
-    """auc.json; a dataset without ground truth gets null metrics and a note saying why."""
+def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str, extra: dict | None = None) -> dict:
+    """auc.json; a dataset without ground truth gets null metrics and a note saying why. ``extra``
+    (e.g. ``localisation``: RBDC, TBDC, pixel AUC and their protocol) is added before the protocol."""
     frames = read_csv(frames_csv, ["video", "frame", "score", "label", "excluded"])
     if (frames["label"] < 0).all():
         used = frames[~frames["excluded"]]
@@ -155,9 +156,53 @@ def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str) -> dict:
                         "no AUC; see frame_scores.csv, scores.png and top_anomalies.csv"}
     else:
         body = metrics(frames)
-    result = {"dataset": dataset, **body, "protocol": protocol, "versions": versions()}
+    result = {"dataset": dataset, **body, **(extra or {}), "protocol": protocol, "versions": versions()}
     write_json(out, result)
     return result
+
+
+def html_summary(result: dict, bench: dict | None, out: str) -> None:
+    """auc.json's figures (and benchmark.json's, when given) as HTML tables, for the report."""
+    import html
+
+    def table(rows: list[tuple], head: tuple) -> str:
+        return pd.DataFrame(rows, columns=list(head)).to_html(index=False, border=0, na_rep="-",
+                                                             float_format=lambda v: f"{v:.4f}")
+
+    parts = [f"<h3>{html.escape(str(result['dataset']))}: frame-level metrics</h3>"]
+    if result.get("auc_micro") is None:
+        parts.append(f"<p>{html.escape(result.get('note', 'no ground truth'))}</p>")
+    else:
+        rows = [("AUC micro (all frames pooled)", result["auc_micro"]), ("AUC macro (mean over videos)", result["auc_macro"]),
+                ("average precision", result["ap"]), ("equal error rate", result["eer"]),
+                *((f"AUC of {t} alone", v) for t, v in result.get("auc_terms", {}).items()),
+                ("frames evaluated", result["n_frames"]), ("abnormal frames", result["n_abnormal"])]
+        parts.append(table(rows, ("metric", "value")))
+        parts.append("<h3>AUC per video</h3>")
+        parts.append(table(list(result["auc_per_video"].items()), ("video", "AUC")))
+    loc = result.get("localisation")
+    if loc:
+        p = loc["protocol"]
+        parts.append("<h3>Localisation (Ramachandra and Jones, WACV 2020)</h3>")
+        rows = [(f"RBDC (overlap {p['overlap']}, up to {p['max_fpr']} FP/frame)", loc["rbdc"]),
+                (f"TBDC (track fraction {p['track_fraction']})", loc["tbdc"]), ("pixel-level AUC", loc["pixel_auc"]),
+                ("frames", loc["n_frames"]), ("ground-truth regions", loc["n_regions"]),
+                ("ground-truth tracks", loc["n_tracks"]), ("object boxes", loc["n_detections"])]
+        parts.append(table(rows, ("metric", "value")))
+    if bench:
+        parts.append("<h3>Per stage (benchmark.json)</h3>")
+        stages = pd.DataFrame.from_dict(bench["stages"], orient="index").rename_axis("stage").reset_index()
+        parts.append(stages.to_html(index=False, border=0, na_rep="-"))
+        if bench.get("decode"):
+            parts.append("<h3>Decoding per layout</h3>")
+            dec = pd.DataFrame.from_dict(bench["decode"], orient="index").rename_axis("layout").reset_index()
+            parts.append(dec.to_html(index=False, border=0, na_rep="-"))
+    style = ("<style>body{font-family:sans-serif} table{border-collapse:collapse;margin-bottom:1em} "
+             "td,th{padding:2px 10px;border-bottom:1px solid #ddd;text-align:right} "
+             "td:first-child,th:first-child{text-align:left}</style>")
+    with atomic_path(out) as tmp:
+        tmp.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>\n"
+                       + "\n".join(parts) + "\n</body></html>\n")
 
 
 def _segments(keep: np.ndarray, merge_gap: int) -> list[tuple[int, int]]:

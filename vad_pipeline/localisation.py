@@ -6,7 +6,9 @@ RBDC and TBDC are the region- and track-based detection criteria of B. Ramachand
 
 - An anomalous *region* is one ground-truth region in one frame. The paper's datasets annotate
   regions as boxes; pixel masks are turned into regions here: every 8-connected component of a
-  frame's mask is one region, represented by its bounding box.
+  frame's mask is one region, represented by its bounding box. Components smaller than
+  ``min_region_area`` pixels (an object cut by the frame edge into a few-pixel sliver, mask noise)
+  are fragments, not regions: they are neither counted nor matched (the pixel AUC keeps them).
 - A *detected region* is an object box whose score is at least the threshold t (boxes are
   ``x1, y1, x2, y2`` with ``x2``, ``y2`` exclusive, as everywhere in the pipeline).
 - **RBDC** (region-based detection criterion). A ground-truth region is detected when some
@@ -87,13 +89,18 @@ class Tally:
 
 
 def add_frame(t: Tally, video: str, frame: int, mask: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-              overlap: float, fill: float) -> None:
-    """Add one evaluated frame: its ground-truth mask (H, W) and its object boxes (N, 4) with scores."""
+              overlap: float, fill: float, min_area: int = 0) -> None:
+    """Add one evaluated frame: its ground-truth mask (H, W) and its object boxes (N, 4) with scores.
+    Mask components smaller than ``min_area`` pixels are fragments, not regions (pixel AUC keeps them)."""
     mask = np.asarray(mask, bool)
     boxes = np.asarray(boxes, np.int64).reshape(-1, 4)
     scores = np.asarray(scores, float).reshape(-1)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    x, y, w, h = (stats[1:, i] for i in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+    kept = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1
+    relabel = np.zeros(n, np.int64)
+    relabel[kept] = np.arange(1, len(kept) + 1)
+    labels, stats, n = relabel[labels], stats[kept], len(kept) + 1
+    x, y, w, h = (stats[:, i] for i in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
     gt = np.stack([x, y, x + w, y + h], axis=1).reshape(n - 1, 4)
     m = iou(boxes, gt) >= overlap                              # (N, K) detection i matches region k
     t.det_scores.extend(scores.tolist())
@@ -218,14 +225,15 @@ def localise(objects: pd.DataFrame, frames: pd.DataFrame, masks: dict[str, np.nd
             o = by_frame.get((name, f))
             boxes = o[["x1", "y1", "x2", "y2"]].to_numpy(np.int64) if o is not None else empty
             scores = o["score"].to_numpy(float) if o is not None else np.empty(0)
-            add_frame(t, name, int(f), m[f], boxes, scores, p["overlap"], fill)
+            add_frame(t, name, int(f), m[f], boxes, scores, p["overlap"], fill, p.get("min_region_area", 0))
     if t.n_frames == 0:
         raise VadError("no evaluated frame has a pixel mask: no localisation metric")
     out, curves = summarise(t, p)
     out["protocol"] = {
         "reference": REFERENCE,
         "overlap": p["overlap"], "track_fraction": p["track_fraction"], "max_fpr": p["max_fpr"],
-        "regions": "8-connected components of each frame's pixel mask, as bounding boxes",
+        "min_region_area": p.get("min_region_area", 0),
+        "regions": "8-connected components of each frame's pixel mask (min_region_area px or more), as bounding boxes",
         "tracks": "a region continues the previous frame's track it shares the most mask pixels with",
         "frames": "the frame-level evaluation's frames (exclude_first left out) of videos with masks",
         "pixel_auc": "every pixel of those frames; score: highest box covering it, else below all boxes",

@@ -75,3 +75,19 @@ def score_curves(frames: pd.DataFrame, out: str, title: str) -> None:
     fig.suptitle(f"{title}: frame scores (red: abnormal ground truth)", fontsize=10)
     fig.tight_layout()
     _save(fig, out)
+
+
+def localisation_curves(curves: dict, result: dict, out: str, title: str) -> None:
+    """Region and track detection rates against false positives per frame (RBDC, TBDC)."""
+    p = result["protocol"]
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for key, name in (("rbdc", "RBDC"), ("tbdc", "TBDC")):
+        if result[key] is not None:
+            ax.plot(curves["fpr"], curves[key], label=f"{name} {result[key]:.3f}")
+    ax.axvline(p["max_fpr"], color="k", ls=":", lw=0.8)
+    xmax = max(p["max_fpr"] * 1.25, 0.1)
+    ax.set(xlim=(0, xmax), ylim=(0, 1.02), xlabel="false positives per frame", ylabel="detection rate",
+           title=f"{title}: localisation (overlap {p['overlap']}, pixel AUC "
+                 f"{'-' if result['pixel_auc'] is None else format(result['pixel_auc'], '.3f')})")
+    ax.legend(loc="lower right")
+    _save(fig, out)

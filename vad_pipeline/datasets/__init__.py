@@ -19,15 +19,16 @@ from vad_pipeline.datasets.video import (
     frame_size,
     iter_frames,
     read_frame,
+    read_frames,
 )
 from vad_pipeline.io import VadError
 
 SPLIT_DIRS = Frames.SPLIT_DIRS
 SPLITS = ("train", "test")
 __all__ = [
-    "IMAGE_EXTS", "VIDEO_EXTS", "SPLIT_DIRS", "Video", "frame_size", "iter_frames", "read_frame",
+    "IMAGE_EXTS", "VIDEO_EXTS", "SPLIT_DIRS", "Video", "frame_size", "iter_frames", "read_frame", "read_frames",
     "layout_of", "root_of", "video_names", "video_source", "get_video", "frame_labels",
-    "pixel_masks", "gt_summary",
+    "pixel_masks", "has_pixel_masks", "gt_summary",
 ]
 
 
@@ -111,6 +112,14 @@ def pixel_masks(cfg: dict, video: Video | str) -> np.ndarray | None:
     if not cfg["dataset"].get("labelled", True):
         return None
     return layout_of(cfg).masks(cfg, video)
+
+
+def has_pixel_masks(cfg: dict) -> bool:
+    """Whether the dataset ships pixel masks, from its layout and file tree alone (nothing is read;
+    what the workflow asks to decide if localisation metrics can be computed)."""
+    if not cfg["dataset"].get("labelled", True):
+        return False
+    return layout_of(cfg).has_masks(cfg)
 
 
 def gt_summary(cfg: dict, videos: list[Video], labels: dict[str, np.ndarray]) -> dict:

@@ -83,6 +83,10 @@ class Layout:
     def masks(self, cfg: dict, video: Video) -> np.ndarray | None:
         return None
 
+    def has_masks(self, cfg: dict) -> bool:
+        """Whether pixel masks exist, from the file tree alone (no mask is read)."""
+        return False
+
 
 class Frames(Layout):
     """``training/frames/<video>/*.jpg``, ``testing/frames/<video>/*.jpg``; frame ground truth in
@@ -107,6 +111,9 @@ class Frames(Layout):
             raise VadError(f"{path}: {len(lists)} entries but there are {len(videos)} test videos")
         return {v.name: G.check_length(lab, v.n_frames, path, v.name) for v, lab in zip(videos, lists)}
 
+    def has_masks(self, cfg):
+        return (Path(cfg["dataset"]["root"]) / "testing" / "pixel_masks").is_dir()
+
     def masks(self, cfg, video):
         path = Path(cfg["dataset"]["root"]) / "testing" / "pixel_masks" / f"{video.name}.npz"
         if not path.is_file():
@@ -120,6 +127,9 @@ class Demo(Frames):
     """The frames layout written by :mod:`vad_pipeline.demo`; names are known before it exists."""
 
     name = "demo"
+
+    def has_masks(self, cfg):
+        return True  # the generator writes them (the folder may not exist yet)
 
     def sources(self, cfg, split):
         n = cfg["demo"]["n_train" if split == "train" else "n_test"]
@@ -151,6 +161,10 @@ class UCSD(Layout):
         if len(ranges) != len(videos):
             raise VadError(f"{path}: {len(ranges)} test videos listed but {len(videos)} found")
         return {v.name: G.labels_from_ranges(r, v.n_frames, path, v.name) for v, r in zip(videos, ranges)}
+
+    def has_masks(self, cfg):
+        folder = self.split_folder(Path(cfg["dataset"]["root"]), "test")
+        return folder.is_dir() and any(p.is_dir() for p in folder.glob("Test*_gt"))
 
     def masks(self, cfg, video):
         folder = self.split_folder(Path(cfg["dataset"]["root"]), "test") / f"{video.name}_gt"
@@ -184,6 +198,9 @@ class Avenue(Layout):
             out[v.name] = G.check_length(np.array([m.any() for m in G.vol_label(path)]), v.n_frames, path, v.name)
         return out
 
+    def has_masks(self, cfg):
+        return self.gt_path(cfg).is_dir()
+
     def masks(self, cfg, video):
         path = self._mat(cfg, video)
         return _fit_masks(np.stack(G.vol_label(path)), video, path)
@@ -213,6 +230,9 @@ class ShanghaiTech(Layout):
                 raise VadError(f"{path}: ground truth of test video {v.name} not found")
             out[v.name] = G.check_length(np.asarray(G.masks_from_npy(path)).ravel() > 0, v.n_frames, path, v.name)
         return out
+
+    def has_masks(self, cfg):
+        return (Path(cfg["dataset"]["root"]) / "testing" / "test_pixel_mask").is_dir()
 
     def masks(self, cfg, video):
         path = Path(cfg["dataset"]["root"]) / "testing" / "test_pixel_mask" / f"{video.name}.npy"

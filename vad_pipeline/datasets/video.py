@@ -116,6 +116,30 @@ def iter_frames(video: Video, gray: bool = False) -> Iterator[np.ndarray]:
         yield img
 
 
+def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarray]:
+    """Only the frames ``indices`` (0-based) of a video: image files are read one by one, a
+    container is decoded as a stream up to the last one asked for (one frame in memory at a time,
+    seeking is not frame-exact in every codec)."""
+    want = sorted({int(i) for i in indices})
+    if want and (want[0] < 0 or want[-1] >= video.n_frames):
+        raise VadError(f"{video.source}: frames {want[0]}..{want[-1]} asked for, the video has {video.n_frames}")
+    if video.file is None:
+        return {i: read_frame(video.frames[i], gray) for i in want}
+    out: dict[int, np.ndarray] = {}
+    if not want:
+        return out
+    frames = iter_frames(video, gray)
+    try:
+        for t, img in enumerate(frames):
+            if t in want:
+                out[t] = img
+            if t >= want[-1]:
+                break
+    finally:
+        frames.close()
+    return out
+
+
 def frame_size(video: Video) -> tuple[int, int]:
     """(height, width) without decoding the whole video."""
     if video.size is not None:

@@ -86,7 +86,7 @@ use rule evaluate as ablation_evaluate with:
         auc=f"{ABL}/auc.json",
         roc=f"{ABL}/roc.png",
         curves=f"{ABL}/scores.png",
-        top=f"{ABL}/top_anomalies.csv",
+        table=f"{ABL}/summary.html",
     log:
         "results/logs/{dataset}/ablation/{variant}/evaluate.log",
 
@@ -96,8 +96,9 @@ rule ablation:
     input:
         expand(f"{ABL}/auc.json", variant=ABLATION, allow_missing=True),
     output:
-        csv="results/{dataset}/ablation.csv",
-        plot="results/{dataset}/ablation.png",
+        csv=report("results/{dataset}/ablation.csv", caption="../report/ablation.rst", category="Ablation"),
+        plot=report("results/{dataset}/ablation.png", caption="../report/ablation.rst", category="Ablation"),
+        table=report("results/{dataset}/ablation.html", caption="../report/ablation.rst", category="Ablation"),
     params:
         cfg=lambda w: json.dumps(vabl.spec(config, w.dataset)),  # variants in config order, like the input
     log:
@@ -105,4 +106,4 @@ rule ablation:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} ablation --params {params.cfg:q} --aucs {input} --out {output.csv} --plot {output.plot} > /dev/null 2> {log}"
+        "{VAD} ablation --params {params.cfg:q} --aucs {input} --out {output.csv:q} --plot {output.plot:q} --table {output.table:q} > /dev/null 2> {log:q}"

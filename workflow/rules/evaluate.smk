@@ -16,33 +16,119 @@ rule frame_scores:
         "--out {output} 2> {log}"
 
 
-rule evaluate:
-    """Frame-level AUC (micro, macro), AP, EER with the protocol; ROC, score curves, top anomalies."""
+rule top_anomalies:
+    """The highest-peaking segments of frame scores (labelled or not): what to look at first."""
     input:
         frames="results/{dataset}/frame_scores.csv",
         summary="results/{dataset}/gt_summary.json",
     output:
-        auc="results/{dataset}/auc.json",
-        roc="results/{dataset}/roc.png",
-        curves="results/{dataset}/scores.png",
-        top="results/{dataset}/top_anomalies.csv",
+        report("results/{dataset}/top_anomalies.csv", caption="../report/top_anomalies.rst", category="Top anomalies"),
     params:
-        cfg=params_json("score", "frame_scores", "model", "detect", "flow", "stc", "train", "preset", "report"),
+        cfg=params_json("report"),
+    log:
+        "results/logs/{dataset}/top_anomalies.log",
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} top-anomalies --params {params.cfg:q} --frames {input.frames:q} --summary {input.summary:q} "
+        "--out {output:q} 2> {log:q}"
+
+
+rule pictures:
+    """A strip of frames around each top segment's peak, boxes, scores and ground truth drawn;
+    a contact sheet of all. Reads only the frames it shows."""
+    input:
+        top="results/{dataset}/top_anomalies.csv",
+        objects="results/{dataset}/object_scores.csv",
+        frames="results/{dataset}/frame_scores.csv",
+        data=dataset_input,
+    output:
+        report(directory("results/{dataset}/top_anomalies"), patterns=["{name}.png"],
+               caption="../report/pictures.rst", category="Top anomalies"),
+    params:
+        cfg=params_json("report", "demo"),
+    log:
+        "results/logs/{dataset}/pictures.log",
+    conda:
+        f"{ENVS}/vision.yaml"
+    shell:
+        "{VAD} pictures --params {params.cfg:q} --top {input.top:q} --objects {input.objects:q} "
+        "--frames {input.frames:q} --out {output:q} 2> {log:q}"
+
+
+rule localisation:
+    """RBDC, TBDC (Ramachandra and Jones 2020) and pixel-level AUC from the object boxes; only for
+    datasets with pixel masks (localisation_input)."""
+    input:
+        objects="results/{dataset}/object_scores.csv",
+        frames="results/{dataset}/frame_scores.csv",
+        data=dataset_input,
+    output:
+        json="results/{dataset}/localisation.json",
+        plot=report("results/{dataset}/localisation.png", caption="../report/localisation.rst", category="Localisation"),
+    params:
+        cfg=params_json("localisation", "demo"),
+    log:
+        "results/logs/{dataset}/localisation.log",
+    conda:
+        f"{ENVS}/vision.yaml"
+    shell:
+        "{VAD} localise --params {params.cfg:q} --objects {input.objects:q} --frames {input.frames:q} "
+        "--out {output.json:q} --plot {output.plot:q} 2> {log:q}"
+
+
+def localisation_input(wildcards):
+    """localisation.json where the dataset has pixel masks (nothing to compute elsewhere)."""
+    try:
+        masks = vdata.has_pixel_masks(RESOLVED[wildcards.dataset])
+    except VadError as exc:
+        raise WorkflowError(str(exc))
+    return [f"results/{wildcards.dataset}/localisation.json"] if masks else []
+
+
+def evaluate_extras(wildcards, input):
+    """Optional evaluate arguments from the inputs the rule has (ablation variants have neither)."""
+    names = input.keys()
+    return [*(["--localisation", input.loc] if "loc" in names and input.loc else []),
+            *(["--benchmark", input.bench] if "bench" in names else [])]
+
+
+# auc.json is written last: it pulls in the pictures, the localisation metrics and the benchmark,
+# so `snakemake --report results/<d>/report.html results/<d>/auc.json` holds every figure of a run.
+rule evaluate:
+    """Frame-level AUC (micro, macro), AP, EER with the protocol, localisation metrics where pixel
+    masks exist; ROC, score curves, the figures as a table."""
+    input:
+        frames="results/{dataset}/frame_scores.csv",
+        summary="results/{dataset}/gt_summary.json",
+        loc=localisation_input,
+        bench="results/{dataset}/benchmark.json",
+        pictures="results/{dataset}/top_anomalies",
+    output:
+        auc=report("results/{dataset}/auc.json", caption="../report/auc.rst", category="Frame level"),
+        roc=report("results/{dataset}/roc.png", caption="../report/roc.rst", category="Frame level"),
+        curves=report("results/{dataset}/scores.png", caption="../report/scores.rst", category="Frame level"),
+        table=report("results/{dataset}/summary.html", caption="../report/summary.rst", category="Frame level"),
+    params:
+        cfg=params_json("score", "frame_scores", "model", "detect", "flow", "stc", "train", "preset"),
+        extra=evaluate_extras,
     log:
         "results/logs/{dataset}/evaluate.log",
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} evaluate --params {params.cfg:q} --frames {input.frames} --summary {input.summary} "
-        "--out {output.auc} --roc {output.roc} --curves {output.curves} --top {output.top} 2> {log}"
+        "{VAD} evaluate --params {params.cfg:q} --frames {input.frames:q} --summary {input.summary:q} "
+        "{params.extra:q} --out {output.auc:q} --roc {output.roc:q} --curves {output.curves:q} "
+        "--table {output.table:q} 2> {log:q}"
 
 
 rule benchmark:
-    """Per-stage wall time, throughput, peak memory and bytes on disk of a finished run."""
+    """Per-stage wall time, throughput, peak memory and bytes on disk, once every stage it measures
+    (detect to score) is done."""
     input:
-        "results/{dataset}/auc.json",
+        "results/{dataset}/object_scores.csv",
     output:
-        "results/{dataset}/benchmark.json",
+        report("results/{dataset}/benchmark.json", caption="../report/benchmark.rst", category="Benchmark"),
     params:
         cfg=params_json("demo", "detect", "flow"),
     log:
@@ -50,4 +136,4 @@ rule benchmark:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} bench --params {params.cfg:q} --results results --out {output} > /dev/null 2> {log}"
+        "{VAD} bench --params {params.cfg:q} --results results --out {output:q} > /dev/null 2> {log:q}"

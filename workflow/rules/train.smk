@@ -5,7 +5,7 @@ rule train:
     output:
         model="results/{dataset}/train/model.pt",
         log="results/{dataset}/train/loss.csv",
-        plot="results/{dataset}/train/loss.png",
+        plot=report("results/{dataset}/train/loss.png", caption="../report/loss.rst", category="Training"),
     params:
         cfg=params_json(*vconf.TRAIN_SECTIONS),
     threads: 8  # a local default (capped by --cores); profiles set threads, memory, GPUs and time
