@@ -120,3 +120,64 @@ def test_mask_fragments_below_min_region_area_are_not_regions():
     assert out["rbdc"] == pytest.approx(0.75, abs=1e-12)
     assert out["tbdc"] == pytest.approx(1.0, abs=1e-12)
     assert out["pixel_auc"] == pytest.approx(4520 / 5904, abs=1e-12)
+
+
+def test_ucsd_layout_with_gt_masks_through_the_cli(base_config, tmp_path):
+    """The two frames above as a dataset in the official UCSD layout (Test001/*.tif frames,
+    Test001_gt/*.bmp masks, UCSDped.m): `vad-pipeline localise` reads the masks and gives the
+    hand-computed figures."""
+    import copy
+    import json
+
+    import cv2
+
+    from tests.conftest import write_config
+    from vad_pipeline import config as C
+    from vad_pipeline import datasets as D
+    from vad_pipeline.cli import main
+
+    objects, frames, masks = two_frames()
+    root = tmp_path / "UCSDped_tiny"
+    for folder, n in (("Train/Train001", 1), ("Test/Test001", 2)):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(root / folder / f"{i + 1:03d}.tif"), np.full((10, 10), 100, np.uint8))
+    (root / "Test" / "Test001_gt").mkdir()
+    for i, m in enumerate(masks["01"]):
+        cv2.imwrite(str(root / "Test" / "Test001_gt" / f"{i + 1:03d}.bmp"), m.astype(np.uint8) * 255)
+    (root / "Test" / "UCSDtiny.m").write_text("TestVideoFile = {};\nTestVideoFile{end+1}.gt_frame = [1:2];\n")
+    cfg = copy.deepcopy(base_config)
+    cfg["datasets"] = {"tiny": {"layout": "ucsd", "root": str(root), "gt": "Test/UCSDtiny.m"}}
+    cfg["localisation"]["min_region_area"] = 0
+    write_config(cfg, tmp_path / "config.yaml")
+    resolved = C.resolve(cfg, "tiny")
+    assert D.has_pixel_masks(resolved) and D.video_names(resolved, "test") == ["Test001"]
+
+    objects.assign(video="Test001").to_csv(tmp_path / "objects.csv", index=False)
+    frames.assign(video="Test001").to_csv(tmp_path / "frames.csv", index=False)
+    out = tmp_path / "localisation.json"
+    rc = main(["localise", "--configfile", str(tmp_path / "config.yaml"), "--dataset", "tiny",
+               "--objects", str(tmp_path / "objects.csv"), "--frames", str(tmp_path / "frames.csv"),
+               "--out", str(out), "--plot", str(tmp_path / "localisation.png")])
+    assert rc == 0
+    got = json.loads(out.read_text())
+    assert got["rbdc"] == pytest.approx(0.5, abs=1e-12) and got["tbdc"] == pytest.approx(0.5, abs=1e-12)
+    assert got["pixel_auc"] == pytest.approx(4520 / 5904, abs=1e-12)
+    assert got["protocol"]["overlap"] == 0.1 and "Ramachandra" in got["protocol"]["reference"]
+    assert (tmp_path / "localisation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_which_layouts_have_pixel_masks(tiny_demo, tmp_path):
+    from vad_pipeline import datasets as D
+    from vad_pipeline.datasets.export import export
+
+    train = [D.get_video(tiny_demo, "train", n) for n in D.video_names(tiny_demo, "train")]
+    test = [D.get_video(tiny_demo, "test", n) for n in D.video_names(tiny_demo, "test")]
+    labels = D.frame_labels(tiny_demo, test)
+    masks = {v.name: D.pixel_masks(tiny_demo, v) for v in test}
+    assert D.has_pixel_masks(tiny_demo)
+    for layout, expected in (("ucsd", True), ("shanghaitech", True), ("frames", False), ("videos", False)):
+        section = export(train, test, labels, masks, layout, tmp_path / layout)
+        cfg = {**tiny_demo, "dataset": {**section, "labelled": True}}
+        assert D.has_pixel_masks(cfg) is expected, layout
+    assert not D.has_pixel_masks({**tiny_demo, "dataset": {**tiny_demo["dataset"], "labelled": False}})

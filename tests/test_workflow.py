@@ -50,6 +50,7 @@ def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
         assert (res / png).read_bytes()[:4] == b"\x89PNG"
     bench = json.loads((res / "benchmark.json").read_text())
     assert bench["stages"]["flow"]["frames_per_s"] > 0 and bench["stages"]["train"]["samples_per_s"] > 0
+    check_report_holds_every_figure(workdir)
 
     # a second run has nothing to do
     assert planned_rules(workdir, "results/demo/auc.json") == set()
@@ -70,9 +71,31 @@ def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
     assert not rules & {"train", "detect", "flow", "make_demo"}
 
 
+def check_report_holds_every_figure(workdir):
+    """snakemake --report on the demo's (finished) auc.json: the ROC, score curves, loss,
+    localisation, the anomaly pictures and contact sheet, the metrics table, auc.json and
+    benchmark.json, each with its caption; auc.json carries the localisation metrics with their
+    protocol. Called by the end-to-end test below (one run of the pipeline for both)."""
+    res = workdir / "results" / "demo"
+    auc = json.loads((res / "auc.json").read_text())
+    loc = auc["localisation"]
+    assert 0 <= loc["rbdc"] <= 1 and 0 <= loc["tbdc"] <= 1 and 0 <= loc["pixel_auc"] <= 1
+    assert loc["n_regions"] > 0 and loc["protocol"]["overlap"] == 0.1 and loc["protocol"]["max_fpr"] == 1.0
+    pictures = sorted(p.name for p in (res / "top_anomalies").glob("*.png"))
+    assert "contact_sheet.png" in pictures and len(pictures) >= 2
+    snakemake(workdir, "--report", "results/demo/report.html", "results/demo/auc.json")
+    html = (res / "report.html").read_text()
+    for name in ("roc.png", "scores.png", "loss.png", "localisation.png", "summary.html", "auc.json",
+                 "benchmark.json", "top_anomalies.csv", *pictures):
+        assert name in html, name
+    for caption in ("ROC curve of the frame scores", "Top anomaly picture", "Ramachandra and", "Training loss"):
+        assert caption in html, caption
+
+
 def test_dry_run_lists_every_stage(workdir):
     rules = planned_rules(workdir, "results/demo/auc.json")
-    assert {"make_demo", "labels", "detect", "flow", "stc", "train", "infer", "score", "frame_scores", "evaluate"} <= rules
+    assert {"make_demo", "labels", "detect", "flow", "stc", "train", "infer", "score", "frame_scores", "evaluate",
+            "top_anomalies", "pictures", "localisation", "benchmark"} <= rules
 
 
 def test_missing_dataset_folder_is_named(workdir, tiny_config):
@@ -136,6 +159,19 @@ def test_every_layout_runs_end_to_end(workdir, tiny_config, tmp_path):
     top = (res / "top_anomalies.csv").read_text().splitlines()
     assert top[0].startswith("rank,video,start_frame,end_frame,peak_frame,peak_score") and len(top) > 1
     assert (res / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    # localisation metrics where the layout has pixel masks, and no metric where it has none
+    for n in names:
+        loc = json.loads((workdir / "results" / n / "auc.json").read_text()).get("localisation")
+        if n in ("my_ucsd", "my_avenue", "my_shanghaitech"):
+            assert 0 <= loc["rbdc"] <= 1 and 0 <= loc["tbdc"] <= 1 and 0.5 < loc["pixel_auc"] <= 1, n
+            assert loc["n_regions"] > 0 and loc["n_tracks"] > 0, n
+        else:
+            assert loc is None and not (workdir / "results" / n / "localisation.json").exists(), n
+    # own footage without labels: pictures and a report all the same
+    assert (res / "top_anomalies" / "contact_sheet.png").is_file() and len(list((res / "top_anomalies").glob("*.png"))) > 1
+    snakemake(workdir, "--report", "results/my_nogt/report.html", "results/my_nogt/auc.json")
+    html = (res / "report.html").read_text()
+    assert "contact_sheet.png" in html and "roc.png" in html and "localisation.png" not in html
 
     # the data copied or remounted (same content, every timestamp new) reruns nothing
     later = time.time() + 60

@@ -107,6 +107,18 @@ def cmd_frame_scores(cfg, a):
     write_frame_scores(a.objects, a.labels, a.out, cfg)
 
 
+def _figures(paths: list[str | None]) -> list[Path]:
+    """PNG files in order; a folder of pictures gives its contact sheet (the pictures themselves
+    are in the report's Top anomalies category)."""
+    from vad_pipeline.pictures import CONTACT_SHEET
+
+    out = []
+    for p in filter(None, paths):
+        p = Path(p)
+        out.append(p / CONTACT_SHEET if p.is_dir() else p)
+    return [p for p in out if p.is_file()]
+
+
 def cmd_evaluate(cfg, a):
     import pandas as pd
 
@@ -121,11 +133,6 @@ def cmd_evaluate(cfg, a):
         extra["localisation"] = {k: v for k, v in loc.items() if k != "dataset"}
     result = evaluate(a.frames, a.out, protocol, cfg["name"], extra)
     frames = pd.read_csv(a.frames, dtype={"video": str})
-    if a.table:
-        from vad_pipeline.evaluate import html_summary
-
-        bench = json.loads(Path(a.benchmark).read_text()) if a.benchmark else None
-        html_summary(result, bench, a.table)
     if a.top:
         from vad_pipeline.evaluate import top_anomalies
         from vad_pipeline.io import write_csv
@@ -138,6 +145,11 @@ def cmd_evaluate(cfg, a):
         roc(frames, a.roc, cfg["name"])
     if a.curves:
         score_curves(frames, a.curves, cfg["name"])
+    if a.table:  # after the plots: the page embeds them
+        from vad_pipeline.evaluate import html_summary
+
+        bench = json.loads(Path(a.benchmark).read_text()) if a.benchmark else None
+        html_summary(result, bench, a.table, _figures([a.roc, *(a.figures or []), a.curves]))
     log.info("%s: AUC micro %s macro %s; each term alone %s", cfg["name"], result["auc_micro"],
              result["auc_macro"], result.get("auc_terms"))
     print(json.dumps({k: result[k] for k in ("dataset", "auc_micro", "auc_macro", "ap", "eer")}))
@@ -234,7 +246,9 @@ COMMANDS = {
                   ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"}),
                   ("--localisation", {"help": "localisation.json, copied into auc.json under 'localisation'"}),
                   ("--table", {"help": "also write the figures as an HTML table (for the report)"}),
-                  ("--benchmark", {"help": "benchmark.json, added to the --table"})]),
+                  ("--benchmark", {"help": "benchmark.json, added to the --table"}),
+                  ("--figures", {"nargs": "+", "help": "PNG files or folders of them, embedded in the --table "
+                                                       "after the ROC and score curves"})]),
     "top-anomalies": (cmd_top_anomalies, "the highest-peaking segments of frame scores (top_anomalies.csv)",
                       [("--frames", REQ), ("--out", REQ),
                        ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"})]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -161,13 +162,33 @@ def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str, extra: dic
     return result
 
 
-def html_summary(result: dict, bench: dict | None, out: str) -> None:
-    """auc.json's figures (and benchmark.json's, when given) as HTML tables, for the report."""
+def _embed(path: str | Path, max_bytes: int = 150_000) -> str:
+    """A data URI of a figure; a large PNG (photographs) is re-encoded as JPEG, at most 1200 px
+    wide: the report viewer opens a page as a data URL, which Chromium caps at 2 MB."""
+    import base64
+
+    import cv2
+
+    raw, mime = Path(path).read_bytes(), "image/png"
+    if len(raw) > max_bytes:
+        img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+        if img is not None:
+            if img.shape[1] > 1200:
+                img = cv2.resize(img, (1200, round(img.shape[0] * 1200 / img.shape[1])), interpolation=cv2.INTER_AREA)
+            raw, mime = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes(), "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
+
+
+def html_summary(result: dict, bench: dict | None, out: str, figures: list[str] | None = None) -> None:
+    """The run on one self-contained page: auc.json's headline figures as tables, then ``figures``
+    (PNG files, embedded), then the AUC per video and benchmark.json's figures (when given)."""
     import html
 
+    def cell(v) -> str:
+        return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
     def table(rows: list[tuple], head: tuple) -> str:
-        return pd.DataFrame(rows, columns=list(head)).to_html(index=False, border=0, na_rep="-",
-                                                             float_format=lambda v: f"{v:.4f}")
+        return pd.DataFrame([(a, cell(b)) for a, b in rows], columns=list(head)).to_html(index=False, border=0)
 
     parts = [f"<h3>{html.escape(str(result['dataset']))}: frame-level metrics</h3>"]
     if result.get("auc_micro") is None:
@@ -178,8 +199,6 @@ def html_summary(result: dict, bench: dict | None, out: str) -> None:
                 *((f"AUC of {t} alone", v) for t, v in result.get("auc_terms", {}).items()),
                 ("frames evaluated", result["n_frames"]), ("abnormal frames", result["n_abnormal"])]
         parts.append(table(rows, ("metric", "value")))
-        parts.append("<h3>AUC per video</h3>")
-        parts.append(table(list(result["auc_per_video"].items()), ("video", "AUC")))
     loc = result.get("localisation")
     if loc:
         p = loc["protocol"]
@@ -189,6 +208,17 @@ def html_summary(result: dict, bench: dict | None, out: str) -> None:
                 ("frames", loc["n_frames"]), ("ground-truth regions", loc["n_regions"]),
                 ("ground-truth tracks", loc["n_tracks"]), ("object boxes", loc["n_detections"])]
         parts.append(table(rows, ("metric", "value")))
+    for path in figures or []:
+        import cv2
+
+        name = html.escape(Path(path).name)
+        img = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        wide = img is not None and img.shape[1] > 2.5 * img.shape[0]   # e.g. score curves: full width
+        parts.append(f"<figure{' class=wide' if wide else ''}><img alt='{name}' src='{_embed(path)}'>"
+                     f"<figcaption>{name}</figcaption></figure>")
+    if result.get("auc_per_video"):
+        parts.append("<h3>AUC per video</h3>")
+        parts.append(table(list(result["auc_per_video"].items()), ("video", "AUC")))
     if bench:
         parts.append("<h3>Per stage (benchmark.json)</h3>")
         stages = pd.DataFrame.from_dict(bench["stages"], orient="index").rename_axis("stage").reset_index()
@@ -199,7 +229,9 @@ def html_summary(result: dict, bench: dict | None, out: str) -> None:
             parts.append(dec.to_html(index=False, border=0, na_rep="-"))
     style = ("<style>body{font-family:sans-serif} table{border-collapse:collapse;margin-bottom:1em} "
              "td,th{padding:2px 10px;border-bottom:1px solid #ddd;text-align:right} "
-             "td:first-child,th:first-child{text-align:left}</style>")
+             "td:first-child,th:first-child{text-align:left} "
+             "figure{display:inline-block;vertical-align:top;max-width:48%;margin:0 1% 1em 0} "
+             "figure.wide{max-width:98%} figure img{max-width:100%} figcaption{font-size:small;color:#555}</style>")
     with atomic_path(out) as tmp:
         tmp.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>\n"
                        + "\n".join(parts) + "\n</body></html>\n")

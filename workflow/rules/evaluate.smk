@@ -77,20 +77,27 @@ rule localisation:
         "--out {output.json:q} --plot {output.plot:q} 2> {log:q}"
 
 
-def localisation_input(wildcards):
-    """localisation.json where the dataset has pixel masks (nothing to compute elsewhere)."""
-    try:
-        masks = vdata.has_pixel_masks(RESOLVED[wildcards.dataset])
-    except VadError as exc:
-        raise WorkflowError(str(exc))
-    return [f"results/{wildcards.dataset}/localisation.json"] if masks else []
+def localisation_input(name):
+    """results/{dataset}/<name> of the localisation rule where the dataset has pixel masks
+    (nothing to compute elsewhere)."""
+
+    def fn(wildcards):
+        try:
+            masks = vdata.has_pixel_masks(RESOLVED[wildcards.dataset])
+        except VadError as exc:
+            raise WorkflowError(str(exc))
+        return [f"results/{wildcards.dataset}/{name}"] if masks else []
+
+    return fn
 
 
 def evaluate_extras(wildcards, input):
-    """Optional evaluate arguments from the inputs the rule has (ablation variants have neither)."""
+    """Optional evaluate arguments from the inputs the rule has (ablation variants have none)."""
     names = input.keys()
+    figures = [input[k] for k in ("pictures", "loc_plot", "loss") if k in names and input[k]]
     return [*(["--localisation", input.loc] if "loc" in names and input.loc else []),
-            *(["--benchmark", input.bench] if "bench" in names else [])]
+            *(["--benchmark", input.bench] if "bench" in names else []),
+            *(["--figures", *figures] if figures else [])]
 
 
 # auc.json is written last: it pulls in the pictures, the localisation metrics and the benchmark,
@@ -101,9 +108,11 @@ rule evaluate:
     input:
         frames="results/{dataset}/frame_scores.csv",
         summary="results/{dataset}/gt_summary.json",
-        loc=localisation_input,
+        loc=localisation_input("localisation.json"),
+        loc_plot=localisation_input("localisation.png"),
         bench="results/{dataset}/benchmark.json",
         pictures="results/{dataset}/top_anomalies",
+        loss="results/{dataset}/train/loss.png",
     output:
         auc=report("results/{dataset}/auc.json", caption="../report/auc.rst", category="Frame level"),
         roc=report("results/{dataset}/roc.png", caption="../report/roc.rst", category="Frame level"),

@@ -1,0 +1,88 @@
+"""Pictures of the top anomalies (vad_pipeline.pictures) and reading only the frames they show."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vad_pipeline import datasets as D
+from vad_pipeline import pictures as P
+from vad_pipeline.evaluate import top_anomalies
+
+
+def test_strip_frames_centred_on_the_peak_and_inside_the_video():
+    assert P.strip_frames(10, 14, 12, 100, 5, 1) == [10, 11, 12, 13, 14]
+    assert P.strip_frames(10, 30, 20, 100, 5, 0) == [10, 15, 20, 25, 30]   # spread over the segment
+    assert P.strip_frames(0, 3, 1, 100, 5, 2) == [0, 2, 4, 6, 8]           # shifted at the start
+    assert P.strip_frames(95, 99, 99, 100, 5, 1) == [95, 96, 97, 98, 99]   # ... and at the end
+    assert P.strip_frames(0, 1, 0, 3, 5, 1) == [0, 1, 2]                   # short video
+
+
+def test_read_frames_decodes_a_video_file_only_up_to_the_last_frame_asked(tiny_demo, tmp_path, monkeypatch):
+    from vad_pipeline.datasets import video as V
+    from vad_pipeline.datasets.export import write_video_file
+
+    demo = D.get_video(tiny_demo, "test", "01")
+    write_video_file(tmp_path / "01.avi", D.iter_frames(demo), 10)   # FFV1: lossless
+    vid = V.video_file("01", "test", tmp_path / "01.avi")
+    decoded = []
+    real = V._decode
+
+    def counting(video, gray):
+        for img in real(video, gray):
+            decoded.append(1)
+            yield img
+
+    monkeypatch.setattr(V, "_decode", counting)
+    got = D.read_frames(vid, [7, 3])
+    assert sorted(got) == [3, 7] and len(decoded) == 8   # frames 0..7 decoded, two kept
+    ref = dict(enumerate(D.iter_frames(demo)))
+    np.testing.assert_array_equal(got[7], ref[7])
+    with pytest.raises(Exception, match="asked for"):
+        D.read_frames(vid, [vid.n_frames])
+
+
+def _fake_run(cfg):
+    """Frame scores with a bump in each test video and one object per frame around it."""
+    rows, objs = [], []
+    for name in D.video_names(cfg, "test"):
+        n = D.get_video(cfg, "test", name).n_frames
+        s = np.exp(-0.5 * ((np.arange(n) - n // 2) / 3.0) ** 2)
+        rows.append(pd.DataFrame({"video": name, "frame": np.arange(n), "score": s, "label": -1,
+                                  "excluded": np.arange(n) < 4}))
+        objs.append(pd.DataFrame({"video": name, "frame": np.arange(4, n), "x1": 10, "y1": 20, "x2": 40,
+                                  "y2": 60, "score": s[4:]}))
+    return pd.concat(rows, ignore_index=True), pd.concat(objs, ignore_index=True)
+
+
+def test_pictures_of_own_footage_without_labels(tiny_demo, tmp_path):
+    """The videos layout (video files and frame folders), no labels.csv: a picture per segment
+    and a contact sheet, and no ground truth drawn."""
+    from vad_pipeline.datasets.export import export
+
+    train = [D.get_video(tiny_demo, "train", n) for n in D.video_names(tiny_demo, "train")]
+    test = [D.get_video(tiny_demo, "test", n) for n in D.video_names(tiny_demo, "test")]
+    labels = D.frame_labels(tiny_demo, test)
+    section = export(train, test, labels, {}, "videos", tmp_path / "mycam")
+    (tmp_path / "mycam" / "labels.csv").unlink()
+    cfg = {**tiny_demo, "name": "mycam", "dataset": {**section, "labelled": True},
+           "report": {**tiny_demo["report"], "pictures": 8, "strip": 3, "strip_step": 0}}
+    frames, objects = _fake_run(cfg)
+    top = top_anomalies(frames, {}, cfg["report"])
+    assert len(top) == 2 and top["label_overlap"].isna().all()
+    paths = P.pictures(top, objects, frames, cfg, str(tmp_path / "pics"))
+    names = sorted(p.name for p in paths)
+    assert names == sorted([P.file_name(r) for r in top.itertuples()] + [P.CONTACT_SHEET])
+    for p in paths:
+        assert p.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pictures_count_is_capped_by_config(tiny_demo, tmp_path):
+    """The labelled demo (pixel masks outlined): only report.pictures segments are drawn."""
+    cfg = {**tiny_demo, "report": {**tiny_demo["report"], "pictures": 1, "strip": 2, "strip_step": 1}}
+    frames, objects = _fake_run(cfg)
+    frames["label"] = 0
+    top = top_anomalies(frames, {}, cfg["report"])
+    paths = P.pictures(top, objects, frames, cfg, str(tmp_path / "pics"))
+    assert [p.name for p in paths] == [P.file_name(next(top.itertuples())), P.CONTACT_SHEET]
