@@ -392,3 +392,28 @@ def test_top_anomalies_label_overlap_when_labelled():
     frames = _scored("a", [0, 5, 5, 5, 5, 0], labels=[0, 0, 1, 1, 1, 1])
     top = E.top_anomalies(frames, {}, {"top_k": 3, "quantile": 0.5, "merge_gap": 0})
     assert top.iloc[0]["label_overlap"] == pytest.approx(0.75)  # frames 1-4, three of them abnormal
+
+
+def test_html_summary_tables_and_embedded_figures(tmp_path):
+    import cv2
+
+    small = tmp_path / "roc.png"
+    cv2.imwrite(str(small), np.zeros((40, 40, 3), np.uint8))
+    big = tmp_path / "contact_sheet.png"   # noise: a large PNG, embedded as JPEG
+    cv2.imwrite(str(big), np.random.default_rng(0).integers(0, 255, (600, 2400, 3), dtype=np.uint8))
+    result = {"dataset": "d", "auc_micro": 0.9, "auc_macro": 0.8, "ap": 0.7, "eer": 0.1, "auc_terms": {"s_f": 0.6},
+              "n_frames": 100, "n_abnormal": 30, "auc_per_video": {"01": 0.85},
+              "localisation": {"rbdc": 0.5, "tbdc": 0.25, "pixel_auc": None, "n_frames": 2, "n_regions": 3,
+                               "n_tracks": 2, "n_detections": 4,
+                               "protocol": {"overlap": 0.1, "track_fraction": 0.1, "max_fpr": 1.0}}}
+    bench = {"stages": {"detect": {"wall_s": 1.5, "frames_per_s": 10.0}}}
+    out = tmp_path / "summary.html"
+    E.html_summary(result, bench, str(out), [small, big])
+    text = out.read_text()
+    for s in ("0.9000", "<td>100</td>", "RBDC (overlap 0.1", "<td>-</td>", "data:image/png;base64,",
+              "data:image/jpeg;base64,", "roc.png", "contact_sheet.png", "detect"):
+        assert s in text, s
+    assert len(text) < big.stat().st_size   # re-encoded, far below the 2 MB a data URL may hold
+    no_gt = {**E.NO_GT, "dataset": "d", "note": "no ground truth for this dataset"}
+    E.html_summary(no_gt, None, str(out))
+    assert "no ground truth" in out.read_text() and "RBDC" not in out.read_text()

@@ -189,8 +189,7 @@ def cmd_localise(cfg, a):
 
     objects = read_csv(a.objects, ["video", "frame", "x1", "y1", "x2", "y2", "score"])
     frames = read_csv(a.frames, ["video", "frame", "excluded"])
-    masks = {name: D.pixel_masks(cfg, name) for name in D.video_names(cfg, "test")}
-    result, curves = localise(objects, frames, masks, cfg["localisation"])
+    result, curves = localise(objects, frames, lambda name: D.pixel_masks(cfg, name), cfg["localisation"])
     write_json(a.out, {"dataset": cfg["name"], **result})
     if a.plot:
         localisation_curves(curves, result, a.plot, cfg["name"])

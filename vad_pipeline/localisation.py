@@ -46,6 +46,7 @@ pixel masks.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -121,17 +122,18 @@ def add_frame(t: Tally, video: str, frame: int, mask: np.ndarray, boxes: np.ndar
     t.region_track.extend(tracks.tolist())
     t._prev = (video, frame, labels, tracks)
     t.n_frames += 1
-    # pixel scores: boxes painted in ascending score order, so each pixel keeps its highest box
-    smap = np.full(mask.shape, fill, float)
+    # pixel scores: boxes painted in ascending score order (as their rank, 0: no box), so each
+    # pixel keeps its highest box; then positive and negative pixels counted per rank
+    order = np.argsort(scores, kind="stable")
+    rank = np.zeros(mask.shape, np.int64)
     hh, ww = mask.shape
-    for i in np.argsort(scores, kind="stable"):
+    for r, i in enumerate(order, start=1):
         x1, y1, x2, y2 = boxes[i]
-        smap[max(y1, 0) : min(y2, hh), max(x1, 0) : min(x2, ww)] = scores[i]
-    values, inverse = np.unique(smap, return_inverse=True)
-    inverse = inverse.ravel()
-    t.pixel["score"].append(values)
-    t.pixel["pos"].append(np.bincount(inverse, weights=mask.ravel(), minlength=len(values)))
-    t.pixel["neg"].append(np.bincount(inverse, weights=~mask.ravel(), minlength=len(values)))
+        rank[max(y1, 0) : min(y2, hh), max(x1, 0) : min(x2, ww)] = r
+    pos = np.bincount(rank[mask], minlength=len(order) + 1)
+    t.pixel["score"].append(np.r_[fill, scores[order]])
+    t.pixel["pos"].append(pos)
+    t.pixel["neg"].append(np.bincount(rank.ravel(), minlength=len(order) + 1) - pos)
 
 
 def detection_curves(t: Tally, track_fraction: float) -> dict[str, np.ndarray]:
@@ -205,10 +207,14 @@ def summarise(t: Tally, p: dict) -> tuple[dict, dict[str, np.ndarray]]:
     return out, curves
 
 
-def localise(objects: pd.DataFrame, frames: pd.DataFrame, masks: dict[str, np.ndarray | None],
+def localise(objects: pd.DataFrame, frames: pd.DataFrame,
+             masks: dict[str, np.ndarray | None] | Callable[[str], np.ndarray | None],
              p: dict) -> tuple[dict, dict[str, np.ndarray]]:
     """RBDC, TBDC and pixel AUC of the object boxes (``objects``: video, frame, x1, y1, x2, y2,
-    score) on the evaluated frames of ``frames`` (frame_scores.csv) of the videos with masks."""
+    score) on the evaluated frames of ``frames`` (frame_scores.csv) of the videos with masks.
+    ``masks``: per video its (T, H, W) masks or None, as a dict or a function of the video name
+    (called once per video, so only one video's masks are held at a time)."""
+    get = masks.get if isinstance(masks, dict) else masks
     objects = objects.astype({"video": str})
     frames = frames.astype({"video": str})
     fill = float(objects["score"].min()) - 1.0 if len(objects) else -1.0
@@ -216,7 +222,7 @@ def localise(objects: pd.DataFrame, frames: pd.DataFrame, masks: dict[str, np.nd
     empty = np.empty((0, 4), np.int64)
     t = Tally()
     for name, g in frames[~frames["excluded"].astype(bool)].groupby("video", sort=True):
-        m = masks.get(name)
+        m = get(name)
         if m is None:
             continue
         for f in g["frame"].to_numpy(int):

@@ -125,7 +125,7 @@ def contact_sheet(tiles: list[tuple], out: Path, name: str) -> None:
     for ax in list(axes.flat)[len(tiles):]:
         ax.axis("off")
     if not tiles:
-        axes[0, 0].text(0.5, 0.5, "no segment above the threshold", ha="center", va="center")
+        axes[0, 0].text(0.5, 0.5, "no segment to show", ha="center", va="center")
     fig.suptitle(f"{name}: top anomalies (red: highest-scoring object; yellow: ground-truth mask)", fontsize=10)
     fig.tight_layout()
     with atomic_path(out) as tmp:

@@ -71,7 +71,7 @@ rule localisation:
     log:
         "results/logs/{dataset}/localisation.log",
     conda:
-        f"{ENVS}/vision.yaml"
+        f"{ENVS}/eval.yaml"
     shell:
         "{VAD} localise --params {params.cfg:q} --objects {input.objects:q} --frames {input.frames:q} "
         "--out {output.json:q} --plot {output.plot:q} 2> {log:q}"
