@@ -103,10 +103,12 @@ def test_excluded_frames_and_videos_without_masks_are_left_out():
     np.testing.assert_allclose(c["rbdc"], [0, 0.5, 0.5])
 
 
-def test_area_to_cuts_the_segment_crossing_max_fpr():
-    # (0,0) - (.5,.5) - (2,1): at fpr 1 the rate is .5 + .5 * (.5 / 1.5) = 2/3
+def test_area_to_stops_at_max_fpr_and_stays_flat_to_it():
+    # (0,0) - (.5,.5) - (2,1): the last point within fpr 1 is (.5,.5), flat from there to 1
     area = L.area_to(np.array([0, 0.5, 2]), np.array([0, 0.5, 1]), 1.0)
-    assert area == pytest.approx(0.5 * 0.5 * 0.5 + (0.5 + 2 / 3) / 2 * 0.5)
+    assert area == pytest.approx(0.5 * 0.5 * 0.5 + 0.5 * 0.5, abs=1e-12)
+    # ending below max_fpr: flat from the last point
+    assert L.area_to(np.array([0, 0, 0.5]), np.array([0, 1, 1]), 2.0) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_mask_fragments_below_min_region_area_are_not_regions():

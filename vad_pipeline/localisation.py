@@ -24,8 +24,9 @@ RBDC and TBDC are the region- and track-based detection criteria of B. Ramachand
   and the figure reported is the area under that curve for false-positive rates from 0 to
   ``max_fpr`` (the paper's 1 false positive per frame), divided by ``max_fpr`` so a detector that
   finds every region before its first false positive scores 1. Between thresholds the curve is
-  interpolated linearly (as a ROC curve); beyond the lowest threshold's false-positive rate it
-  stays at its last detection rate.
+  interpolated linearly (as a ROC curve); from the last threshold whose false-positive rate is
+  within ``max_fpr`` it stays at that threshold's detection rate up to ``max_fpr`` (as the
+  evaluation code published with later papers on Avenue and ShanghaiTech does).
 
 Tracks from masks alone (the pixel-mask datasets carry no track ids): a region of frame t joins
 the track of the region of frame t-1 (same video) it shares the most mask pixels with; a region
@@ -166,14 +167,11 @@ def detection_curves(t: Tally, track_fraction: float) -> dict[str, np.ndarray]:
 
 def area_to(fpr: np.ndarray, rate: np.ndarray, max_fpr: float) -> float:
     """Area under ``rate`` against ``fpr`` (non-decreasing, from (0, 0)) for fpr in [0, max_fpr],
-    divided by ``max_fpr``: linear between points, flat after the last one."""
-    x = np.r_[np.asarray(fpr, float), max(float(fpr[-1]), max_fpr)]
-    y = np.r_[np.asarray(rate, float), float(rate[-1])]
-    k = int(np.searchsorted(x, max_fpr, side="right"))   # x[:k] <= max_fpr
-    xs, ys = x[:k], y[:k]
-    if xs[-1] < max_fpr:   # cut the segment that crosses max_fpr
-        x0, x1, y0, y1 = x[k - 1], x[k], y[k - 1], y[k]
-        xs, ys = np.r_[xs, max_fpr], np.r_[ys, y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0)]
+    divided by ``max_fpr``: linear between the points up to max_fpr, then flat from the last of
+    them to max_fpr."""
+    x, y = np.asarray(fpr, float), np.asarray(rate, float)
+    k = int(np.searchsorted(x, max_fpr, side="right"))   # x[:k] <= max_fpr; x[0] = 0
+    xs, ys = np.r_[x[:k], max_fpr], np.r_[y[:k], y[k - 1]]
     return float(np.trapezoid(ys, xs) / max_fpr)
 
 
