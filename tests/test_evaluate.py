@@ -400,7 +400,7 @@ def test_html_summary_tables_and_embedded_figures(tmp_path):
     small = tmp_path / "roc.png"
     cv2.imwrite(str(small), np.zeros((40, 40, 3), np.uint8))
     big = tmp_path / "contact_sheet.png"   # noise: a large PNG, embedded as JPEG
-    cv2.imwrite(str(big), np.random.default_rng(0).integers(0, 255, (600, 2400, 3), dtype=np.uint8))
+    cv2.imwrite(str(big), np.random.default_rng(0).integers(0, 255, (300, 1600, 3), dtype=np.uint8))
     result = {"dataset": "d", "auc_micro": 0.9, "auc_macro": 0.8, "ap": 0.7, "eer": 0.1, "auc_terms": {"s_f": 0.6},
               "n_frames": 100, "n_abnormal": 30, "auc_per_video": {"01": 0.85},
               "localisation": {"rbdc": 0.5, "tbdc": 0.25, "pixel_auc": None, "n_frames": 2, "n_regions": 3,

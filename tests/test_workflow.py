@@ -126,6 +126,9 @@ def test_every_layout_runs_end_to_end(workdir, tiny_config, tmp_path):
     from vad_pipeline.demo import generate
 
     demo = C.resolve(tiny_config, "demo")
+    # the source videos, under tmp_path: the workdir fixture's relative root would put them into
+    # the current directory (the repository's own resources/demo when pytest runs from it)
+    demo["dataset"]["root"] = str(tmp_path / "demo_source")
     generate(demo["demo"], demo["dataset"]["root"])
     train = [D.get_video(demo, "train", n) for n in D.video_names(demo, "train")]
     test = [D.get_video(demo, "test", n) for n in D.video_names(demo, "test")]
