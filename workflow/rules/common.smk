@@ -143,3 +143,26 @@ def per_video(pattern):
                       video=video_names(wildcards.dataset, wildcards.split))
 
     return fn
+
+
+def localisation_input(name):
+    """results/{dataset}/<name> of the localisation rule where the dataset has pixel masks
+    (nothing to compute elsewhere)."""
+
+    def fn(wildcards):
+        try:
+            masks = vdata.has_pixel_masks(RESOLVED[wildcards.dataset])
+        except VadError as exc:
+            raise WorkflowError(str(exc))
+        return [f"results/{wildcards.dataset}/{name}"] if masks else []
+
+    return fn
+
+
+def evaluate_extras(wildcards, input):
+    """Optional evaluate arguments from the inputs the rule has (ablation variants have none)."""
+    names = input.keys()
+    figures = [input[k] for k in ("pictures", "loc_plot", "loss") if k in names and input[k]]
+    return [*(["--localisation", input.loc] if "loc" in names and input.loc else []),
+            *(["--benchmark", input.bench] if "bench" in names else []),
+            *(["--figures", *figures] if figures else [])]

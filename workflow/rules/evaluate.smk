@@ -77,29 +77,6 @@ rule localisation:
         "--out {output.json:q} --plot {output.plot:q} 2> {log:q}"
 
 
-def localisation_input(name):
-    """results/{dataset}/<name> of the localisation rule where the dataset has pixel masks
-    (nothing to compute elsewhere)."""
-
-    def fn(wildcards):
-        try:
-            masks = vdata.has_pixel_masks(RESOLVED[wildcards.dataset])
-        except VadError as exc:
-            raise WorkflowError(str(exc))
-        return [f"results/{wildcards.dataset}/{name}"] if masks else []
-
-    return fn
-
-
-def evaluate_extras(wildcards, input):
-    """Optional evaluate arguments from the inputs the rule has (ablation variants have none)."""
-    names = input.keys()
-    figures = [input[k] for k in ("pictures", "loc_plot", "loss") if k in names and input[k]]
-    return [*(["--localisation", input.loc] if "loc" in names and input.loc else []),
-            *(["--benchmark", input.bench] if "bench" in names else []),
-            *(["--figures", *figures] if figures else [])]
-
-
 # auc.json is written last: it pulls in the pictures, the localisation metrics and the benchmark,
 # so `snakemake --report results/<d>/report.html results/<d>/auc.json` holds every figure of a run.
 rule evaluate:
