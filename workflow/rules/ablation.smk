@@ -105,4 +105,4 @@ rule ablation:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} ablation --params {params.cfg:q} --aucs {input} --out {output.csv} --plot {output.plot} > /dev/null 2> {log}"
+        "{VAD} ablation --params {params.cfg:q} --aucs {input:q} --out {output.csv:q} --plot {output.plot:q} > /dev/null 2> {log:q}"

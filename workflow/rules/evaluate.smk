@@ -12,8 +12,8 @@ rule frame_scores:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} frame-scores --params {params.cfg:q} --objects {input.objects} --labels {input.labels} "
-        "--out {output} 2> {log}"
+        "{VAD} frame-scores --params {params.cfg:q} --objects {input.objects:q} --labels {input.labels:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule evaluate:
@@ -33,14 +33,15 @@ rule evaluate:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} evaluate --params {params.cfg:q} --frames {input.frames} --summary {input.summary} "
-        "--out {output.auc} --roc {output.roc} --curves {output.curves} --top {output.top} 2> {log}"
+        "{VAD} evaluate --params {params.cfg:q} --frames {input.frames:q} --summary {input.summary:q} "
+        "--out {output.auc:q} --roc {output.roc:q} --curves {output.curves:q} --top {output.top:q} 2> {log:q}"
 
 
 rule benchmark:
     """Per-stage wall time, throughput, peak memory and bytes on disk of a finished run."""
     input:
-        "results/{dataset}/auc.json",
+        unpack(dataset_input),
+        auc="results/{dataset}/auc.json",
     output:
         "results/{dataset}/benchmark.json",
     params:
@@ -50,4 +51,4 @@ rule benchmark:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} bench --params {params.cfg:q} --results results --out {output} > /dev/null 2> {log}"
+        "{VAD} bench --params {params.cfg:q} --root @{input.root:q} --results results --out {output:q} > /dev/null 2> {log:q}"
