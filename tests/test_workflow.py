@@ -70,6 +70,13 @@ def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
     assert {"stc", "infer", "score", "frame_scores", "evaluate"} <= rules
     assert not rules & {"train", "detect", "flow", "make_demo"}
 
+    # another flow backend keeps every box, so the cube index, but changes the cubes: the model is
+    # trained afresh on them, not resumed from the checkpoint of the old ones
+    snakemake(workdir, "results/demo/auc.json", "--config", 'flow={"backend": "farneback"}')
+    log = (workdir / "results" / "logs" / "demo" / "train.log").read_text()
+    assert "resuming" not in log and "epoch 1/" in log and "epoch 2/" in log
+    assert len(list((res / "train" / "ckpt").iterdir())) == 2
+
 
 def check_report_holds_every_figure(workdir):
     """snakemake --report on the demo's (finished) auc.json: the ROC, score curves, loss,
@@ -233,3 +240,42 @@ def test_network_backends_take_their_weights_as_input_and_ask_for_a_gpu(workdir,
     jobs = {m.group(1): m.group(2) for m in re.finditer(r"rule (\w+):\n(.*?)\n\n", out.stdout + "\n\n", flags=re.S)}
     assert "fn2.pth" in jobs["flow"] and "gpu=1" in jobs["flow"]
     assert "det.pth" in jobs["detect"] and "gpu=0" in jobs["detect"]  # device: cpu asks for none
+
+
+def test_names_from_the_users_files_never_run_as_commands(tiny_config, tmp_path):
+    """Video folders named like shell code, and a working directory and dataset path with spaces,
+    run as plain names; moving the dataset afterwards reruns nothing."""
+    from vad_pipeline import config as C
+    from vad_pipeline import datasets as D
+    from vad_pipeline.datasets.export import write_image_folder
+    from vad_pipeline.demo import generate
+
+    demo = C.resolve(tiny_config, "demo")
+    generate(demo["demo"], demo["dataset"]["root"])
+    data = tmp_path / "my data"
+    names = {"train": ["01$(touch INJECTED)", "02 a;touch INJECTED"], "test": ["01`touch INJECTED`", "02"]}
+    for split, new in names.items():
+        for old, name in zip(D.video_names(demo, split), new):
+            write_image_folder(data / D.SPLIT_DIRS[split] / "frames" / name,
+                               D.iter_frames(D.get_video(demo, split, old)), "{:03d}.png")
+    (data / "gt.mat").write_bytes((Path(demo["dataset"]["root"]) / "demo.mat").read_bytes())
+    wd = tmp_path / "run dir"
+    wd.mkdir()
+    shared = {k: tiny_config["datasets"]["demo"][k] for k in ("detect", "stc")}
+    tiny_config["datasets"]["odd"] = {"layout": "frames", "root": str(data), "gt": "gt.mat", **shared}
+    write_config(tiny_config, wd / "config.yaml")
+    snakemake(wd, "results/odd/auc.json")
+    assert not list(tmp_path.rglob("INJECTED")) and not (REPO / "INJECTED").exists()
+    assert (wd / "results" / "odd" / "detect" / "train" / "02 a;touch INJECTED.csv").is_file()
+    auc = json.loads((wd / "results" / "odd" / "auc.json").read_text())
+    assert 0.5 < auc["auc_micro"] <= 1.0
+
+    # the dataset moved to another folder: only the root file is rewritten, no stage reruns
+    moved = tmp_path / "moved data"
+    data.rename(moved)
+    tiny_config["datasets"]["odd"]["root"] = str(moved)
+    write_config(tiny_config, wd / "config.yaml")
+    assert planned_rules(wd, "results/odd/auc.json") <= {"dataset_root"}
+    snakemake(wd, "results/odd/auc.json")
+    assert (wd / "results" / "odd" / "dataset_root.txt").read_text().strip() == str(moved)
+    assert planned_rules(wd, "results/odd/auc.json") == set()

@@ -18,16 +18,29 @@ from vad_pipeline.io import VadError
 log = logging.getLogger("vad_pipeline")
 
 
+def _text(value: str, flag: str) -> str:
+    """A value, or with a leading @ the content of that file."""
+    if not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    if not path.is_file():
+        raise VadError(f"{flag} {value}: file not found")
+    return path.read_text()
+
+
 def _settings(args) -> dict:
     if args.params:
-        text = Path(args.params[1:]).read_text() if args.params.startswith("@") else args.params
         try:
-            return json.loads(text)
+            cfg = json.loads(_text(args.params, "--params"))
         except json.JSONDecodeError as exc:
             raise VadError(f"--params: not valid JSON ({exc})") from exc
-    if not args.dataset:
+    elif not args.dataset:
         raise VadError("give --params, or --dataset (with --configfile)")
-    return C.resolve(C.load(args.configfile), args.dataset)
+    else:
+        cfg = C.resolve(C.load(args.configfile), args.dataset)
+    if args.root:  # the rules pass it apart from --params: where a dataset lives is not a setting
+        cfg.setdefault("dataset", {})["root"] = _text(args.root, "--root").rstrip("\n")
+    return cfg
 
 
 def _video(cfg: dict, split: str, name: str):
@@ -276,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--params", help="stage settings as JSON (or @file)")
         sp.add_argument("--configfile", default="config.yaml")
         sp.add_argument("--dataset", help="dataset name in the config (with --configfile)")
+        sp.add_argument("--root", help="the dataset's folder (or @file holding it), over the settings' one")
         for flag, opts in args:
             sp.add_argument(flag, **opts)
         sp.set_defaults(fn=fn)

@@ -151,8 +151,11 @@ TRAIN_SECTIONS = ("model", "train", "loss", "seed", "device", "preset")
 
 
 def stage_params(resolved: dict, *sections: str) -> dict:
-    """The part of a resolved config one stage depends on (what Snakemake tracks as params)."""
-    keep = {"name": resolved["name"], "dataset": resolved["dataset"]}
+    """The part of a resolved config one stage depends on (what Snakemake tracks as params).
+
+    ``dataset.root`` is left out: moving a dataset changes no result (the rules pass it as
+    ``--root``)."""
+    keep = {"name": resolved["name"], "dataset": {k: v for k, v in resolved["dataset"].items() if k != "root"}}
     for s in sections:
         keep[s] = resolved[s]
     if "model" in keep or "loss" in keep:

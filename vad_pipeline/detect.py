@@ -33,11 +33,17 @@ COLUMNS = ["frame", "x1", "y1", "x2", "y2", "score", "class"]
 def median_background(video: Video, n: int, blur: int) -> np.ndarray:
     """Per-pixel median of ``n`` frames spread over the video (grey, float32)."""
     idx = set(np.linspace(0, video.n_frames - 1, min(n, video.n_frames)).astype(int).tolist())
-    if video.file is None:  # image files: read only the sampled ones
-        frames = (read_frame(video.frames[i], gray=True) for i in sorted(idx))
-    else:  # a container is decoded as a stream; keep the sampled frames
-        frames = (g for t, g in enumerate(iter_frames(video, gray=True)) if t in idx)
-    return np.median(np.stack([_prep(g, blur) for g in frames]), axis=0)
+    if video.file is None:  # image files: read only the sampled ones (sizes checked below)
+        frames = ((video.frames[i], read_frame(video.frames[i], gray=True)) for i in sorted(idx))
+    else:  # a container is decoded as a stream (iter_frames checks the sizes); keep the sampled frames
+        frames = ((video.file, g) for t, g in enumerate(iter_frames(video, gray=True)) if t in idx)
+    sampled, shape = [], None
+    for where, g in frames:
+        shape = shape or g.shape
+        if g.shape != shape:
+            raise VadError(f"{where}: frame size {g.shape} differs from the video's {shape}")
+        sampled.append(_prep(g, blur))
+    return np.median(np.stack(sampled), axis=0)
 
 
 def _prep(gray: np.ndarray, blur: int) -> np.ndarray:

@@ -3,35 +3,88 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
+import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class VadError(Exception):
     """A problem with the user's input or configuration: printed as one line, no traceback."""
 
 
+_HOST = socket.gethostname().replace(".", "_")
+
+
+def _temp_name(path: Path) -> Path:
+    """``.<name>.<host>.<pid>.<random>.tmp`` beside ``path``: the writer can be told from the name."""
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files an earlier writer of ``path`` left when it was killed (SIGKILL
+    from the OOM killer or a scheduler's time limit runs no cleanup): those of a process that no
+    longer runs on this host. A file from another host is left alone, since its writer may still
+    run there; the scheduler only starts one job per output, so it is removed by that job."""
+    removed = []
+    prefix = f".{path.name}."
+    for tmp in path.parent.iterdir():
+        if not (tmp.name.startswith(prefix) and tmp.name.endswith(".tmp")):
+            continue
+        parts = tmp.name[len(prefix) : -len(".tmp")].split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue  # not one of ours
+        host, pid = parts[0], int(parts[1])
+        if host == _HOST and pid != os.getpid() and not _alive(pid):
+            size = tmp.stat().st_size if tmp.is_file() else 0
+            tmp.unlink(missing_ok=True)
+            log.warning("removed %s (%.1f MB) left by a killed earlier run", tmp, size / 2**20)
+            removed.append(tmp)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
-    A killed job therefore never leaves a half-written file under the final name.
+    A killed job therefore never leaves a half-written file under the final name, and the next
+    writer of ``path`` removes what a killed one left. The file is created with the user's umask
+    (as ``open`` would), so others in a shared project folder can read results.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    remove_stale_temps(path)
+    tmp = _temp_name(path)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def umask() -> int:
+    """The process's umask (read by setting it, as POSIX offers no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

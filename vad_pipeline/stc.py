@@ -5,10 +5,13 @@ Layout of the file (N samples, T = t_past, C = 3 or 1, S = size):
   app   (N, T+1, C, S, S) uint8    frames t-T..t (RGB or grey)
   flow  (N, T, 2, S, S)   float16  flows ending at t-T+1..t, in pixels of the full frame
   video (N,) int32 index into attrs["videos"];  frame (N,) int32;  box (N, 4) int32 x1,y1,x2,y2
+  attrs["content_sha256"]: a hash of all of the above (see :func:`content_hash`)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import deque
 from collections.abc import Iterator
 
@@ -64,6 +67,7 @@ class _Writer:
             "box": f.create_dataset("box", (0, 4), np.int32, maxshape=(None, 4), chunks=(4096, 4)),
         }
         self.buf: dict[str, list] = {k: [] for k in self.dsets}
+        self.hashes = {k: hashlib.sha256() for k in self.dsets}
         self.flush_every = 4 * c
         self.n = 0
 
@@ -79,9 +83,30 @@ class _Writer:
             return
         for k, d in self.dsets.items():
             d.resize(self.n + m, axis=0)
-            d[self.n : self.n + m] = np.stack(self.buf[k]) if k in ("app", "flow", "box") else np.asarray(self.buf[k])
+            rows = np.ascontiguousarray(np.stack(self.buf[k]) if k in ("app", "flow", "box") else np.asarray(self.buf[k]), d.dtype)
+            d[self.n : self.n + m] = rows
+            self.hashes[k].update(rows.tobytes())  # hashed as stored, while it is in memory anyway
             self.buf[k] = []
         self.n += m
+
+
+def _combine(digests: dict[str, str], videos) -> str:
+    return hashlib.sha256(json.dumps([sorted(digests.items()), [str(v) for v in videos]]).encode()).hexdigest()
+
+
+def content_hash(f: h5py.File, rows: int = 4096) -> str:
+    """SHA-256 of every cube, index row and video name of an open STC file: what a trained model
+    depends on, whatever shaped it (detector, flow backend, crop settings, the code). Written by
+    :func:`build_split` as ``attrs["content_sha256"]``; read from the data for older files."""
+    if "content_sha256" in f.attrs:
+        return str(f.attrs["content_sha256"])
+    digests = {}
+    for k in ("app", "flow", "video", "frame", "box"):
+        h, d = hashlib.sha256(), f[k]
+        for s in range(0, d.shape[0], rows):
+            h.update(np.ascontiguousarray(d[s : s + rows]).tobytes())
+        digests[k] = h.hexdigest()
+    return _combine(digests, f.attrs.get("videos", []))
 
 
 def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -> Iterator[dict]:
@@ -118,7 +143,9 @@ def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str]
         w.flush()
         if w.n == 0:
             raise VadError(f"{out}: no cube could be built (no detection at frame >= {p['t_past']} in any video)")
-        f.attrs.update(videos=[v.name for v in videos], size=p["size"], t_past=p["t_past"], color=p["color"])
+        names = [v.name for v in videos]
+        f.attrs.update(videos=names, size=p["size"], t_past=p["t_past"], color=p["color"],
+                       content_sha256=_combine({k: h.hexdigest() for k, h in w.hashes.items()}, names))
     return w.n
 
 

@@ -36,7 +36,7 @@ from vad_pipeline.config import config_hash, model_sections
 from vad_pipeline.io import VadError, atomic_path, write_csv
 from vad_pipeline.models import build_model
 from vad_pipeline.models import losses as L
-from vad_pipeline.stc import STCDataset
+from vad_pipeline.stc import STCDataset, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,9 @@ def load(path: Path) -> dict:
 
 
 def data_fingerprint(path: str) -> dict:
-    """What identifies a file of training cubes cheaply: sample count, shapes, a hash of its index."""
+    """What identifies a file of training cubes: sample count, shapes, a hash of its index and one
+    of its content, so that cubes shaped by another detector, flow backend or crop setting (the
+    same index, other pixels) never resume a checkpoint."""
     h = hashlib.sha256()
     with h5py.File(path, "r") as f:
         for k in ("video", "frame", "box"):
@@ -295,7 +297,7 @@ def data_fingerprint(path: str) -> dict:
                 h.update(np.ascontiguousarray(f[k][:]).tobytes())
         h.update(json.dumps([str(v) for v in f.attrs.get("videos", [])]).encode())
         return {"samples": int(f["app"].shape[0]), "app": list(f["app"].shape[1:]),
-                "flow": list(f["flow"].shape[1:]), "index": h.hexdigest()[:16]}
+                "flow": list(f["flow"].shape[1:]), "index": h.hexdigest()[:16], "content": content_hash(f)[:16]}
 
 
 def run_identity(cfg: dict, stc_path: str) -> dict:
@@ -401,6 +403,17 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                     ) from exc
                 sums += torch.stack([loss, *(terms.get(k, nan) for k in names)]).double() * len(a)
                 n += len(a)
+            if n == 0:  # an untrained model must not be written as if trained
+                raise VadError(
+                    f"{stc_path}: no training step in epoch {epoch + 1}: {len(ds)} training cubes in blocks of "
+                    f"train.block={tc['block']} give no batch of at least 2 (batch norm needs two samples); "
+                    "raise train.block, or give more training video")
+            bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            if bad:
+                raise VadError(
+                    f"{stc_path}: weights became NaN/Inf in epoch {epoch + 1} (e.g. {bad[0]}) although the loss "
+                    f"stayed finite; stopped, the last good checkpoint ({ckpt}) is kept. Lower train.lr or "
+                    "set train.grad_clip.")
             sched.step()
             dt = time.perf_counter() - t0
             means = (sums / max(n, 1)).tolist()

@@ -18,6 +18,7 @@ from vad_pipeline.datasets.video import (
     Video,
     frame_size,
     iter_frames,
+    natural_key,
     read_frame,
     read_frames,
 )
@@ -63,8 +64,9 @@ def _sources(cfg: dict, split: str) -> dict[str, Path]:
 
 
 def video_names(cfg: dict, split: str) -> list[str]:
-    """Names of the videos of one split, sorted; the demo's are known before it is generated."""
-    return sorted(_sources(cfg, split))
+    """Names of the videos of one split in natural order (``Test2`` before ``Test10``: the order a
+    ground-truth list follows); the demo's are known before it is generated."""
+    return sorted(_sources(cfg, split), key=natural_key)
 
 
 def video_source(cfg: dict, split: str, name: str) -> Path:
@@ -125,7 +127,8 @@ def has_pixel_masks(cfg: dict) -> bool:
 def gt_summary(cfg: dict, videos: list[Video], labels: dict[str, np.ndarray]) -> dict:
     """What was read, to check a dataset against its documentation at a glance."""
     per_video = {}
-    for v in videos:
+    by_position = bool(labels) and layout_of(cfg).gt_by_position
+    for i, v in enumerate(videos):
         masks = pixel_masks(cfg, v) if labels else None
         lab = labels.get(v.name)
         h, w = frame_size(v)
@@ -137,11 +140,16 @@ def gt_summary(cfg: dict, videos: list[Video], labels: dict[str, np.ndarray]) ->
             "height": int(h), "width": int(w), "fps": v.fps,
             "source": str(v.source),
         }
+        if by_position:  # which entry of the list went to this video, to check at a glance
+            per_video[v.name]["gt_entry"] = i + 1
     total = {k: sum((p[k] or 0) for p in per_video.values())
              for k in ("frames", "abnormal_frames", "frames_with_pixel_masks", "frames_with_abnormal_pixels")}
     return {
         "dataset": cfg["name"], "layout": cfg["dataset"]["layout"], "root": str(cfg["dataset"]["root"]),
         "labelled": bool(labels), "videos": len(videos), **total,
+        "gt_file": str(layout_of(cfg).gt_path(cfg)) if labels else None,
+        "gt_matching": ("entry i of the ground-truth list -> i-th test video in natural name order "
+                        "(per_video.*.gt_entry)") if by_position else ("by video name" if labels else None),
         "abnormal_frames": total["abnormal_frames"] if labels else None,
         "per_video": per_video,
     }

@@ -19,6 +19,7 @@ from vad_pipeline.datasets.video import (
     Video,
     frame_size,
     image_folder,
+    listed,
     read_frame,
     video_file,
 )
@@ -28,7 +29,7 @@ from vad_pipeline.io import VadError
 def _entries(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
         raise VadError(f"{folder}: folder of {what} not found")
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    return listed(folder)
 
 
 def _fit_masks(masks: np.ndarray, video: Video, path: Path) -> np.ndarray:
@@ -57,6 +58,7 @@ class Layout:
     name = ""
     gt: str | None = None
     gt_optional = False  # True: a missing ground truth means an unlabelled dataset, not an error
+    gt_by_position = False  # True: the ground truth is a list, its i-th entry is the i-th test video
 
     def split_folder(self, root: Path, split: str) -> Path:
         raise NotImplementedError
@@ -94,6 +96,7 @@ class Frames(Layout):
     per-frame labels per video (a pickled one with ``allow_pickle``)."""
 
     name = "frames"
+    gt_by_position = True
     SPLIT_DIRS = {"train": "training", "test": "testing"}
 
     def split_folder(self, root: Path, split: str) -> Path:
@@ -142,6 +145,7 @@ class UCSD(Layout):
     ``Test/TestNNN_gt/*.bmp`` pixel masks where present, and ``UCSDpedN.m`` (read as text)."""
 
     name = "ucsd"
+    gt_by_position = True
     PATTERN = {"train": re.compile(r"Train\d+$"), "test": re.compile(r"Test\d+$")}
 
     def split_folder(self, root, split):
@@ -170,7 +174,7 @@ class UCSD(Layout):
         folder = self.split_folder(Path(cfg["dataset"]["root"]), "test") / f"{video.name}_gt"
         if not folder.is_dir():
             return None
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        files = [p for p in listed(folder) if p.suffix.lower() in IMAGE_EXTS]
         return _fit_masks(np.stack([read_frame(p, gray=True) > 0 for p in files]), video, folder)
 
 
@@ -266,6 +270,9 @@ class Videos(Layout):
     def labels(self, cfg, videos):
         path = self.gt_path(cfg)
         if not path.is_file():
+            if cfg["dataset"].get("gt"):  # a file the user named must be there
+                raise VadError(f"{path}: ground-truth file not found (datasets.{cfg['name']}.gt); "
+                               "remove the setting for footage without labels")
             return None
         return G.labels_from_csv(path, {v.name: v.n_frames for v in videos})
 

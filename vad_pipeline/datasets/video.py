@@ -6,6 +6,8 @@ frames are decoded one at a time by :func:`iter_frames`, which checks what the h
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +43,52 @@ class Video:
         return self.file if self.file is not None else self.frames[0].parent
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders numbers by value: ``2.jpg`` before ``10.jpg`` (ffmpeg's ``%d.jpg``),
+    ``Test2`` before ``Test10``; zero-padded names keep their usual order."""
+    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part)
+                 for part in _DIGITS.split(name) if part)
+
+
+def natural_sorted(items, key=lambda p: p.name) -> list:
+    return sorted(items, key=lambda p: natural_key(key(p)))
+
+
+def listed(folder: Path) -> list[Path]:
+    """A folder's entries in natural order, without hidden files: ``.DS_Store`` and the ``._*``
+    AppleDouble files every archive made on a Mac carries are not frames or videos."""
+    return natural_sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def check_numbering(folder: Path, frames: list[Path]) -> None:
+    """Frame files numbered with a gap or twice (``041.jpg`` then ``043.jpg``; ``7.jpg`` and
+    ``007.jpg``) would silently shift every later frame: refuse them, naming the files."""
+    nums = [int(m.group(1)) if (m := re.search(r"(\d+)\D*$", p.stem)) else None for p in frames]
+    if len(frames) < 2 or None in nums:
+        return  # names without numbers: file-name order is all there is
+    for a, b, pa, pb in zip(nums, nums[1:], frames, frames[1:]):
+        if a == b:
+            raise VadError(f"{folder}: {pa.name} and {pb.name} carry the same frame number {a}")
+    steps = Counter(b - a for a, b in zip(nums, nums[1:]))
+    step = steps.most_common(1)[0][0]  # 1, or e.g. 5 for every fifth frame extracted
+    for a, b, pa, pb in zip(nums, nums[1:], frames, frames[1:]):
+        if b - a != step:
+            raise VadError(f"{folder}: frame numbering jumps from {pa.name} to {pb.name} (frames are "
+                           f"numbered in steps of {step}): a frame is missing; restore it or renumber the frames")
+
+
 def image_folder(name: str, split: str, folder: Path, fps: float | None = None) -> Video:
-    """A video stored as one image file per frame, in file-name order."""
+    """A video stored as one image file per frame, in natural file-name order, numbered without gaps."""
     if not folder.is_dir():
         raise VadError(f"{folder}: video folder not found")
-    frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS))
+    frames = [p for p in listed(folder) if p.suffix.lower() in IMAGE_EXTS]
     if not frames:
         raise VadError(f"{folder}: empty video (no {'/'.join(IMAGE_EXTS)} frames)")
-    return Video(name=name, split=split, frames=frames, fps=fps)
+    check_numbering(folder, frames)
+    return Video(name=name, split=split, frames=tuple(frames), fps=fps)
 
 
 def _open(path: Path) -> cv2.VideoCapture:
@@ -75,9 +115,30 @@ def video_file(name: str, split: str, path: Path, fps: float | None = None) -> V
                  fps=rate if 0 < rate < 1000 else fps)
 
 
+def truncated(data: np.ndarray, suffix: str) -> bool:
+    """Whether an image file's bytes miss their format's end: OpenCV decodes a JPEG cut short into
+    a grey-filled image with only a libjpeg warning, so a damaged frame would pass unseen. JPEG
+    must hold its end-of-image marker near the end (cameras may pad after it), PNG its IEND chunk."""
+    tail = data[-1024:].tobytes()
+    if suffix in (".jpg", ".jpeg"):
+        return b"\xff\xd9" not in tail
+    if suffix == ".png":
+        return b"IEND" not in tail[-16:]
+    return False
+
+
 def read_frame(path: Path, gray: bool = False) -> np.ndarray:
-    """One image file as uint8, HxWx3 (BGR) or HxW when ``gray``."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    """One image file as uint8, HxWx3 (BGR) or HxW when ``gray``; a damaged file is an error."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise VadError(f"{path}: unreadable image ({exc.strerror})") from exc
+    if data.size == 0:
+        raise VadError(f"{path}: unreadable image (empty file)")
+    if truncated(data, path.suffix.lower()):
+        raise VadError(f"{path}: damaged image (the file ends before the image does: cut short by a "
+                       "failed copy or download?)")
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if img is None:
         raise VadError(f"{path}: unreadable image")
     return img

@@ -106,4 +106,5 @@ rule ablation:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} ablation --params {params.cfg:q} --aucs {input} --out {output.csv:q} --plot {output.plot:q} --table {output.table:q} > /dev/null 2> {log:q}"
+        "{VAD} ablation --params {params.cfg:q} --aucs {input:q} --out {output.csv:q} --plot {output.plot:q} "
+        "--table {output.table:q} > /dev/null 2> {log:q}"

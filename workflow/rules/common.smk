@@ -1,6 +1,7 @@
 # Validation and wiring only: the work happens in the vad_pipeline package.
 import functools
 import json
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -18,7 +19,9 @@ except VadError as exc:
     raise WorkflowError(str(exc))
 
 # Rules call the package's CLI; PYTHONPATH makes it work in any env that has the dependencies.
-VAD = f"PYTHONPATH={workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}} python -m vad_pipeline"
+# Every argument of a rule's command is quoted (:q, shlex.quote here): a checkout path with a
+# space or a video named '01 a;touch x' is passed as one argument and never runs as a command.
+VAD = f"PYTHONPATH={shlex.quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}} python -m vad_pipeline"
 ENVS = f"{workflow.basedir}/envs"
 
 # Every job gets a scratch folder under $TMPDIR (Snakemake sets it from resources.tmpdir, evaluated
@@ -81,20 +84,22 @@ def video_names(dataset, split):
         raise WorkflowError(str(exc))
 
 
-# A dataset's own files are marked ancient: a copy, a restore or a remount gives them new
-# timestamps without new content, and that must not redo hours of detection, flow and training.
-# After really changing a video, rerun its stages: snakemake -R detect flow (README, Rerunning).
+# Where a dataset lives is not what its results depend on: moving or remounting it must not redo
+# hours of detection, flow and training. So the stages' params leave dataset.root out
+# (config.stage_params), and the stages that open videos read it from results/<d>/dataset_root.txt
+# (rule dataset_root), an ancient input. A dataset's own files are not inputs at all: a copy, a
+# restore or a remount gives them new timestamps and paths without new content. After really
+# changing a video, rerun its stages: snakemake -R detect flow (README, Rerunning). The generated
+# demo is the exception: it is rule make_demo's output, so regenerating it reruns everything.
+ROOT_FILE = "results/{dataset}/dataset_root.txt"
 
 
-def frames_input(wildcards):
-    """What a per-video stage reads: the generated demo folder, or the video's folder or file."""
+def dataset_input(wildcards):
+    """What a stage that opens videos reads (with unpack): the dataset's root file, passed as
+    --root @{input.root:q}, and the generated demo."""
     cfg = RESOLVED[wildcards.dataset]
-    if cfg["dataset"]["layout"] == "demo":
-        return cfg["dataset"]["root"]
-    try:
-        return ancient(str(vdata.video_source(cfg, wildcards.split, wildcards.video)))
-    except VadError as exc:
-        raise WorkflowError(str(exc))
+    demo = [cfg["dataset"]["root"]] if cfg["dataset"]["layout"] == "demo" else []
+    return {"root": ancient(ROOT_FILE.format(dataset=wildcards.dataset)), "demo": demo}
 
 
 # Backends that run a network: their weight file is an input (a new file reruns the stage) and
@@ -129,12 +134,6 @@ def detect_env(wildcards):
     """MMDetection brings its own stack (mmcv is built for one torch); the rest share vision.yaml."""
     name, _ = _backend(wildcards, "detect")
     return f"{ENVS}/mmdet.yaml" if name == "mmdet" else f"{ENVS}/vision.yaml"
-
-
-def dataset_input(wildcards):
-    cfg = RESOLVED[wildcards.dataset]
-    root = cfg["dataset"]["root"]
-    return root if cfg["dataset"]["layout"] == "demo" else ancient(root)
 
 
 def per_video(pattern):

@@ -9,13 +9,24 @@ rule make_demo:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} make-demo --params {params.cfg:q} --out {output} 2> {log}"
+        "{VAD} make-demo --params {params.cfg:q} --out {output:q} 2> {log:q}"
+
+
+rule dataset_root:
+    """Where the dataset's files are (datasets.<d>.root): the one file that changes when it moves."""
+    output:
+        ROOT_FILE,
+    params:
+        root=lambda w: RESOLVED[w.dataset]["dataset"]["root"],
+    localrule: True
+    shell:
+        "printf '%s\\n' {params.root:q} > {output:q}"
 
 
 rule labels:
     """Read the ground truth, check it against the test videos: one row per frame, plus a summary."""
     input:
-        dataset_input,
+        unpack(dataset_input),
     output:
         labels="results/{dataset}/labels.csv",
         summary="results/{dataset}/gt_summary.json",
@@ -26,4 +37,5 @@ rule labels:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} labels --params {params.cfg:q} --out {output.labels} --summary {output.summary} 2> {log}"
+        "{VAD} labels --params {params.cfg:q} --root @{input.root:q} --out {output.labels:q} "
+        "--summary {output.summary:q} 2> {log:q}"

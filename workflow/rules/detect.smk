@@ -1,7 +1,7 @@
 rule detect:
     """Object boxes of one video (backend from detect.backend)."""
     input:
-        frames=frames_input,
+        unpack(dataset_input),
         weights=weights_input("detect"),
     output:
         "results/{dataset}/detect/{split}/{video}.csv",
@@ -18,5 +18,5 @@ rule detect:
     conda:
         detect_env
     shell:
-        "{VAD} detect --params {params.cfg:q} --split {wildcards.split} --video {wildcards.video} "
-        "--out {output} 2> {log}"
+        "{VAD} detect --params {params.cfg:q} --root @{input.root:q} --split {wildcards.split:q} "
+        "--video {wildcards.video:q} --out {output:q} 2> {log:q}"

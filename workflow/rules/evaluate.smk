@@ -12,8 +12,8 @@ rule frame_scores:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} frame-scores --params {params.cfg:q} --objects {input.objects} --labels {input.labels} "
-        "--out {output} 2> {log}"
+        "{VAD} frame-scores --params {params.cfg:q} --objects {input.objects:q} --labels {input.labels:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule top_anomalies:
@@ -38,10 +38,10 @@ rule pictures:
     """A strip of frames around each top segment's peak, boxes, scores and ground truth drawn;
     a contact sheet of all. Reads only the frames it shows."""
     input:
+        unpack(dataset_input),
         top="results/{dataset}/top_anomalies.csv",
         objects="results/{dataset}/object_scores.csv",
         frames="results/{dataset}/frame_scores.csv",
-        data=dataset_input,
     output:
         report(directory("results/{dataset}/top_anomalies"), patterns=["{name}.png"],
                caption="../report/pictures.rst", category="Top anomalies"),
@@ -52,7 +52,7 @@ rule pictures:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} pictures --params {params.cfg:q} --top {input.top:q} --objects {input.objects:q} "
+        "{VAD} pictures --params {params.cfg:q} --root @{input.root:q} --top {input.top:q} --objects {input.objects:q} "
         "--frames {input.frames:q} --out {output:q} 2> {log:q}"
 
 
@@ -60,9 +60,9 @@ rule localisation:
     """RBDC, TBDC (Ramachandra and Jones 2020) and pixel-level AUC from the object boxes; only for
     datasets with pixel masks (localisation_input)."""
     input:
+        unpack(dataset_input),
         objects="results/{dataset}/object_scores.csv",
         frames="results/{dataset}/frame_scores.csv",
-        data=dataset_input,
     output:
         json="results/{dataset}/localisation.json",
         plot=report("results/{dataset}/localisation.png", caption="../report/localisation.rst", category="Localisation"),
@@ -73,7 +73,7 @@ rule localisation:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} localise --params {params.cfg:q} --objects {input.objects:q} --frames {input.frames:q} "
+        "{VAD} localise --params {params.cfg:q} --root @{input.root:q} --objects {input.objects:q} --frames {input.frames:q} "
         "--out {output.json:q} --plot {output.plot:q} 2> {log:q}"
 
 
@@ -112,7 +112,8 @@ rule benchmark:
     """Per-stage wall time, throughput, peak memory and bytes on disk, once every stage it measures
     (detect to score) is done."""
     input:
-        "results/{dataset}/object_scores.csv",
+        unpack(dataset_input),
+        scores="results/{dataset}/object_scores.csv",
     output:
         report("results/{dataset}/benchmark.json", caption="../report/benchmark.rst", category="Benchmark"),
     params:
@@ -122,4 +123,4 @@ rule benchmark:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} bench --params {params.cfg:q} --results results --out {output:q} > /dev/null 2> {log:q}"
+        "{VAD} bench --params {params.cfg:q} --root @{input.root:q} --results results --out {output:q} > /dev/null 2> {log:q}"

@@ -1,7 +1,7 @@
 rule flow:
     """Optical flow of one video, frame t-1 -> t (backend from flow.backend), float16 HDF5."""
     input:
-        frames=frames_input,
+        unpack(dataset_input),
         weights=weights_input("flow"),
     output:
         "results/{dataset}/flow/{split}/{video}.h5",
@@ -18,5 +18,5 @@ rule flow:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} flow --params {params.cfg:q} --split {wildcards.split} --video {wildcards.video} "
-        "--out {output} 2> {log}"
+        "{VAD} flow --params {params.cfg:q} --root @{input.root:q} --split {wildcards.split:q} "
+        "--video {wildcards.video:q} --out {output:q} 2> {log:q}"

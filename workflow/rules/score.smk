@@ -15,8 +15,8 @@ rule infer:
     conda:
         f"{ENVS}/torch.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {VAD} infer --params {params.cfg:q} --model {input.model} "
-        "--stc {input.stc} --out {output} 2> {log}"
+        "OMP_NUM_THREADS={threads} {VAD} infer --params {params.cfg:q} --model {input.model:q} "
+        "--stc {input.stc:q} --out {output:q} 2> {log:q}"
 
 
 rule score:
@@ -36,5 +36,5 @@ rule score:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} score --params {params.cfg:q} --train {input.train} --test {input.test} "
-        "--out {output.scores} --stats {output.stats} 2> {log}"
+        "{VAD} score --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
+        "--out {output.scores:q} --stats {output.stats:q} 2> {log:q}"

@@ -1,6 +1,7 @@
 rule stc:
     """Spatio-temporal cubes of every detected object of a split, streamed into one HDF5 file."""
     input:
+        unpack(dataset_input),
         boxes=per_video("results/{dataset}/detect/{split}/{video}.csv"),
         flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
     output:
@@ -14,5 +15,5 @@ rule stc:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} stc --params {params.cfg:q} --split {wildcards.split} --boxes {input.boxes} "
-        "--flows {input.flows} --out {output} 2> {log}"
+        "{VAD} stc --params {params.cfg:q} --root @{input.root:q} --split {wildcards.split:q} "
+        "--boxes {input.boxes:q} --flows {input.flows:q} --out {output:q} 2> {log:q}"

@@ -16,5 +16,5 @@ rule train:
     conda:
         f"{ENVS}/torch.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {VAD} train --params {params.cfg:q} --stc {input} --out {output.model} "
-        "--log {output.log} --plot {output.plot} 2> {log}"
+        "OMP_NUM_THREADS={threads} {VAD} train --params {params.cfg:q} --stc {input:q} --out {output.model:q} "
+        "--log {output.log:q} --plot {output.plot:q} 2> {log:q}"
