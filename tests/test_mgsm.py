@@ -14,13 +14,14 @@ import torch.nn.functional as F
 
 from tests.conftest import build_stcs
 from vad_pipeline import plots
-from vad_pipeline import score as Sc
 from vad_pipeline import train as T
+from vad_pipeline.cubes import STCDataset
+from vad_pipeline.infer import infer
 from vad_pipeline.io import VadError
 from vad_pipeline.models import build_model
 from vad_pipeline.models import losses as L
 from vad_pipeline.models.mgsm import MemoryGuidedSuppression, MGSMNet, MGSMNetConfig
-from vad_pipeline.stc import INDEX, STCDataset
+from vad_pipeline.stc import INDEX
 
 T_PAST, S = 4, 16
 
@@ -345,7 +346,7 @@ def test_train_and_infer_mgsm(tiny_demo, tmp_path):
     assert isinstance(model, MGSMNet) and model.cfg.memory_sizes == [4, 6, 8]
     assert state["model_cfg"]["name"] == "mgsm"
 
-    df = Sc.infer(str(model_path), stc, str(tmp_path / "infer.csv"), cfg)
+    df = infer(str(model_path), stc, str(tmp_path / "infer.csv"), cfg)
     ds = STCDataset(stc, flow_scale=cfg["train"]["flow_scale"])
     assert list(df.columns) == INDEX + ["s_f", "s_p"] and len(df) == len(ds)
     assert np.isfinite(df[["s_f", "s_p"]].to_numpy()).all()
@@ -378,7 +379,7 @@ def test_generic_terms_keep_the_frame_stream_baseline(tiny_demo, tmp_path):
     log = pd.read_csv(tmp_path / "loss.csv")
     assert log["sim"].isna().all()
     np.testing.assert_allclose(log["loss"], log["int"] + log["gd"], rtol=1e-4)
-    df = Sc.infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
+    df = infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
     assert df["s_f"].isna().all() and np.isfinite(df["s_p"]).all()
 
 
@@ -533,6 +534,6 @@ def test_variants_train_and_infer(tiny_demo, tmp_path, switches, caplog):
         assert (f" {k} " in next(r.message for r in caplog.records if "epoch 1/1" in r.message)) == (k in present), k
     lam = {k: cfg["loss"][f"lambda_{k}"] for k in present}
     np.testing.assert_allclose(log["loss"], sum(lam[k] * log[k] for k in present), rtol=1e-4)
-    df = Sc.infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
+    df = infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
     assert np.isfinite(df["s_p"]).all()
     assert df["s_f"].notna().all() == (switches["streams"] == "both")
