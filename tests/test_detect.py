@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from reference import boxes_by_frame
 
+from tests.reference import boxes_by_frame
 from vad_pipeline import detect as Det
 from vad_pipeline.datasets import Video, get_video, video_names
 from vad_pipeline.detect import mmdet as Dm

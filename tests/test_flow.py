@@ -8,8 +8,8 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from reference import read_flow
 
+from tests.reference import read_flow
 from vad_pipeline import flow as F
 from vad_pipeline.datasets import Video
 from vad_pipeline.io import VadError
