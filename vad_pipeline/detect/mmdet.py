@@ -18,13 +18,7 @@ from tqdm import tqdm
 from vad_pipeline.accel import Batcher, load_state, pick_device
 from vad_pipeline.datasets import Video, iter_frames
 from vad_pipeline.detect import COLUMNS
-from vad_pipeline.detect.motion import (
-    _prep,
-    box_area,
-    boxes_from_mask,
-    covered_fraction,
-    filter_overlaps,
-)
+from vad_pipeline.detect.motion import _prep, box_area, difference_boxes, filter_overlaps, uncovered
 from vad_pipeline.io import VadError
 
 
@@ -34,20 +28,6 @@ def filter_detections(det: np.ndarray, p: dict) -> np.ndarray:
     a kept one."""
     det = det[(det[:, 4] >= p["score_threshold"]) & (box_area(det) >= p["min_area"])]
     return filter_overlaps(det, p["max_overlap"], priority=det[:, 4])
-
-
-def difference_boxes(cur: np.ndarray, prev: np.ndarray | None, p: dict) -> np.ndarray:
-    """Foreground boxes (N, 5) of |cur - prev| > diff_threshold on blurred grey frames."""
-    if prev is None:
-        return np.zeros((0, 5))
-    fg = (np.abs(cur - prev) > p["diff_threshold"]).astype(np.uint8)
-    return boxes_from_mask(fg, {"min_area": p["min_area"], "max_area_frac": p["max_area_frac"], "pad": 0})
-
-
-def uncovered(fg: np.ndarray, det: np.ndarray, max_overlap: float) -> np.ndarray:
-    """The foreground boxes that no detection covers by more than ``max_overlap``."""
-    keep = [covered_fraction(b, det) <= max_overlap for b in fg]
-    return fg[np.asarray(keep, bool)] if len(fg) else fg
 
 
 MMDET_DEFAULT_CONFIG = "configs/cascade_rcnn/cascade-rcnn_r101_fpn_1x_coco.py"

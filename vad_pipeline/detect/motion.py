@@ -87,6 +87,20 @@ def filter_overlaps(boxes: np.ndarray, max_overlap: float, priority: np.ndarray 
     return boxes[sorted(kept)]
 
 
+def difference_boxes(cur: np.ndarray, prev: np.ndarray | None, p: dict) -> np.ndarray:
+    """Foreground boxes (N, 5) of |cur - prev| > diff_threshold on blurred grey frames."""
+    if prev is None:
+        return np.zeros((0, 5))
+    fg = (np.abs(cur - prev) > p["diff_threshold"]).astype(np.uint8)
+    return boxes_from_mask(fg, {"min_area": p["min_area"], "max_area_frac": p["max_area_frac"], "pad": 0})
+
+
+def uncovered(fg: np.ndarray, det: np.ndarray, max_overlap: float) -> np.ndarray:
+    """The foreground boxes that no detection covers by more than ``max_overlap``."""
+    keep = [covered_fraction(b, det) <= max_overlap for b in fg]
+    return fg[np.asarray(keep, bool)] if len(fg) else fg
+
+
 def detect_motion(video: Video, p: dict) -> pd.DataFrame:
     bg = median_background(video, p["background_frames"], p["blur"])
     rows, prev = [], None
