@@ -4,7 +4,7 @@
 Backends, one module each in this package: ``motion`` (:mod:`.motion`, weight-free, CPU) and
 ``mmdet`` (:mod:`.mmdet`, an MMDetection 3 detector). Adding a backend: a module here with a
 function ``(video, settings) -> DataFrame of COLUMNS``, one line in ``BACKENDS``, and its name in
-the schema's ``detect.backend`` enum (tests/test_detect.py checks that the two agree).
+the schema's ``detect.backend`` enum (tests/test_registries.py checks that the two agree).
 """
 
 from __future__ import annotations

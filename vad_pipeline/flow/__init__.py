@@ -8,7 +8,7 @@ reduced resolution, its vectors still in full-resolution pixels, so crops read t
 either way; vectors are rounded to ``quantum`` px.
 
 Adding a backend: a module here with a factory ``(settings) -> FlowBackend``, one line in
-``BACKENDS``, and its name in the schema's ``flow.backend`` enum (tests/test_flow.py checks that
+``BACKENDS``, and its name in the schema's ``flow.backend`` enum (tests/test_registries.py checks that
 the two agree). This module imports no torch: the STC and scoring stages use :func:`quantize`.
 """
 
