@@ -105,7 +105,7 @@ def flownet2_weights(tmp_path_factory) -> Path:
     """Randomly initialised FlowNet2 weights, saved the way NVIDIA's checkpoint is."""
     import torch
 
-    from vad_pipeline.flownet2 import FlowNet2
+    from vad_pipeline.flow.flownet2 import FlowNet2
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("flownet2") / "FlowNet2_checkpoint.pth.tar"

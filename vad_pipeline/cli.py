@@ -103,7 +103,7 @@ def cmd_train(cfg, a):
 
 
 def cmd_infer(cfg, a):
-    from vad_pipeline.score import infer
+    from vad_pipeline.infer import infer
 
     infer(a.model, a.stc, a.out, cfg)
 

@@ -10,7 +10,7 @@ import re
 from vad_pipeline import ablation as vabl
 
 ABLATION = config.get("ablation", {})
-ABL = "results/{dataset}/ablation/{variant}"
+ABL = vabl.variant_dir("results", "{dataset}", "{variant}")
 
 
 @functools.cache
@@ -25,7 +25,7 @@ def variant_model(wildcards):
     """The model a variant is inferred with: its own, or that of the earlier variant it coincides
     with on this dataset (same training settings: trained once)."""
     owner = trained_by(wildcards.dataset)[wildcards.variant]
-    return f"results/{wildcards.dataset}/ablation/{owner}/train/model.pt"
+    return f"{vabl.variant_dir('results', wildcards.dataset, owner)}/train/model.pt"
 
 
 wildcard_constraints:
