@@ -167,6 +167,70 @@ def resolve(config: dict, dataset: str, overrides: dict | None = None) -> dict:
     return full
 
 
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, path + ".")
+        else:
+            yield path, value
+
+
+def _lookup(tree, path: str):
+    for part in path.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
+_MISSING = object()
+
+
+def explain(config: dict, dataset: str, variant: str | None = None) -> list[tuple[str, object, str]]:
+    """Every resolved setting of ``dataset`` (with ablation ``variant``'s overrides, if given) as
+    (key, value, layer): the layer is the last one that sets the key (see :func:`layers`), or
+    ``default`` where only the schema does. A top-level value of ``config`` equal to the schema's
+    default counts as the default (a validated config has every default filled in)."""
+    overrides = None
+    if variant is not None:
+        if variant not in config.get("ablation", {}):
+            raise VadError(f"config: no ablation variant {variant!r} (known: {sorted(config.get('ablation', {}))})")
+        overrides = config["ablation"][variant]["overrides"]
+    resolved = resolve(config, dataset, overrides)
+    stack = layers(config, dataset, overrides)
+    if variant is not None:
+        stack[-1] = (f"ablation.{variant}", stack[-1][1])
+    default = _defaults()
+    meta_default = validate({"datasets": {"x": {"layout": "demo", "root": ""}}})["datasets"]["x"]
+    rows = []
+    for key in ("preset", "seed", "device"):
+        value = config.get(key, default[key])
+        rows.append((key, resolved[key], "config" if value != default[key] else "default"))
+    meta = config["datasets"][dataset]
+    for key, value in _leaves({"dataset": resolved["dataset"]}):
+        sub = key.split(".", 1)[1]
+        set_here = sub in meta and meta[sub] != meta_default.get(sub, _MISSING)
+        rows.append((key, value, f"datasets.{dataset}" if set_here else "default"))
+    for key, value in _leaves({k: resolved[k] for k in SECTIONS}):
+        source = "default"
+        for name, layer in stack:
+            found = _lookup(layer, key)
+            if found is _MISSING or (name == "config" and found == _lookup(default, key)):
+                continue
+            source = name
+        rows.append((key, value, source))
+    rows.append(("name", resolved["name"], f"datasets.{dataset}"))
+    return rows
+
+
+def format_explained(rows: list[tuple[str, object, str]]) -> str:
+    """``key = value   (layer)`` lines, values as JSON, the layers aligned."""
+    cells = [f"{key} = {json.dumps(value)}" for key, value, _ in rows]
+    width = max(len(c) for c in cells) + 3
+    return "\n".join(f"{c:<{width}}({layer})" for c, (_, _, layer) in zip(cells, rows))
+
+
 # What each model reads of the model and loss sections (its loss terms k, weighted by
 # loss.lambda_k, plus lambda_model): a setting only another model uses must change neither this
 # model's Snakemake params nor its checkpoint hash. tests/test_config.py checks it against the models.
