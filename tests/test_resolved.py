@@ -49,3 +49,26 @@ def test_resolved_settings_are_unchanged(base_config):
     assert set(got) == set(pinned), "datasets, presets or ablation variants differ from " + str(PINNED)
     changed = [k for k in pinned if got[k] != pinned[k]]
     assert not changed, f"resolved settings changed for {len(changed)} of {len(pinned)}: {changed[:10]}"
+
+
+def test_results_tables_script(base_config, tmp_path, capsys):
+    """workflow/scripts/results_tables.py: the docs' table rows from auc.json files."""
+    import importlib.util
+
+    from tests.conftest import REPO, write_config
+
+    spec = importlib.util.spec_from_file_location("results_tables", REPO / "workflow" / "scripts" / "results_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = tmp_path / "results"
+    auc = {"auc_micro": 0.9311, "auc_macro": 0.935, "ap": 0.984, "eer": 0.148, "auc_terms": {"s_f": 0.9, "s_p": 0.8}}
+    for where in ("ped2", "ped2/ablation/amsrc", "ped2/ablation/mgsm_joint"):
+        (res / where).mkdir(parents=True)
+        (res / where / "auc.json").write_text(json.dumps(auc))
+    cfg = write_config(base_config, tmp_path / "config.yaml")
+    assert mod.main(["--results", str(res), "--configfile", str(cfg), "ped2"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "| ped2 | 0.931 | 0.935 | 0.984 | 0.148 |",
+        "| `amsrc` | 0.931 | 0.935 | 0.984 | 0.148 | 0.900 / 0.800 | 99.3 |",
+        "| `mgsm_joint` | 0.931 | 0.935 | 0.984 | 0.148 | – / 0.800 | 93.8 |",
+    ]
