@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the package, also when it is not installed
+from vad_pipeline import ablation as vabl  # noqa: E402
 from vad_pipeline import config as vconf  # noqa: E402
 from vad_pipeline import datasets as vdata  # noqa: E402
 from vad_pipeline.io import VadError  # noqa: E402
@@ -142,3 +143,21 @@ def per_video(pattern):
                       video=video_names(wildcards.dataset, wildcards.split))
 
     return fn
+
+
+# Ablation variants (ablation.smk)
+
+
+@functools.cache
+def trained_by(dataset):
+    try:
+        return vabl.trained_by(config, dataset)
+    except VadError as exc:
+        raise WorkflowError(f"ablation: {exc}")
+
+
+def variant_model(wildcards):
+    """The model a variant is inferred with: its own, or that of the earlier variant it coincides
+    with on this dataset (same training settings: trained once)."""
+    owner = trained_by(wildcards.dataset)[wildcards.variant]
+    return f"{vabl.variant_dir('results', wildcards.dataset, owner)}/train/model.pt"
