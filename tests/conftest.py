@@ -14,13 +14,12 @@ from vad_pipeline import config as C
 REPO = Path(__file__).resolve().parents[1]
 PED2_ROOT = Path(os.environ.get("VAD_PED2_ROOT", REPO.parent / "shared" / "datasets" / "ped2"))
 
-# Small enough that the whole workflow runs in well under a minute on 2 cores.
-TINY = {
-    "demo": {"n_train": 2, "n_test": 2, "n_frames": 40, "height": 96, "width": 128, "n_walkers": 3},
-    "model": {"width": 4},
-    "train": {"epochs": 2, "batch_size": 32, "block": 256},
-    "stc": {"size": 16, "chunk": 32},
-}
+CONFIGS = Path(__file__).with_name("configs")
+
+
+def tiny_overlay() -> dict:
+    """tests/configs/tiny.yaml: what the tiny demo changes in config.yaml."""
+    return yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +30,11 @@ def base_config() -> dict:
 
 @pytest.fixture()
 def tiny_config(base_config, tmp_path) -> dict:
-    """The shipped config with the demo shrunk and written under ``tmp_path``."""
+    """The shipped config with the demo shrunk (tests/configs/tiny.yaml) and written under ``tmp_path``."""
     cfg = copy.deepcopy(base_config)
     cfg["datasets"]["demo"]["root"] = str(tmp_path / "resources" / "demo")
-    cfg["datasets"]["demo"].pop("train", None)
-    cfg["presets"]["cpu"] = C.deep_merge(cfg["presets"]["cpu"], {k: TINY[k] for k in ("model", "train")})
-    for k in ("demo", "stc"):
-        cfg[k] = C.deep_merge(cfg[k], TINY[k])
-    return cfg
+    cfg["datasets"]["demo"].pop("presets", None)  # the demo's 8 epochs: the tiny preset's instead
+    return C.deep_merge(cfg, tiny_overlay())
 
 
 @pytest.fixture()
@@ -105,7 +101,7 @@ def flownet2_weights(tmp_path_factory) -> Path:
     """Randomly initialised FlowNet2 weights, saved the way NVIDIA's checkpoint is."""
     import torch
 
-    from vad_pipeline.flownet2 import FlowNet2
+    from vad_pipeline.flow.flownet2 import FlowNet2
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("flownet2") / "FlowNet2_checkpoint.pth.tar"

@@ -322,7 +322,7 @@ def test_shipped_mgsm_settings_follow_its_paper(base_config, dataset, w_f, w_p, 
     assert (r["train"]["epochs"], r["train"]["batch_size"]) == gpu_train
     # amsrc keeps its own settings on the same dataset
     assert amsrc["score"] == base_config["datasets"][dataset]["score"] | {"batch_size": 512}
-    assert amsrc["train"]["epochs"] == base_config["datasets"][dataset]["presets"]["gpu"]["train"]["epochs"]
+    assert amsrc["train"]["epochs"] == {"ped2": 60, "avenue": 40, "shanghaitech": 40}[dataset]
     cfg["preset"] = "cpu"
     assert C.resolve(cfg, dataset)["score"]["w_f"] == w_f
 
@@ -352,3 +352,53 @@ def test_settings_of_another_model_do_not_reach_a_stage(base_config):
     assert C.stage_params(other, "model", "loss") == base
     other["loss"]["lambda_sim"] = 9.0                # amsrc's own
     assert C.stage_params(other, "model", "loss") != base
+
+
+# --------------------------------------------------------------------------- where a value comes from
+
+
+def test_explain_names_the_last_layer_that_sets_each_key():
+    cfg = _with_model_layer("mgsm")
+    rows = {k: (v, layer) for k, v, layer in C.explain(cfg, "d")}
+    r = C.resolve(cfg, "d")
+    assert rows["train.block"] == (9, "config")
+    assert rows["train.batch_size"] == (8, "presets.cpu")
+    assert rows["train.lr"] == (0.1, "datasets.d")
+    assert rows["train.epochs"] == (11, "datasets.d.models.mgsm.presets.cpu")
+    assert rows["score.w_f"] == (9.0, "datasets.d.models.mgsm")
+    assert rows["train.lr_step"] == (10, "default")
+    assert rows["dataset.root"] == ("somewhere", "datasets.d")
+    assert rows["dataset.labelled"] == (True, "default")
+    assert rows["model.name"] == ("mgsm", "config")
+    # one row per resolved leaf, with the resolved value
+    for key, (value, _) in rows.items():
+        node = r
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, key
+
+
+def test_explain_validated_config_and_variant(base_config):
+    cfg = copy.deepcopy(base_config)  # every default filled in: still reported as the default
+    rows = {k: layer for k, _, layer in C.explain(cfg, "shanghaitech", "mgsm_mem80")}
+    assert rows["train.lr"] == "default" and rows["seed"] == "default"
+    assert rows["model.memory_sizes"] == "ablation.mgsm_mem80"
+    assert rows["loss.lambda_align"] == "datasets.shanghaitech.models.mgsm"
+    assert rows["loss.lambda_sim"] == "datasets.shanghaitech"
+    with pytest.raises(VadError, match="nope"):
+        C.explain(cfg, "ped2", "nope")
+
+
+def test_config_command(tmp_path, capsys):
+    from vad_pipeline.cli import main
+
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("train: {lr: 0.001}\n")
+    assert main(["config", "--configfile", str(REPO / "config.yaml"), "--dataset", "demo",
+                 "--preset", "gpu", "--also", str(extra)]) == 0
+    lines = {line.split(" = ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["train.epochs"].split() == ["train.epochs", "=", "8", "(datasets.demo.presets.gpu)"]
+    assert lines["model.width"].split() == ["model.width", "=", "64", "(presets.gpu)"]
+    assert lines["train.lr"].split() == ["train.lr", "=", "0.001", "(config)"]
+    assert lines["preset"].split() == ["preset", "=", '"gpu"', "(--preset)"]
+    assert main(["config", "--configfile", str(REPO / "config.yaml"), "--dataset", "nope"]) == 1

@@ -1,4 +1,4 @@
-"""Motion-based detection (vad_pipeline.detect)."""
+"""Detection (vad_pipeline.detect: the registry, the motion and mmdet backends)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.reference import boxes_by_frame
 from vad_pipeline import detect as Det
 from vad_pipeline.datasets import Video, get_video, video_names
+from vad_pipeline.detect import mmdet as Dm
+from vad_pipeline.detect import motion as Mo
 from vad_pipeline.io import VadError
 
 
@@ -23,34 +26,34 @@ def _boxes(*rows) -> np.ndarray:
 
 def test_box_mostly_inside_a_larger_one_is_dropped():
     boxes = _boxes((5, 5, 9, 9), (0, 0, 10, 10), (20, 20, 25, 25))  # small one listed first
-    kept = Det.filter_overlaps(boxes, 0.6)
+    kept = Mo.filter_overlaps(boxes, 0.6)
     np.testing.assert_array_equal(kept[:, :4], [[0, 0, 10, 10], [20, 20, 25, 25]])
 
 
 def test_disjoint_boxes_are_all_kept_in_input_order():
     boxes = _boxes((30, 0, 40, 10), (0, 0, 10, 10), (0, 20, 5, 30), (12, 12, 14, 14))
-    kept = Det.filter_overlaps(boxes, 0.0)
+    kept = Mo.filter_overlaps(boxes, 0.0)
     np.testing.assert_array_equal(kept, boxes)
 
 
 def test_overlap_threshold_boundary():
     # (8, 0, 12, 4) has area 16, of which 2 x 4 = 8 (exactly half) lies inside (0, 0, 10, 10)
     boxes = _boxes((0, 0, 10, 10), (8, 0, 12, 4))
-    assert len(Det.filter_overlaps(boxes, 0.5)) == 2      # covered == max_overlap: kept
-    assert len(Det.filter_overlaps(boxes, 0.49)) == 1     # more than allowed: dropped
-    np.testing.assert_array_equal(Det.filter_overlaps(boxes, 0.49)[:, :4], [[0, 0, 10, 10]])
-    assert len(Det.filter_overlaps(boxes, 1.0)) == 2      # 1.0 keeps everything
+    assert len(Mo.filter_overlaps(boxes, 0.5)) == 2      # covered == max_overlap: kept
+    assert len(Mo.filter_overlaps(boxes, 0.49)) == 1     # more than allowed: dropped
+    np.testing.assert_array_equal(Mo.filter_overlaps(boxes, 0.49)[:, :4], [[0, 0, 10, 10]])
+    assert len(Mo.filter_overlaps(boxes, 1.0)) == 2      # 1.0 keeps everything
 
 
 def test_only_kept_boxes_suppress():
     # B lies 70 % inside A and is dropped; C lies 83 % inside B but only 33 % inside A: it stays
     a, b, c = (0, 0, 20, 20), (13, 0, 23, 10), (18, 0, 24, 4)
-    kept = Det.filter_overlaps(_boxes(a, b, c), 0.6)
+    kept = Mo.filter_overlaps(_boxes(a, b, c), 0.6)
     np.testing.assert_array_equal(kept[:, :4], [a, c])
 
 
 def test_filter_overlaps_empty():
-    assert Det.filter_overlaps(np.zeros((0, 5)), 0.5).shape == (0, 5)
+    assert Mo.filter_overlaps(np.zeros((0, 5)), 0.5).shape == (0, 5)
 
 
 # --------------------------------------------------------------------------- boxes_from_mask
@@ -65,7 +68,7 @@ def test_boxes_from_mask_area_filter_and_fill():
     fg[10:12, 10:12] = 1      # 4 px: below min_area
     fg[12:16, 20:24] = 1      # L shape: 4x4 box with a 2x2 corner missing = 12 px
     fg[12:14, 22:24] = 0
-    boxes = Det.boxes_from_mask(fg, P)
+    boxes = Mo.boxes_from_mask(fg, P)
     assert boxes.shape == (2, 5)
     got = {tuple(b[:4].astype(int)): b[4] for b in boxes}
     assert got == {(2, 3, 5, 7): pytest.approx(1.0), (20, 12, 24, 16): pytest.approx(12 / 16)}
@@ -74,22 +77,22 @@ def test_boxes_from_mask_area_filter_and_fill():
 def test_boxes_from_mask_min_area_is_inclusive():
     fg = np.zeros((10, 10), np.uint8)
     fg[2:4, 2:4] = 1  # 4 px
-    assert len(Det.boxes_from_mask(fg, {**P, "min_area": 4})) == 1
-    assert len(Det.boxes_from_mask(fg, {**P, "min_area": 4.5})) == 0
+    assert len(Mo.boxes_from_mask(fg, {**P, "min_area": 4})) == 1
+    assert len(Mo.boxes_from_mask(fg, {**P, "min_area": 4.5})) == 0
 
 
 def test_boxes_from_mask_drops_huge_blobs():
     fg = np.zeros((10, 10), np.uint8)
     fg[:, :6] = 1  # 60 % of the frame
-    assert len(Det.boxes_from_mask(fg, {**P, "max_area_frac": 0.5})) == 0
-    assert len(Det.boxes_from_mask(fg, {**P, "max_area_frac": 0.7})) == 1
+    assert len(Mo.boxes_from_mask(fg, {**P, "max_area_frac": 0.5})) == 0
+    assert len(Mo.boxes_from_mask(fg, {**P, "max_area_frac": 0.7})) == 1
 
 
 def test_boxes_from_mask_padding_and_clipping():
     fg = np.zeros((20, 30), np.uint8)
     fg[5:9, 10:13] = 1       # inside: padded on every side
     fg[0:3, 27:30] = 1       # top-right corner: padding clipped to the frame
-    boxes = Det.boxes_from_mask(fg, {**P, "pad": 2, "min_area": 1})
+    boxes = Mo.boxes_from_mask(fg, {**P, "pad": 2, "min_area": 1})
     got = sorted(tuple(b[:4].astype(int)) for b in boxes)
     assert got == [(8, 3, 15, 11), (25, 0, 30, 5)]
     assert (boxes[:, 4] == 1.0).all()  # the fill ratio is of the unpadded blob
@@ -99,12 +102,12 @@ def test_boxes_from_mask_diagonal_pixels_connect():
     fg = np.zeros((10, 10), np.uint8)
     fg[2:4, 2:4] = 1
     fg[4:6, 4:6] = 1  # touches the first square at a corner only
-    boxes = Det.boxes_from_mask(fg, {**P, "min_area": 1})
+    boxes = Mo.boxes_from_mask(fg, {**P, "min_area": 1})
     np.testing.assert_array_equal(boxes[:, :4], [[2, 2, 6, 6]])
 
 
 def test_boxes_from_empty_mask():
-    assert Det.boxes_from_mask(np.zeros((8, 8), np.uint8), P).shape == (0, 5)
+    assert Mo.boxes_from_mask(np.zeros((8, 8), np.uint8), P).shape == (0, 5)
 
 
 # --------------------------------------------------------------------------- detect_video
@@ -131,7 +134,7 @@ def test_detect_video_on_the_demo(tiny_demo, tmp_path):
     for _, g in df.groupby("frame"):
         b = g[["x1", "y1", "x2", "y2"]].to_numpy(float)
         boxes = np.c_[b, np.ones(len(b))]
-        assert len(Det.filter_overlaps(boxes, limit)) == len(b)
+        assert len(Mo.filter_overlaps(boxes, limit)) == len(b)
 
 
 def test_detections_cover_the_anomalous_object(tiny_demo, tmp_path):
@@ -209,7 +212,7 @@ def test_unknown_detect_backend(tiny_resolved, tmp_path):
 def test_boxes_by_frame():
     df = pd.DataFrame([(0, 1, 2, 3, 4, 0.5, "motion"), (0, 5, 6, 7, 8, 0.5, "motion"),
                        (3, 0, 0, 2, 2, 1.0, "motion")], columns=Det.COLUMNS)
-    by = Det.boxes_by_frame(df)
+    by = boxes_by_frame(df)
     assert set(by) == {0, 3}
     np.testing.assert_array_equal(by[0], [[1, 2, 3, 4], [5, 6, 7, 8]])
 
@@ -227,7 +230,7 @@ MM = {"score_threshold": 0.5, "min_area": 100, "max_overlap": 0.6}
 
 def test_filter_detections_score_and_area_thresholds_are_inclusive():
     det = _det((0, 0, 10, 10, 0.5, 0), (20, 0, 30, 10, 0.49, 0), (40, 0, 49, 10, 0.9, 0), (60, 0, 70, 10, 0.7, 3))
-    kept = Det.filter_detections(det, MM)
+    kept = Dm.filter_detections(det, MM)
     # 0.49 is below the threshold; the 9 x 10 box is below 100 px
     np.testing.assert_array_equal(kept[:, [0, 4, 5]], [[0, 0.5, 0], [60, 0.7, 3]])
 
@@ -236,10 +239,10 @@ def test_filter_detections_prefers_the_higher_score_not_the_larger_box():
     big_weak = (0, 0, 40, 40, 0.6, 0)
     small_strong = (0, 0, 20, 20, 0.95, 0)  # lies entirely inside big_weak
     inside_big = (30, 30, 40, 40, 0.8, 0)
-    kept = Det.filter_detections(_det(big_weak, small_strong, inside_big), MM)
+    kept = Dm.filter_detections(_det(big_weak, small_strong, inside_big), MM)
     # big_weak is visited last: 1/4 of it lies inside small_strong, so it stays too
     assert len(kept) == 3
-    kept = Det.filter_detections(_det(big_weak, small_strong), {**MM, "max_overlap": 0.2})
+    kept = Dm.filter_detections(_det(big_weak, small_strong), {**MM, "max_overlap": 0.2})
     np.testing.assert_array_equal(kept[:, 4], [0.95])
 
 
@@ -249,12 +252,12 @@ def test_difference_boxes_and_the_uncovered_ones():
     cur[5:15, 5:15] = 150    # changed region A (100 px)
     cur[20:30, 40:52] = 160  # changed region B (120 px)
     p = {"diff_threshold": 18, "min_area": 50, "max_area_frac": 0.5}
-    fg = Det.difference_boxes(cur, prev, p)
+    fg = Dm.difference_boxes(cur, prev, p)
     assert sorted(map(tuple, fg[:, :4].astype(int))) == [(5, 5, 15, 15), (40, 20, 52, 30)]
-    assert len(Det.difference_boxes(cur, None, p)) == 0
+    assert len(Dm.difference_boxes(cur, None, p)) == 0
     det = _det((0, 0, 16, 16, 0.9, 0))  # covers A entirely, B not at all
-    np.testing.assert_array_equal(Det.uncovered(fg, det, 0.6)[:, :4], [[40, 20, 52, 30]])
-    assert len(Det.uncovered(fg, _det(), 0.6)) == 2
+    np.testing.assert_array_equal(Dm.uncovered(fg, det, 0.6)[:, :4], [[40, 20, 52, 30]])
+    assert len(Dm.uncovered(fg, _det(), 0.6)) == 2
 
 
 class FakeDetector:
@@ -285,7 +288,7 @@ def test_mmdet_backend_filters_clips_and_adds_uncovered_motion(tiny_resolved, tm
     p = copy.deepcopy(tiny_resolved["detect"]["mmdet"])
     p.update(batch_size=2, min_area=50, foreground={"enabled": True, "diff_threshold": 18, "blur": 1, "min_area": 5})
     fake = FakeDetector()
-    df = Det.detect_mmdet(_moving_square_video(tmp_path), p, detector=fake)
+    df = Dm.detect_mmdet(_moving_square_video(tmp_path), p, detector=fake)
     assert list(df.columns) == Det.COLUMNS
     assert fake.calls == [2, 2, 1]  # batches of batch_size frames
     people = df[df["class"] == "person"]
@@ -295,7 +298,7 @@ def test_mmdet_backend_filters_clips_and_adds_uncovered_motion(tiny_resolved, tm
     assert set(moving.frame) == {1, 2, 3, 4}  # no previous frame at t = 0
     assert (moving.x1 >= 40).all() and (moving.x2 <= 55).all() and (moving.y1 >= 30).all()
     p["foreground"]["enabled"] = False
-    df = Det.detect_mmdet(_moving_square_video(tmp_path / "b"), p, detector=FakeDetector())
+    df = Dm.detect_mmdet(_moving_square_video(tmp_path / "b"), p, detector=FakeDetector())
     assert set(df["class"]) == {"person"}
 
 
@@ -305,10 +308,10 @@ def test_mmdet_backend_without_mmdet_or_weights_says_what_to_do(tiny_resolved):
         import mmdet  # noqa: F401
     except ImportError:
         with pytest.raises(VadError, match=r"pip install -e '\.\[mmdet\]'"):
-            Det.MMDetector(p)
+            Dm.MMDetector(p)
         return
     with pytest.raises(VadError, match="detect.mmdet.checkpoint is not set.*Cascade R-CNN R101-FPN.*model zoo.*Reproduce the papers"):
-        Det.MMDetector(p)
+        Dm.MMDetector(p)
 
 
 def test_mmdet_detector_from_local_config_and_weights(tiny_resolved, tmp_path, mmdet_small):
@@ -324,7 +327,7 @@ def test_mmdet_detector_from_local_config_and_weights(tiny_resolved, tmp_path, m
     assert list(pd.read_csv(out).columns) == Det.COLUMNS
     dets = df[df["class"] != "foreground"]
     assert set(dets.frame) == set(range(5)) and dets.groupby("frame").size().max() <= 5  # config's max_per_img
-    assert dets["class"].map(type).eq(str).all() and "person" in Det.MMDetector(cfg["detect"]["mmdet"]).classes
+    assert dets["class"].map(type).eq(str).all() and "person" in Dm.MMDetector(cfg["detect"]["mmdet"]).classes
     assert ((dets.x1 >= 0) & (dets.x2 <= 64) & (dets.y1 >= 0) & (dets.y2 <= 48) & (dets.x2 > dets.x1)).all()
     # weights of another architecture are refused, naming the file
     state = torch.load(ckpt, weights_only=True)["state_dict"]

@@ -23,7 +23,7 @@ from tests.conftest import REPO, build_stcs
 from vad_pipeline import datasets as D
 from vad_pipeline import train as T
 from vad_pipeline.demo import MARKER, generate
-from vad_pipeline.detect import median_background
+from vad_pipeline.detect.motion import median_background
 from vad_pipeline.io import VadError, atomic_path, write_json
 
 

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from tests.reference import read_flow
 from vad_pipeline import flow as F
 from vad_pipeline.datasets import Video
 from vad_pipeline.io import VadError
@@ -78,7 +79,7 @@ def test_downscaled_flow_keeps_full_resolution_vectors(tiny_resolved, tmp_path):
         assert f["flow"].dtype == np.float16
         assert f.attrs["downscale"] == 2
         assert f.attrs["height"] == H and f.attrs["width"] == W
-    data = F.read_flow(str(out), slice(None))
+    data = read_flow(str(out), slice(None))
     assert data.dtype == np.float32
     assert not data[0].any()
     v = _inside(data[1], scale=2)
@@ -91,15 +92,15 @@ def test_flow_without_compression(tiny_resolved, tmp_path):
     with h5py.File(out, "r") as f:
         assert f["flow"].compression is None
         assert f["flow"].shape[0] == 3
-    assert abs(np.median(_inside(F.read_flow(str(out), 2))[:, 0]) - SHIFT) < 1.5
+    assert abs(np.median(_inside(read_flow(str(out), 2))[:, 0]) - SHIFT) < 1.5
 
 
 def test_read_flow_single_frame(tiny_resolved, tmp_path):
     out = tmp_path / "sq.h5"
     F.flow_video(_video(tmp_path), _cfg(tiny_resolved), str(out))
-    one = F.read_flow(str(out), 1)
+    one = read_flow(str(out), 1)
     assert one.shape == (H, W, 2) and one.dtype == np.float32
-    np.testing.assert_array_equal(one, F.read_flow(str(out), slice(None))[1])
+    np.testing.assert_array_equal(one, read_flow(str(out), slice(None))[1])
 
 
 def test_unknown_backend(tiny_resolved, tmp_path):

@@ -1,4 +1,4 @@
-"""FlowNet2 in plain PyTorch (vad_pipeline.flownet2), the deep flow backends and batched inference."""
+"""FlowNet2 in plain PyTorch (vad_pipeline.flow.flownet2), the deep flow backends and batched inference."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import torch
 
 from vad_pipeline import flow as FL
 from vad_pipeline.accel import Batcher, load_state
-from vad_pipeline.flownet2 import FlowNet2, channel_norm, correlation, warp
+from vad_pipeline.flow.flownet2 import FlowNet2, channel_norm, correlation, warp
+from vad_pipeline.flow.network import TorchFlow, net_size
+from vad_pipeline.flow.raft import build_raft
 from vad_pipeline.io import VadError
 
 # --------------------------------------------------------------------------- the three custom ops
@@ -210,14 +212,14 @@ def test_forward_gives_a_full_resolution_finite_field():
 
 
 def test_net_size_rounds_to_the_multiple_or_checks_the_configured_one():
-    assert FL.net_size(240, 360, [], 64) == (256, 384)
-    assert FL.net_size(20, 30, [], 64) == (64, 64)
-    assert FL.net_size(240, 360, [128, 192], 64) == (128, 192)
+    assert net_size(240, 360, [], 64) == (256, 384)
+    assert net_size(20, 30, [], 64) == (64, 64)
+    assert net_size(240, 360, [128, 192], 64) == (128, 192)
     with pytest.raises(VadError, match="multiples of 64"):
-        FL.net_size(240, 360, [100, 192], 64)
-    assert FL.net_size(60, 100, [], 8, minimum=128) == (128, 128)  # RAFT's smallest input
+        net_size(240, 360, [100, 192], 64)
+    assert net_size(60, 100, [], 8, minimum=128) == (128, 128)  # RAFT's smallest input
     with pytest.raises(VadError, match="at least 128"):
-        FL.net_size(60, 100, [64, 128], 8, minimum=128)
+        net_size(60, 100, [64, 128], 8, minimum=128)
 
 
 def test_torch_flow_rescales_vectors_to_frame_pixels():
@@ -227,7 +229,7 @@ def test_torch_flow_rescales_vectors_to_frame_pixels():
         return out
 
     frames = [np.zeros((60, 90, 3), np.uint8)] * 3
-    flows = FL.TorchFlow(predict, torch.device("cpu"), [120, 360], 8)(frames, frames)
+    flows = TorchFlow(predict, torch.device("cpu"), [120, 360], 8)(frames, frames)
     assert len(flows) == 3 and flows[0].shape == (60, 90, 2)
     np.testing.assert_allclose(flows[0][..., 0], 90 / 360, rtol=1e-6)  # network ran 4x wider
     np.testing.assert_allclose(flows[0][..., 1], 2 * 60 / 120, rtol=1e-6)
@@ -307,7 +309,7 @@ def test_missing_weights_stop_before_any_output(tiny_resolved, tmp_path):
 
 def test_raft_backend_loads_local_weights(tiny_resolved, tmp_path):
     pytest.importorskip("torchvision", reason="RAFT needs the optional torchvision extra ([raft])")
-    model = FL.build_raft("small")
+    model = build_raft("small")
     torch.save(model.state_dict(), tmp_path / "raft_small.pth")
     cfg = copy.deepcopy(tiny_resolved)
     cfg["flow"]["backend"] = "raft"

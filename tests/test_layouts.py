@@ -32,12 +32,12 @@ TOLERANCE = {"frames": 3.0, "ucsd": 0.0, "avenue": 0.0, "shanghaitech": 3.0, "vi
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> dict:
     """The tiny demo (3 test videos), read through the demo adapter."""
-    from tests.conftest import TINY
+    from tests.conftest import tiny_overlay
     from vad_pipeline.demo import generate
 
     root = tmp_path_factory.mktemp("layouts")
     cfg = C.load(Path(__file__).resolve().parents[1] / "config.yaml")
-    cfg["demo"] = C.deep_merge(cfg["demo"], {**TINY["demo"], "n_test": 3, "n_frames": 30})
+    cfg["demo"] = C.deep_merge(cfg["demo"], {**tiny_overlay()["demo"], "n_test": 3, "n_frames": 30})
     cfg["datasets"]["demo"]["root"] = str(root / "demo")
     res = C.resolve(cfg, "demo")
     generate(res["demo"], res["dataset"]["root"])

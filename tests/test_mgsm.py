@@ -12,15 +12,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests import reference as R
 from tests.conftest import build_stcs
 from vad_pipeline import plots
-from vad_pipeline import score as Sc
 from vad_pipeline import train as T
+from vad_pipeline.cubes import STCDataset
+from vad_pipeline.infer import infer
 from vad_pipeline.io import VadError
 from vad_pipeline.models import build_model
 from vad_pipeline.models import losses as L
 from vad_pipeline.models.mgsm import MemoryGuidedSuppression, MGSMNet, MGSMNetConfig
-from vad_pipeline.stc import INDEX, STCDataset
+from vad_pipeline.stc import INDEX
 
 T_PAST, S = 4, 16
 
@@ -100,7 +102,7 @@ def test_suppression_with_one_item_is_relu_of_bn():
     scale = _identity_bn(mgsm)
     feat = torch.randn(2, 3, 4, 5)
     with torch.no_grad():
-        out, queries, sup = mgsm(feat)
+        out, queries, sup = R.suppress(mgsm, feat)
     torch.testing.assert_close(sup, torch.ones(2, 1, 4, 5))  # softmax over one item: w = 1
     torch.testing.assert_close(out, torch.relu(feat * scale))
     torch.testing.assert_close(queries.norm(dim=2), torch.ones(2, 20))
@@ -114,13 +116,13 @@ def test_suppression_matches_hand_computation_with_two_items():
     # two positions (H=1, W=2): q1 = (3, 0), q2 = (-1, 1)
     feat = torch.tensor([[[[3.0, -1.0]], [[0.0, 1.0]]]])
     with torch.no_grad():
-        out, _, sup = mgsm(feat)
+        out, _, sup = R.suppress(mgsm, feat)
     r = 1 / math.sqrt(2)
     # q1: cos = (1, 1/sqrt 2) -> w_max = e^1 / (e^1 + e^r); q2: cos = (-1/sqrt 2, 0) -> 1 / (e^-r + 1)
     lam1 = math.e / (math.e + math.exp(r))
     lam2 = 1 / (math.exp(-r) + 1)
     torch.testing.assert_close(sup, torch.tensor([[[[lam1, lam2]]]]))
-    _, w = mgsm.address(feat)
+    _, w = R.address(mgsm, feat)
     torch.testing.assert_close(w.sum(2), torch.ones(1, 2))
     # q_hat = ReLU(max(w) * BN(q)): q1 -> (3 lam1, 0); q2 -> (ReLU(-lam2), lam2) = (0, lam2)
     expected = torch.tensor([[[[3 * lam1 * scale, 0.0]], [[0.0, lam2 * scale]]]])
@@ -138,10 +140,10 @@ def test_read_matches_softmax_addressing_in_values_and_gradients():
     (sup.square().sum() + out.sum() + comp.sum() - 0.5 * div.sum()).backward()
     got = feat.grad.clone(), mgsm.items.grad.clone()
     feat.grad = mgsm.items.grad = None
-    q, w = mgsm.address(feat)
+    q, w = R.address(mgsm, feat)
     ref_sup = w.amax(dim=2).reshape(3, 1, 4, 5)
     ref_out = torch.relu(ref_sup * mgsm.norm(feat))
-    ref_comp, ref_div = L.memory_terms(q, mgsm.unit_items())
+    ref_comp, ref_div = R.memory_terms(q, mgsm.unit_items())
     (ref_sup.square().sum() + ref_out.sum() + ref_comp.sum() - 0.5 * ref_div.sum()).backward()
     torch.testing.assert_close(sup, ref_sup)
     torch.testing.assert_close(out, ref_out)
@@ -155,7 +157,7 @@ def test_zero_feature_is_suppressed_uniformly_and_stays_finite():
     mgsm = MemoryGuidedSuppression(4, 8)
     _identity_bn(mgsm)
     with torch.no_grad():
-        out, _, sup = mgsm(torch.zeros(1, 4, 2, 2))  # all-zero positions are common after ReLU
+        out, _, sup = R.suppress(mgsm, torch.zeros(1, 4, 2, 2))  # all-zero positions are common after ReLU
     torch.testing.assert_close(sup, torch.full((1, 1, 2, 2), 1 / 8))
     assert torch.isfinite(out).all()
 
@@ -169,10 +171,10 @@ QUERIES = torch.tensor([[[0.0, 0.0], [3.0, 4.0]], [[1.0, 0.0], [1.0, 0.0]]])
 
 
 def test_compactness_by_hand():
-    torch.testing.assert_close(L.compactness(QUERIES, ITEMS), torch.tensor([(1 + 1) / 2, 0.0]))
+    torch.testing.assert_close(R.compactness(QUERIES, ITEMS), torch.tensor([(1 + 1) / 2, 0.0]))
     q = QUERIES.clone().requires_grad_()
     m = ITEMS.clone().requires_grad_()
-    L.compactness(q, m)[0].backward()
+    R.compactness(q, m)[0].backward()
     # d/dq ||q - m_1||^2 / Q = 2 (q - m_1) / 2
     torch.testing.assert_close(q.grad[0], torch.tensor([[-1.0, 0.0], [0.0, 1.0]]))
     torch.testing.assert_close(q.grad[1], torch.zeros(2, 2))
@@ -182,11 +184,11 @@ def test_compactness_by_hand():
 
 def test_diversity_by_hand():
     # mean over queries of ||q - m_1||^2 - ||q - m_2||^2
-    torch.testing.assert_close(L.diversity(QUERIES, ITEMS), torch.tensor([((1 - 4) + (1 - 13)) / 2, -5.0]))
-    torch.testing.assert_close(L.nearest_sq_distances(QUERIES, ITEMS, 3)[0],
+    torch.testing.assert_close(R.diversity(QUERIES, ITEMS), torch.tensor([((1 - 4) + (1 - 13)) / 2, -5.0]))
+    torch.testing.assert_close(R.nearest_sq_distances(QUERIES, ITEMS, 3)[0],
                                torch.tensor([[1.0, 4.0, 18.0], [1.0, 13.0, 20.0]]))
     with pytest.raises(ValueError, match="2 memory items"):
-        L.diversity(QUERIES, ITEMS[:1])
+        R.diversity(QUERIES, ITEMS[:1])
 
 
 def test_memory_terms_from_shared_products_match_the_explicit_distances():
@@ -194,7 +196,7 @@ def test_memory_terms_from_shared_products_match_the_explicit_distances():
     torch.manual_seed(0)
     q = F.normalize(torch.randn(3, 7, 4), dim=2).requires_grad_()
     m = F.normalize(torch.randn(5, 4), dim=1).requires_grad_()
-    comp, div = L.memory_terms(q, m, q @ m.T)
+    comp, div = R.memory_terms(q, m, q @ m.T)
     (comp.sum() + 0.3 * div.sum()).backward()
     grads = q.grad.clone(), m.grad.clone()
     q.grad = m.grad = None
@@ -214,9 +216,9 @@ def test_model_memory_terms_are_those_of_its_unit_queries():
         feats = model.app_enc(frames)[:-1]
         comp = div = 0
         for feat, mgsm in zip(feats, model.mgsms):
-            q, _ = mgsm.address(feat)
-            comp = comp + L.compactness(q, mgsm.unit_items())
-            div = div + L.diversity(q, mgsm.unit_items())
+            q, _ = R.address(mgsm, feat)
+            comp = comp + R.compactness(q, mgsm.unit_items())
+            div = div + R.diversity(q, mgsm.unit_items())
     torch.testing.assert_close(out["terms"]["compact"], comp)
     torch.testing.assert_close(out["terms"]["div"], div)
     # unit vectors: ||q - m||^2 = 2 - 2 cos, so each level's terms lie in [0, 4] and [-4, 0]
@@ -345,7 +347,7 @@ def test_train_and_infer_mgsm(tiny_demo, tmp_path):
     assert isinstance(model, MGSMNet) and model.cfg.memory_sizes == [4, 6, 8]
     assert state["model_cfg"]["name"] == "mgsm"
 
-    df = Sc.infer(str(model_path), stc, str(tmp_path / "infer.csv"), cfg)
+    df = infer(str(model_path), stc, str(tmp_path / "infer.csv"), cfg)
     ds = STCDataset(stc, flow_scale=cfg["train"]["flow_scale"])
     assert list(df.columns) == INDEX + ["s_f", "s_p"] and len(df) == len(ds)
     assert np.isfinite(df[["s_f", "s_p"]].to_numpy()).all()
@@ -378,7 +380,7 @@ def test_generic_terms_keep_the_frame_stream_baseline(tiny_demo, tmp_path):
     log = pd.read_csv(tmp_path / "loss.csv")
     assert log["sim"].isna().all()
     np.testing.assert_allclose(log["loss"], log["int"] + log["gd"], rtol=1e-4)
-    df = Sc.infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
+    df = infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
     assert df["s_f"].isna().all() and np.isfinite(df["s_p"]).all()
 
 
@@ -533,6 +535,6 @@ def test_variants_train_and_infer(tiny_demo, tmp_path, switches, caplog):
         assert (f" {k} " in next(r.message for r in caplog.records if "epoch 1/1" in r.message)) == (k in present), k
     lam = {k: cfg["loss"][f"lambda_{k}"] for k in present}
     np.testing.assert_allclose(log["loss"], sum(lam[k] * log[k] for k in present), rtol=1e-4)
-    df = Sc.infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
+    df = infer(str(path), stc, str(tmp_path / "infer.csv"), cfg)
     assert np.isfinite(df["s_p"]).all()
     assert df["s_f"].notna().all() == (switches["streams"] == "both")

@@ -13,6 +13,7 @@ import torch
 
 from tests.conftest import build_stcs
 from vad_pipeline import stc as S
+from vad_pipeline.cubes import STCDataset
 from vad_pipeline.datasets import get_video, read_frame
 from vad_pipeline.detect import detect_video
 from vad_pipeline.flow import flow_video, quantize
@@ -180,7 +181,7 @@ def test_no_cube_raises(tiny_demo, tmp_path):
 
 def test_dataset_items(tiny_demo, tmp_path):
     out, _, _, _ = build_stcs(tiny_demo, tmp_path, "train")
-    ds = S.STCDataset(out, flow_scale=5.0)
+    ds = STCDataset(out, flow_scale=5.0)
     with h5py.File(out, "r") as f:
         n = f["app"].shape[0]
         raw_app, raw_flow = f["app"][n - 1], f["flow"][n - 1]
@@ -198,7 +199,7 @@ def test_dataset_items(tiny_demo, tmp_path):
 
 def test_blocks_cover_every_sample_once(tiny_demo, tmp_path):
     out, _, _, _ = build_stcs(tiny_demo, tmp_path, "train")
-    ds = S.STCDataset(out)
+    ds = STCDataset(out)
     n = len(ds)
     block = 50
     assert n > 2 * block
@@ -227,7 +228,7 @@ def test_dataset_rejects_other_files(tmp_path):
     with h5py.File(path, "w") as f:
         f.create_dataset("flow", data=np.zeros((2, 3)))
     with pytest.raises(VadError, match="not an STC file"):
-        S.STCDataset(str(path))
+        STCDataset(str(path))
 
 
 @pytest.mark.parametrize("box, expected", [

@@ -21,8 +21,10 @@ import torch
 from tests.conftest import REPO, build_stcs
 from vad_pipeline import score as Sc
 from vad_pipeline import train as T
+from vad_pipeline.cubes import STCDataset
+from vad_pipeline.infer import infer
 from vad_pipeline.io import VadError
-from vad_pipeline.stc import INDEX, STCDataset
+from vad_pipeline.stc import INDEX
 
 
 @pytest.fixture(autouse=True)
@@ -408,7 +410,7 @@ def test_infer_writes_raw_terms_per_object(tiny_demo, tmp_path):
     cfg = _cfg(tiny_demo, epochs=1)
     model_path = T.train(cfg, stc, **_paths(tmp_path / "run"))
     out = tmp_path / "scores" / "train.csv"
-    df = Sc.infer(str(model_path), stc, str(out), cfg)
+    df = infer(str(model_path), stc, str(out), cfg)
     ds = STCDataset(stc, flow_scale=cfg["train"]["flow_scale"])
     assert len(df) == len(ds)
     assert list(df.columns) == INDEX + ["s_f", "s_p"]

@@ -78,9 +78,14 @@ def _pct(value) -> float:
     return round(100.0 * value, 2) if value is not None else math.nan
 
 
+def variant_dir(results: str, dataset: str, variant: str) -> str:
+    """The folder of a variant's outputs; workflow/rules/ablation.smk builds its paths from it too."""
+    return f"{results}/{dataset}/ablation/{variant}"
+
+
 def default_aucs(table_spec: dict, results: str = "results") -> list[str]:
-    """Where the workflow writes each variant's auc.json (workflow/rules/ablation.smk), in spec order."""
-    return [f"{results}/{table_spec['name']}/ablation/{v}/auc.json" for v in table_spec["variants"]]
+    """Where the workflow writes each variant's auc.json, in spec order."""
+    return [f"{variant_dir(results, table_spec['name'], v)}/auc.json" for v in table_spec["variants"]]
 
 
 def collect(table_spec: dict, aucs: list[str], missing_ok: bool = False) -> pd.DataFrame:

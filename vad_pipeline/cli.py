@@ -103,7 +103,7 @@ def cmd_train(cfg, a):
 
 
 def cmd_infer(cfg, a):
-    from vad_pipeline.score import infer
+    from vad_pipeline.infer import infer
 
     infer(a.model, a.stc, a.out, cfg)
 
@@ -234,6 +234,20 @@ def cmd_bench(cfg, a):
     print(json.dumps(result, indent=2))
 
 
+def cmd_config(cfg, a):
+    """Print every resolved setting of --dataset and the layer it came from (README "Configuration")."""
+    if not a.dataset:
+        raise VadError("config: give --dataset (the settings are read from --configfile)")
+    raw = C.read(a.configfile)
+    for path in a.also or []:  # like snakemake --configfile: merged over the config
+        raw = C.deep_merge(raw, C.read(path))
+    if a.preset:
+        raw["preset"] = a.preset
+    rows = C.explain(C.validate(raw, where=a.configfile), a.dataset, a.variant)
+    if a.preset:
+        rows = [(k, v, "--preset" if k == "preset" else layer) for k, v, layer in rows]
+    print(C.format_explained(rows))
+
 REQ = {"required": True}
 SPLIT = ("--split", {"required": True, "choices": ["train", "test"]})
 # subcommand: (function, help, [(flag, argparse options), ...])
@@ -275,6 +289,10 @@ COMMANDS = {
                   ("--partial", {"action": "store_true", "help": "variants without an auc.json yet: empty rows"}),
                   ("--out", {"help": "the table as CSV (it is always printed)"}), ("--plot", {}),
                   ("--table", {"help": "the table as HTML (for the report)"})]),
+    "config": (cmd_config, "print a dataset's resolved settings, each with the layer it comes from",
+               [("--preset", {"help": "the preset to resolve with (default: the config's)"}),
+                ("--variant", {"help": "an ablation variant: its overrides apply last"}),
+                ("--also", {"nargs": "+", "help": "config files merged over --configfile (as snakemake --configfile)"})]),
     "bench": (cmd_bench, "collect per-stage time, memory, throughput and disk use",
               [("--results", {"default": "results"}), ("--out", {})]),
 }

@@ -63,67 +63,173 @@ def validate(config: dict, where: str = "config") -> dict:
     return config
 
 
-def load(path: str | Path, overrides: dict | None = None) -> dict:
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict:
+    return validate({"datasets": {}})
+
+
+def defaults() -> dict:
+    """The schema's defaults: every top-level setting and section, filled (a copy)."""
+    return copy.deepcopy(_defaults())
+
+
+def read(path: str | Path) -> dict:
+    """A config file as written (not validated, no defaults filled)."""
     path = Path(path)
     if not path.is_file():
         raise VadError(f"{path}: config file not found")
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise VadError(f"{path}: not valid YAML ({exc})") from exc
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict:
+    """A config file, ``overrides`` merged over it, validated with the schema's defaults filled."""
+    config = read(path)
     if overrides:
         config = deep_merge(config, overrides)
     return validate(config, where=str(path))
 
 
-def _merge_sections(out: dict, layer: dict) -> dict:
-    return deep_merge(out, {k: v for k, v in layer.items() if k in SECTIONS})
+def _sections(layer: dict) -> dict:
+    return {k: v for k, v in layer.items() if k in SECTIONS}
 
 
-def resolve(config: dict, dataset: str, overrides: dict | None = None) -> dict:
-    """Settings for one dataset, later layers winning: sections -> preset -> dataset -> dataset's
-    preset -> datasets.<name>.models.<model.name> -> its preset -> ``overrides``; validated.
+def layers(config: dict, dataset: str, overrides: dict | None = None) -> list[tuple[str, dict]]:
+    """The layers of one dataset's settings as (name, partial sections), later ones winning.
 
-    ``overrides`` (partial sections; an ablation variant's) come last so that they beat the dataset
-    and model layers (e.g. Table 3's memory sizes over ShanghaiTech's own); a model.name among them
-    picks the model, and with it the model layer, before that layer applies."""
+    Three kinds (README "Configuration"):
+      defaults      the schema's, then config.yaml's top-level sections, then ``presets.<preset>``;
+      dataset       ``datasets.<name>``;
+      preset/model  ``datasets.<name>.presets.<preset>``, ``datasets.<name>.models.<model.name>``,
+                    ``datasets.<name>.models.<model.name>.presets.<preset>``;
+    and, for an ablation variant only, its ``overrides`` (partial sections) last, so that they beat
+    the dataset and model layers (e.g. Table 3's memory sizes over ShanghaiTech's own). model.name
+    is the one the layers up to the dataset's preset give, or the overrides' (a models.<name>
+    layer may not change it): it picks the models.<name> layer."""
     overrides = overrides or {}
     datasets = config.get("datasets", {})
     if dataset not in datasets:
         raise VadError(f"config: no dataset {dataset!r} under datasets (known: {sorted(datasets)})")
-    preset = config.get("preset", "cpu")
+    preset = config.get("preset", _defaults()["preset"])
     presets = config.get("presets", {})
-    meta = copy.deepcopy(datasets[dataset])
-    ds_presets = meta.pop("presets", {})
-    ds_models = meta.pop("models", {})
+    meta = datasets[dataset]
+    ds_presets = meta.get("presets", {})
+    ds_models = meta.get("models", {})
     if preset not in presets and preset not in ds_presets:
         raise VadError(f"config: preset {preset!r} is not defined under presets")
-    out = {k: copy.deepcopy(config[k]) for k in SECTIONS if k in config}
-    for layer in (presets.get(preset, {}), meta, ds_presets.get(preset, {})):
-        out = _merge_sections(out, layer)
+    ds = f"datasets.{dataset}"
+    out = [("default", {k: _defaults()[k] for k in SECTIONS}),
+           ("config", _sections(config)),
+           (f"presets.{preset}", _sections(presets.get(preset, {}))),
+           (ds, _sections(meta)),
+           (f"{ds}.presets.{preset}", _sections(ds_presets.get(preset, {})))]
     # The model the layers above chose brings this dataset's settings for it (e.g. the loss and
-    # fusion weights its paper uses there): one more layer, with presets of its own.
-    name = out.get("model", {}).get("name", load_schema()["$defs"]["model"]["properties"]["name"]["default"])
-    name = overrides.get("model", {}).get("name", name)
-    out = _merge_sections(out, {"model": {"name": name}})
+    # fusion weights its paper uses there), with presets of its own.
+    chosen = {}
+    for _, layer in out:
+        chosen = deep_merge(chosen, layer.get("model", {}))
+    name = overrides.get("model", {}).get("name", chosen["name"])
     model_layer = ds_models.get(name, {})
-    for layer in (model_layer, model_layer.get("presets", {}).get(preset, {})):
-        out = _merge_sections(out, layer)
-    if out.get("model", {}).get("name", name) != name:
-        raise VadError(f"config: datasets.{dataset}.models.{name} may not change model.name")
-    out = _merge_sections(out, overrides)
-    ds = {k: v for k, v in meta.items() if k not in SECTIONS}
+    out += [(f"{ds}.models.{name}", _sections(model_layer)),
+            (f"{ds}.models.{name}.presets.{preset}", _sections(model_layer.get("presets", {}).get(preset, {})))]
+    if overrides:
+        out.append(("overrides", _sections(overrides)))
+    return [(n, copy.deepcopy(layer)) for n, layer in out]
+
+
+def resolve(config: dict, dataset: str, overrides: dict | None = None) -> dict:
+    """Settings for one dataset: its :func:`layers` merged, validated."""
+    stack = layers(config, dataset, overrides)
+    out: dict = {}
+    for _, layer in stack:
+        out = deep_merge(out, layer)
+    model_layers = [(n, layer) for n, layer in stack if ".models." in n]
+    picked = model_layers[0][0].split(".models.")[1]
+    name = picked
+    for _, layer in model_layers:
+        name = layer.get("model", {}).get("name", name)
+    if name != picked:
+        raise VadError(f"config: datasets.{dataset}.models.{picked} may not change model.name")
+    preset = config.get("preset", _defaults()["preset"])
+    meta = {k: v for k, v in config["datasets"][dataset].items()
+            if k not in SECTIONS and k not in ("presets", "models")}
     full = {
         "preset": preset,
-        "seed": config.get("seed", 0),
-        "device": config.get("device", "auto"),
-        "datasets": {dataset: ds},
+        "seed": config.get("seed", _defaults()["seed"]),
+        "device": config.get("device", _defaults()["device"]),
+        "datasets": {dataset: copy.deepcopy(meta)},
         **out,
     }
     validate(full, where=f"config (dataset {dataset}, preset {preset})")
     full["name"] = dataset
     full["dataset"] = full.pop("datasets")[dataset]
     return full
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, path + ".")
+        else:
+            yield path, value
+
+
+def _lookup(tree, path: str):
+    for part in path.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
+_MISSING = object()
+
+
+def explain(config: dict, dataset: str, variant: str | None = None) -> list[tuple[str, object, str]]:
+    """Every resolved setting of ``dataset`` (with ablation ``variant``'s overrides, if given) as
+    (key, value, layer): the layer is the last one that sets the key (see :func:`layers`), or
+    ``default`` where only the schema does. A top-level value of ``config`` equal to the schema's
+    default counts as the default (a validated config has every default filled in)."""
+    overrides = None
+    if variant is not None:
+        if variant not in config.get("ablation", {}):
+            raise VadError(f"config: no ablation variant {variant!r} (known: {sorted(config.get('ablation', {}))})")
+        overrides = config["ablation"][variant]["overrides"]
+    resolved = resolve(config, dataset, overrides)
+    stack = layers(config, dataset, overrides)
+    if variant is not None:
+        stack[-1] = (f"ablation.{variant}", stack[-1][1])
+    default = _defaults()
+    meta_default = validate({"datasets": {"x": {"layout": "demo", "root": ""}}})["datasets"]["x"]
+    rows = []
+    for key in ("preset", "seed", "device"):
+        value = config.get(key, default[key])
+        rows.append((key, resolved[key], "config" if value != default[key] else "default"))
+    meta = config["datasets"][dataset]
+    for key, value in _leaves({"dataset": resolved["dataset"]}):
+        sub = key.split(".", 1)[1]
+        set_here = sub in meta and meta[sub] != meta_default.get(sub, _MISSING)
+        rows.append((key, value, f"datasets.{dataset}" if set_here else "default"))
+    for key, value in _leaves({k: resolved[k] for k in SECTIONS}):
+        source = "default"
+        for name, layer in stack:
+            found = _lookup(layer, key)
+            if found is _MISSING or (name == "config" and found == _lookup(default, key)):
+                continue
+            source = name
+        rows.append((key, value, source))
+    rows.append(("name", resolved["name"], f"datasets.{dataset}"))
+    return rows
+
+
+def format_explained(rows: list[tuple[str, object, str]]) -> str:
+    """``key = value   (layer)`` lines, values as JSON, the layers aligned."""
+    cells = [f"{key} = {json.dumps(value)}" for key, value, _ in rows]
+    width = max(len(c) for c in cells) + 3
+    return "\n".join(f"{c:<{width}}({layer})" for c, (_, _, layer) in zip(cells, rows))
 
 
 # What each model reads of the model and loss sections (its loss terms k, weighted by

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import scipy.io
 
+from vad_pipeline.intervals import runs
 from vad_pipeline.io import VadError, umask
 
 ANOMALIES = ("fast", "against", "shape")
@@ -126,10 +127,7 @@ def frame_labels_from_masks(masks: np.ndarray, full_area: int) -> np.ndarray:
 
 def label_ranges(labels: np.ndarray) -> np.ndarray:
     """Bool per frame -> 2xK array of 1-based [first; last] abnormal ranges."""
-    padded = np.concatenate([[False], labels, [False]]).astype(np.int8)
-    d = np.diff(padded)
-    first, last = np.flatnonzero(d == 1) + 1, np.flatnonzero(d == -1)
-    return np.stack([first, last]).astype(np.float64)
+    return np.asarray(runs(labels), np.float64).reshape(-1, 2).T + 1
 
 
 MARKER = ".vad-pipeline-demo"   # written into every generated demo: what may be replaced

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 from sklearn import metrics as _sk
 
+from vad_pipeline.intervals import runs
 from vad_pipeline.io import VadError, atomic_path, read_csv, write_csv, write_json
 
 
@@ -239,10 +240,8 @@ def html_summary(result: dict, bench: dict | None, out: str, figures: list[str] 
 
 def _segments(keep: np.ndarray, merge_gap: int) -> list[tuple[int, int]]:
     """Runs of True as (first, last) index pairs, runs separated by <= merge_gap frames joined."""
-    d = np.diff(np.r_[0, keep.astype(np.int8), 0])
-    runs = list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1))
     out: list[tuple[int, int]] = []
-    for a, b in runs:
+    for a, b in runs(keep):
         if out and a - out[-1][1] - 1 <= merge_gap:
             out[-1] = (out[-1][0], b)
         else:

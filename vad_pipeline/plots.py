@@ -6,9 +6,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from vad_pipeline.intervals import runs  # noqa: E402
 from vad_pipeline.io import atomic_path  # noqa: E402
 
 
@@ -50,11 +50,6 @@ def roc(frames: pd.DataFrame, out: str, title: str) -> None:
     _save(fig, out)
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    d = np.diff(np.r_[0, mask.astype(int), 0])
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
-
-
 def score_curves(frames: pd.DataFrame, out: str, title: str) -> None:
     """One panel per video: frame score, abnormal ground truth shaded, excluded frames greyed."""
     videos = list(dict.fromkeys(frames["video"].astype(str)))
@@ -63,10 +58,10 @@ def score_curves(frames: pd.DataFrame, out: str, title: str) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.2 * rows), squeeze=False)
     for ax, name in zip(axes.flat, videos):
         g = frames[frames["video"].astype(str) == name]
-        for a, b in _runs(g["label"].to_numpy() > 0):
-            ax.axvspan(g["frame"].iloc[a], g["frame"].iloc[b - 1], color="tab:red", alpha=0.2, lw=0)
-        for a, b in _runs(g["excluded"].to_numpy().astype(bool)):
-            ax.axvspan(g["frame"].iloc[a], g["frame"].iloc[b - 1], color="grey", alpha=0.3, lw=0)
+        for a, b in runs(g["label"].to_numpy() > 0):
+            ax.axvspan(g["frame"].iloc[a], g["frame"].iloc[b], color="tab:red", alpha=0.2, lw=0)
+        for a, b in runs(g["excluded"].to_numpy().astype(bool)):
+            ax.axvspan(g["frame"].iloc[a], g["frame"].iloc[b], color="grey", alpha=0.3, lw=0)
         ax.plot(g["frame"], g["score"], lw=1)
         ax.set_title(f"video {name}", fontsize=9)
         ax.tick_params(labelsize=7)

@@ -1,10 +1,8 @@
-"""Per-object anomaly scores.
+"""Per-object anomaly scores from the raw terms that :mod:`vad_pipeline.infer` wrote.
 
-``infer`` runs the trained model over an STC file and keeps the raw terms per object:
-S_f = 1 - cos(f_a, f_m) (feature inconsistency; both seed models, the term ``model.feature_term``)
-and S_p = ||x_hat - x||^2 (prediction error).
-``fuse`` z-scores each with the mean/std of the *training* cubes and forms
-S = w_f * z(S_f) + w_p * z(S_p), so a change of weights never needs the model again.
+``fuse`` z-scores S_f and S_p with the mean/std of the *training* cubes and forms
+S = w_f * z(S_f) + w_p * z(S_p), so a change of weights never needs the model again. No torch
+import: rescoring runs without it.
 """
 
 from __future__ import annotations
@@ -13,38 +11,11 @@ import logging
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm import tqdm
 
-from vad_pipeline.accel import flush_denormals
-from vad_pipeline.io import VadError, read_csv, write_csv, write_json
-from vad_pipeline.stc import INDEX, STCDataset, read_index
-from vad_pipeline.train import compute_terms, load_model, pick_device
+from vad_pipeline.io import read_csv, write_csv, write_json
+from vad_pipeline.stc import INDEX
 
 log = logging.getLogger(__name__)
-
-
-@torch.inference_mode()
-def infer(model_path: str, stc_path: str, out: str, cfg: dict) -> pd.DataFrame:
-    device = pick_device(cfg["device"])
-    flush_denormals(device)
-    model, state = load_model(model_path, device)
-    ds = STCDataset(stc_path, flow_scale=state["flow_scale"])
-    if ds.app_shape[0] - 1 != state["in_frames"] or ds.app_shape[1] != state["channels"]:
-        raise VadError(f"{stc_path}: cubes of shape {ds.app_shape} do not fit the model in {model_path}")
-    s_f = np.empty(len(ds), np.float64)
-    s_p = np.empty(len(ds), np.float64)
-    bs = cfg["score"]["batch_size"]
-    for idx, app, flow in tqdm(ds.blocks(max(bs, 4096)), total=-(-len(ds) // max(bs, 4096)), desc="infer"):
-        for s in range(0, len(app), bs):
-            terms = compute_terms(model, app[s : s + bs].to(device), flow[s : s + bs].to(device))
-            feature = terms.get(model.feature_term)  # absent without a motion stream: NaN, z = 0 in fuse
-            s_f[idx[s : s + bs]] = feature.cpu().numpy() if feature is not None else np.nan
-            s_p[idx[s : s + bs]] = terms["int"].cpu().numpy()
-    df = read_index(stc_path)
-    df["s_f"], df["s_p"] = s_f, s_p
-    write_csv(out, df)
-    return df
 
 
 def zstats(values: np.ndarray) -> tuple[float, float]:

@@ -6,6 +6,9 @@ Layout of the file (N samples, T = t_past, C = 3 or 1, S = size):
   flow  (N, T, 2, S, S)   float16  flows ending at t-T+1..t, in pixels of the full frame
   video (N,) int32 index into attrs["videos"];  frame (N,) int32;  box (N, 4) int32 x1,y1,x2,y2
   attrs["content_sha256"]: a hash of all of the above (see :func:`content_hash`)
+
+Writing only; :mod:`vad_pipeline.cubes` reads them as model input. No torch import here, so
+``score`` (which needs ``INDEX``) runs without torch.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import cv2
 import h5py
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from vad_pipeline.datasets import Video, iter_frames
@@ -156,50 +158,3 @@ def read_index(path: str) -> pd.DataFrame:
         box = f["box"][:]
         return pd.DataFrame({"video": names[f["video"][:]], "frame": f["frame"][:],
                              "x1": box[:, 0], "y1": box[:, 1], "x2": box[:, 2], "y2": box[:, 3]})
-
-
-class STCDataset(torch.utils.data.Dataset):
-    """Samples of an STC file as float tensors, read on demand (the file is never loaded whole).
-
-    ``__getitem__`` gives one sample; :meth:`blocks` yields contiguous blocks, shuffled inside
-    and in order when ``rng`` is given, which reads compressed chunks once per epoch.
-    Frames are scaled to [-1, 1]; flows are divided by ``flow_scale``.
-    """
-
-    def __init__(self, path: str, flow_scale: float = 1.0):
-        self.path, self.flow_scale = str(path), flow_scale
-        with h5py.File(self.path, "r") as f:
-            if "app" not in f or "flow" not in f:
-                raise VadError(f"{path}: not an STC file (no 'app'/'flow' datasets)")
-            self.n = f["app"].shape[0]
-            self.app_shape, self.flow_shape = f["app"].shape[1:], f["flow"].shape[1:]
-        self._f: h5py.File | None = None
-
-    def __len__(self) -> int:
-        return self.n
-
-    def _file(self) -> h5py.File:
-        if self._f is None:  # opened lazily so that DataLoader workers each get their own handle
-            self._f = h5py.File(self.path, "r")
-        return self._f
-
-    def _convert(self, app: np.ndarray, flow: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        a = torch.from_numpy(app).float().div_(127.5).sub_(1.0)
-        fl = torch.from_numpy(flow.astype(np.float32)).div_(self.flow_scale)
-        return a, fl
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self._file()
-        return self._convert(f["app"][i], f["flow"][i])
-
-    def blocks(self, block: int, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        """Yield (sample indices, app, flow) for blocks of about ``block`` samples."""
-        f = self._file()
-        starts = np.arange(0, self.n, block)
-        if rng is not None:
-            starts = rng.permutation(starts)
-        for s in starts:
-            e = min(s + block, self.n)
-            app, flow = self._convert(f["app"][s:e], f["flow"][s:e])
-            order = rng.permutation(e - s) if rng is not None else np.arange(e - s)
-            yield np.arange(s, e)[order], app[order], flow[order]

@@ -33,10 +33,11 @@ from torch import nn
 
 from vad_pipeline.accel import flush_denormals, pick_device
 from vad_pipeline.config import config_hash, model_sections
+from vad_pipeline.cubes import STCDataset, read_block, to_model
 from vad_pipeline.io import VadError, atomic_path, write_csv
 from vad_pipeline.models import build_model
 from vad_pipeline.models import losses as L
-from vad_pipeline.stc import STCDataset, content_hash
+from vad_pipeline.stc import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class _Blocks(torch.utils.data.Dataset):
         e = min(s + self.block, self.n)
         rng = np.random.default_rng([self.seed, epoch, s])
         order = rng.permutation(e - s)
-        app, flow = self._f["app"][s:e][order], self._f["flow"][s:e][order]  # contiguous read, then shuffle
+        app, flow = (x[order] for x in read_block(self._f, s, e))  # contiguous read, then shuffle
         flip = rng.random(e - s) < 0.5
         return tuple(torch.from_numpy(x) for x in (s + order, app, flow, flip))
 
@@ -203,8 +204,8 @@ class TrainData:
             for s in range(0, len(app), bs):
                 if len(app) - s < 2:  # batch norm needs two samples
                     continue
-                a = app[s : s + bs].to(dev, non_blocking=nb).float().div_(127.5).sub_(1.0)
-                f = flow[s : s + bs].to(dev, non_blocking=nb).float().div_(self.tc["flow_scale"])
+                a, f = to_model(app[s : s + bs].to(dev, non_blocking=nb),
+                                flow[s : s + bs].to(dev, non_blocking=nb), self.tc["flow_scale"])
                 if self.tc["hflip"]:
                     a, f = hflip(a, f, flip[s : s + bs].to(dev))
                 yield idx[s : s + bs], a, f

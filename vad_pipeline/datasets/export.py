@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from vad_pipeline.datasets.video import Video, iter_frames
+from vad_pipeline.intervals import runs
 
 FOURCC = {".avi": "FFV1", ".mp4": "mp4v"}
 
@@ -47,8 +48,7 @@ def write_image_folder(folder: Path, frames: Iterable[np.ndarray], pattern: str,
 
 def _ranges(lab: np.ndarray) -> list[tuple[int, int]]:
     """Bool per frame -> 1-based inclusive (first, last) runs."""
-    d = np.diff(np.r_[0, lab.astype(np.int8), 0])
-    return list(zip(np.flatnonzero(d == 1) + 1, np.flatnonzero(d == -1)))
+    return [(a + 1, b + 1) for a, b in runs(lab)]
 
 
 def export(train: list[Video], test: list[Video], labels: dict[str, np.ndarray],

@@ -24,11 +24,13 @@ def _amsrc(cfg: dict, in_frames: int, channels: int) -> nn.Module:
 
 
 def _mgsm(cfg: dict, in_frames: int, channels: int) -> nn.Module:
+    from vad_pipeline.config import defaults
+
+    # model files written before the ablation switches: the schema's defaults (the full model)
+    cfg = {**defaults()["model"], **cfg}
     return MGSMNet(MGSMNetConfig(in_frames=in_frames, channels=channels, width=cfg["width"],
-                                 memory_sizes=list(cfg["memory_sizes"]),
-                                 # model files written before the ablation switches: the full model
-                                 streams=cfg.get("streams", "both"), memory=cfg.get("memory", True),
-                                 skips=list(cfg.get("skips", [1, 2, 3]))))
+                                 memory_sizes=list(cfg["memory_sizes"]), streams=cfg["streams"],
+                                 memory=cfg["memory"], skips=list(cfg["skips"])))
 
 
 MODELS: dict[str, Callable[[dict, int, int], nn.Module]] = {"amsrc": _amsrc, "mgsm": _mgsm}

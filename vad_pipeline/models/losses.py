@@ -24,32 +24,9 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1.0 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-8)
 
 
-def nearest_sq_distances(queries: torch.Tensor, items: torch.Tensor, k: int,
-                         dots: torch.Tensor | None = None) -> torch.Tensor:
-    """||q - m_j||^2 to the k nearest items, nearest first: queries (B, Q, D), items (N, D) -> (B, Q, k).
-
-    The k items are chosen without gradient, by ||m_j||^2 - 2 q.m_j (``dots`` = queries @ items.T,
-    pass them in where they exist already); the distances are then computed from the gathered
-    items only, so the gradient never touches a (B, Q, N) tensor.
-    """
-    if items.shape[0] < k:
-        raise ValueError(f"need at least {k} memory items, have {items.shape[0]}")
-    with torch.no_grad():   # ||q||^2 is the same for every item: it does not change the order
-        if dots is None:
-            dots = queries @ items.T
-        idx = (items.pow(2).sum(-1) - 2 * dots).topk(k, dim=-1, largest=False).indices   # (B, Q, k)
-    return sq_distances(queries, items[idx])
-
-
 def sq_distances(queries: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
     """||q - m||^2 of each query to its own items: queries (B, Q, D), nearest (B, Q, k, D) -> (B, Q, k)."""
     return (queries.unsqueeze(-2) - nearest).pow(2).sum(-1)
-
-
-def memory_terms(queries: torch.Tensor, items: torch.Tensor,
-                 dots: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample (L_comp, L_diver) of one memory (eqs. 7-8: compactness, diversity) from one nearest-two search."""
-    return _compact_div(nearest_sq_distances(queries, items, 2, dots))
 
 
 def memory_terms_of_nearest(queries: torch.Tensor, nearest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,16 +40,3 @@ def _compact_div(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared distances to the nearest and second-nearest item (B, Q, 2) -> mean over queries of
     d_1 (L_comp) and of d_1 - d_2 (L_diver)."""
     return d[..., 0].mean(1), (d[..., 0] - d[..., 1]).mean(1)
-
-
-def compactness(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Per-sample L_comp (MGSM paper, eq. 7): ||q - m_1||^2 with m_1 the item nearest to q,
-    averaged over the sample's queries (like L_int over pixels). queries (B, Q, D), items (N, D)."""
-    return nearest_sq_distances(queries, items, 1)[..., 0].mean(1)
-
-
-def diversity(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Per-sample L_diver (MGSM paper, eq. 8): ||q - m_1||^2 - ||q - m_2||^2 with m_1, m_2 the
-    nearest and second-nearest items, averaged over the queries. Written as in the paper: no
-    margin, no hinge (it is <= 0); bounded because the MGSM model passes unit vectors."""
-    return memory_terms(queries, items)[1]

@@ -61,11 +61,6 @@ class MemoryGuidedSuppression(nn.Module):
         queries = F.normalize(feat.flatten(2).transpose(1, 2), dim=2)   # cosine: unit vectors
         return queries, queries @ self.unit_items().T
 
-    def address(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """feat (B, C, H, W) -> unit queries (B, H*W, C), attention weights w (B, H*W, N) (eq. 2)."""
-        queries, cos = self.similarities(feat)
-        return queries, torch.softmax(cos, dim=2)
-
     def read(self, feat: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """feat (B, C, H, W) -> suppressed feature (B, C, H, W), unit queries (B, H*W, C), suppressor
         max(w) (B, 1, H, W), and each query's k nearest unit items (B, H*W, k, C), nearest first."""
@@ -81,11 +76,6 @@ class MemoryGuidedSuppression(nn.Module):
         cos_max = (queries.float() * nearest[:, :, 0].float()).sum(-1)
         suppressor = (cos_max.exp() / cos.float().exp().sum(dim=2)).reshape(b, 1, h, w)
         return F.relu(suppressor * self.norm(feat)), queries, suppressor, nearest   # eq. 3
-
-    def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """feat (B, C, H, W) -> suppressed feature (B, C, H, W), unit queries (B, H*W, C),
-        suppressor max(w) (B, 1, H, W)."""
-        return self.read(feat, k=1)[:3]
 
 
 class MGSMNet(nn.Module):

@@ -4,28 +4,11 @@
 # in common.smk resolves them through job_config), so each variant is cached and reruns on its own;
 # detection, flow, STCs and labels are the dataset's, shared with the main pipeline. A variant
 # whose training settings coincide with an earlier one's on a dataset is inferred with that one's
-# model instead of training its own (vabl.trained_by).
+# model instead of training its own (vabl.trained_by; trained_by and variant_model in common.smk).
 import re
 
-from vad_pipeline import ablation as vabl
-
 ABLATION = config.get("ablation", {})
-ABL = "results/{dataset}/ablation/{variant}"
-
-
-@functools.cache
-def trained_by(dataset):
-    try:
-        return vabl.trained_by(config, dataset)
-    except VadError as exc:
-        raise WorkflowError(f"ablation: {exc}")
-
-
-def variant_model(wildcards):
-    """The model a variant is inferred with: its own, or that of the earlier variant it coincides
-    with on this dataset (same training settings: trained once)."""
-    owner = trained_by(wildcards.dataset)[wildcards.variant]
-    return f"results/{wildcards.dataset}/ablation/{owner}/train/model.pt"
+ABL = vabl.variant_dir("results", "{dataset}", "{variant}")
 
 
 wildcard_constraints:

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the package, also when it is not installed
+from vad_pipeline import ablation as vabl  # noqa: E402
 from vad_pipeline import config as vconf  # noqa: E402
 from vad_pipeline import datasets as vdata  # noqa: E402
 from vad_pipeline.io import VadError  # noqa: E402
@@ -87,10 +88,10 @@ def video_names(dataset, split):
 # Where a dataset lives is not what its results depend on: moving or remounting it must not redo
 # hours of detection, flow and training. So the stages' params leave dataset.root out
 # (config.stage_params), and the stages that open videos read it from results/<d>/dataset_root.txt
-# (rule dataset_root), an ancient input. A dataset's own files are not inputs at all: a copy, a
+# (written by the dataset_root job), an ancient input. A dataset's own files are not inputs at all: a copy, a
 # restore or a remount gives them new timestamps and paths without new content. After really
 # changing a video, rerun its stages: snakemake -R detect flow (README, Rerunning). The generated
-# demo is the exception: it is rule make_demo's output, so regenerating it reruns everything.
+# demo is the exception: it is make_demo's output, so regenerating it reruns everything.
 ROOT_FILE = "results/{dataset}/dataset_root.txt"
 
 
@@ -142,6 +143,24 @@ def per_video(pattern):
                       video=video_names(wildcards.dataset, wildcards.split))
 
     return fn
+
+
+# Ablation variants (ablation.smk)
+
+
+@functools.cache
+def trained_by(dataset):
+    try:
+        return vabl.trained_by(config, dataset)
+    except VadError as exc:
+        raise WorkflowError(f"ablation: {exc}")
+
+
+def variant_model(wildcards):
+    """The model a variant is inferred with: its own, or that of the earlier variant it coincides
+    with on this dataset (same training settings: trained once)."""
+    owner = trained_by(wildcards.dataset)[wildcards.variant]
+    return f"{vabl.variant_dir('results', wildcards.dataset, owner)}/train/model.pt"
 
 
 def localisation_input(name):

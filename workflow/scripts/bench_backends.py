@@ -26,10 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 
 from vad_pipeline import config as C  # noqa: E402
-from vad_pipeline import detect as D  # noqa: E402
 from vad_pipeline import flow as F  # noqa: E402
 from vad_pipeline.datasets import get_video, iter_frames, video_names  # noqa: E402
-from vad_pipeline.flownet2 import FlowNet2  # noqa: E402
+from vad_pipeline.detect import mmdet as MM  # noqa: E402
+from vad_pipeline.detect import motion as D  # noqa: E402
+from vad_pipeline.flow.flownet2 import FlowNet2  # noqa: E402
+from vad_pipeline.flow.network import TorchFlow, net_size  # noqa: E402
+from vad_pipeline.flow.raft import build_raft  # noqa: E402
 from vad_pipeline.io import write_json  # noqa: E402
 
 
@@ -54,12 +57,12 @@ def timed(fn, batches) -> float:
 def flow_rates(cfg: dict, frames: list[np.ndarray], device: str, batch: int, out: dict) -> None:
     gray = [f.mean(-1).astype(np.uint8) for f in frames]
     for name in ("dis", "farneback"):
-        be = F.BACKENDS[name](cfg["flow"][name])
+        be = F.factory(name)(cfg["flow"][name])
         secs = timed(lambda b, be=be: be.fn(b[0], b[1]), [([g], [h]) for g, h in zip(gray, gray[1:])])
         out[f"flow/{name}"] = (len(gray) - 1) / secs
     nets = {"flownet2": (FlowNet2, cfg["flow"]["flownet2"]["size"], 64, 0)}
     try:
-        nets["raft"] = (lambda: F.build_raft("large"), cfg["flow"]["raft"]["size"], 8, 128)
+        nets["raft"] = (lambda: build_raft("large"), cfg["flow"]["raft"]["size"], 8, 128)
     except Exception:  # noqa: BLE001 - torchvision absent: skip RAFT
         pass
     for name, (build, size, mult, minimum) in nets.items():
@@ -73,13 +76,13 @@ def flow_rates(cfg: dict, frames: list[np.ndarray], device: str, batch: int, out
 
             def model(a, b, net=net):
                 return net(a / 127.5 - 1, b / 127.5 - 1, num_flow_updates=12)[-1]
-        tf = F.TorchFlow(model, torch.device(device), size, mult, minimum)
+        tf = TorchFlow(model, torch.device(device), size, mult, minimum)
         pairs = list(zip(frames, frames[1:]))
         batches = [([p for p, _ in pairs[i:i + batch]], [c for _, c in pairs[i:i + batch]])
                    for i in range(0, len(pairs), batch)]
         secs = timed(lambda b, tf=tf: tf(*b), batches)
         h, w = frames[0].shape[:2]
-        out[f"flow/{name} {F.net_size(h, w, size, mult, minimum)}"] = len(pairs) / secs
+        out[f"flow/{name} {net_size(h, w, size, mult, minimum)}"] = len(pairs) / secs
 
 
 def detect_rates(cfg: dict, frames: list[np.ndarray], device: str, batch: int, out: dict, tmp: Path) -> None:
@@ -97,10 +100,10 @@ def detect_rates(cfg: dict, frames: list[np.ndarray], device: str, batch: int, o
         print("detect/mmdet: skipped (mmdet not installed)")
         return
     mp = dict(cfg["detect"]["mmdet"], device=device, batch_size=batch)
-    cfg_path = D.mmdet_config_path(mp["config"])
+    cfg_path = MM.mmdet_config_path(mp["config"])
     model = init_detector(cfg_path, checkpoint=None, device="cpu")
     torch.save({"state_dict": model.state_dict()}, tmp / "random_detector.pth")
-    det = D.MMDetector(dict(mp, checkpoint=str(tmp / "random_detector.pth")))
+    det = MM.MMDetector(dict(mp, checkpoint=str(tmp / "random_detector.pth")))
     batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
     out[f"detect/mmdet {Path(cfg_path).stem}"] = len(frames) / timed(det, batches)
 

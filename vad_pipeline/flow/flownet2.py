@@ -3,7 +3,8 @@
 The module tree and parameter names follow NVIDIA's flownet2-pytorch release, so its
 ``FlowNet2_checkpoint.pth.tar`` (``state_dict`` key) loads strictly. The three operations that
 release implements as CUDA kernels are tensor operations here: :func:`correlation` (FlowNetC's
-cost volume), :func:`channel_norm` and :func:`warp` (its ``Resample2d``).
+cost volume), :func:`channel_norm` and :func:`warp` (its ``Resample2d``). :func:`make_flownet2`
+is the flow backend ``flownet2``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vad_pipeline.accel import load_state, pick_device
+from vad_pipeline.flow import FlowBackend
+from vad_pipeline.flow.network import TorchFlow
 
 RGB_MAX = 255.0
 DIV_FLOW = 20.0  # the networks predict flow / 20
@@ -233,3 +238,9 @@ class FlowNet2(nn.Module):
             channel_norm(img1n - warp(x[:, 3:], flow_sd)), channel_norm(img1n - warp(x[:, 3:], flow_s2)),
         ), 1)
         return self.flownetfusion(fusion_in)
+
+
+def make_flownet2(p: dict) -> FlowBackend:
+    device = pick_device(p["device"])
+    model = load_state(FlowNet2(), p["checkpoint"], "FlowNet2", "flow.flownet2.checkpoint").eval().to(device)
+    return FlowBackend(TorchFlow(model, device, p["size"], 64), gray=False, batch_size=p["batch_size"])

@@ -1,0 +1,32 @@
+"""`snakemake --lint` on the workflow: CI fails on any lint not listed in ALLOWED.
+
+snakemake --lint exits 1 when it reports anything (and on errors), 0 when clean; its json output
+is not honoured by every version, so the text report is parsed ("Lints for rule X ...:" headers,
+"    * <title>:" items)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Lints known and accepted for now, with why. The rules' shell lines call the package through
+# the VAD prefix defined in common.smk (PYTHONPATH + python -m vad_pipeline): not a parameter of
+# the job, so not something provenance tracking should see.
+ALLOWED = {
+    "Shell command directly uses variable VAD from outside of the rule",
+}
+
+
+def test_snakemake_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", "Snakefile", "--cores", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    report = proc.stdout + proc.stderr
+    lints = re.findall(r"^    \* (.+?):?$", report, flags=re.MULTILINE)
+    if proc.returncode != 0:
+        assert lints, f"snakemake --lint failed without a lint report:\n{report[-3000:]}"
+    unexpected = sorted({t for t in lints if t.rstrip(":") not in ALLOWED})
+    assert not unexpected, f"snakemake --lint: {unexpected}\n{report[-3000:]}"

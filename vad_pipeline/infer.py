@@ -1,0 +1,40 @@
+"""Raw per-object terms of a trained model over an STC file (torch; :mod:`vad_pipeline.score`
+fuses them without it): S_f = 1 - cos(f_a, f_m) (feature inconsistency; both seed models, the
+term ``model.feature_term``) and S_p = ||x_hat - x||^2 (prediction error).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from vad_pipeline.accel import flush_denormals, pick_device
+from vad_pipeline.cubes import STCDataset
+from vad_pipeline.io import VadError, write_csv
+from vad_pipeline.stc import read_index
+from vad_pipeline.train import compute_terms, load_model
+
+
+@torch.inference_mode()
+def infer(model_path: str, stc_path: str, out: str, cfg: dict) -> pd.DataFrame:
+    device = pick_device(cfg["device"])
+    flush_denormals(device)
+    model, state = load_model(model_path, device)
+    ds = STCDataset(stc_path, flow_scale=state["flow_scale"])
+    if ds.app_shape[0] - 1 != state["in_frames"] or ds.app_shape[1] != state["channels"]:
+        raise VadError(f"{stc_path}: cubes of shape {ds.app_shape} do not fit the model in {model_path}")
+    s_f = np.empty(len(ds), np.float64)
+    s_p = np.empty(len(ds), np.float64)
+    bs = cfg["score"]["batch_size"]
+    for idx, app, flow in tqdm(ds.blocks(max(bs, 4096)), total=-(-len(ds) // max(bs, 4096)), desc="infer"):
+        for s in range(0, len(app), bs):
+            terms = compute_terms(model, app[s : s + bs].to(device), flow[s : s + bs].to(device))
+            feature = terms.get(model.feature_term)  # absent without a motion stream: NaN, z = 0 in fuse
+            s_f[idx[s : s + bs]] = feature.cpu().numpy() if feature is not None else np.nan
+            s_p[idx[s : s + bs]] = terms["int"].cpu().numpy()
+    df = read_index(stc_path)
+    df["s_f"], df["s_p"] = s_f, s_p
+    write_csv(out, df)
+    return df
