@@ -14,7 +14,7 @@ from vad_pipeline.config import defaults
 from vad_pipeline.score import fuse
 
 H, W, N = 120, 160, 12
-P = {**defaults()["motion"], "k": 3, "frames": 1}
+P = {**defaults()["motion"], "k": 3, "frames": 1, "location_weight": 4.0}
 
 
 def _scene(tmp_path, name: str, objects: list[tuple[int, int, float]]):
