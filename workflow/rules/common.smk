@@ -88,10 +88,10 @@ def video_names(dataset, split):
 # Where a dataset lives is not what its results depend on: moving or remounting it must not redo
 # hours of detection, flow and training. So the stages' params leave dataset.root out
 # (config.stage_params), and the stages that open videos read it from results/<d>/dataset_root.txt
-# (rule dataset_root), an ancient input. A dataset's own files are not inputs at all: a copy, a
+# (written by the dataset_root job), an ancient input. A dataset's own files are not inputs at all: a copy, a
 # restore or a remount gives them new timestamps and paths without new content. After really
 # changing a video, rerun its stages: snakemake -R detect flow (README, Rerunning). The generated
-# demo is the exception: it is rule make_demo's output, so regenerating it reruns everything.
+# demo is the exception: it is make_demo's output, so regenerating it reruns everything.
 ROOT_FILE = "results/{dataset}/dataset_root.txt"
 
 

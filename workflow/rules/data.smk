@@ -18,9 +18,13 @@ rule dataset_root:
         ROOT_FILE,
     params:
         root=lambda w: RESOLVED[w.dataset]["dataset"]["root"],
+    log:
+        "results/logs/{dataset}/dataset_root.log",
     localrule: True
+    conda:
+        f"{ENVS}/eval.yaml"
     shell:
-        "printf '%s\\n' {params.root:q} > {output:q}"
+        "printf '%s\\n' {params.root:q} > {output:q} 2> {log:q}"
 
 
 rule labels:
