@@ -182,6 +182,10 @@ def cmd_bench(cfg, a):
     for stage in ("detect", "flow"):  # frames/s per backend
         if stage in cfg and stage in result["stages"]:
             result["stages"][stage]["backend"] = cfg[stage]["backend"]
+    from vad_pipeline.density import best_box_flow_auc
+
+    # proposals: how well the best box's mean flow magnitude alone ranks frames (issue 14)
+    result["best_box_flow_auc"] = best_box_flow_auc(a.results, cfg["name"], cfg["frame_scores"]["exclude_first"])
     if cfg["dataset"]["layout"] == "demo":  # small enough to convert into every layout
         result["decode"] = decode_throughput(cfg)
     if a.out:

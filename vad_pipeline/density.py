@@ -150,3 +150,42 @@ def motion_terms(train_features: str, test_features: str, train_out: str, test_o
              len(test), test["s_m"].mean() if len(test) else float("nan"))
     write_csv(train_out, train[INDEX + ["s_m"]])
     write_csv(test_out, test[INDEX + ["s_m"]])
+
+
+def best_box_flow_auc(results: str, dataset: str, exclude_first: int) -> float | None:
+    """Proposal diagnostic (``benchmark.json``): the micro AUC of each test frame's largest mean
+    flow magnitude over its boxes (flow t-1 -> t; a frame without a box gets the lowest value),
+    the first ``exclude_first`` frames of each video left out. None without labels or boxes."""
+    from pathlib import Path
+
+    from vad_pipeline.evaluate import auc
+
+    root = Path(results) / dataset
+    if not (root / "labels.csv").is_file():
+        return None
+    labels = read_csv(root / "labels.csv", ["video", "frame", "label"])
+    if (labels["label"] < 0).all():
+        return None
+    ys, ss = [], []
+    for video, g in labels.groupby("video", sort=False):
+        bp, fp = root / "detect" / "test" / f"{video}.csv", root / "flow" / "test" / f"{video}.h5"
+        if not (bp.is_file() and fp.is_file()):
+            return None
+        best = np.full(len(g), np.nan)
+        boxes = read_csv(bp, ["frame", "x1", "y1", "x2", "y2"])
+        with h5py.File(fp, "r") as f:
+            fl, scale = f["flow"], int(f.attrs["downscale"])
+            for t, b in boxes.groupby("frame"):
+                if 0 <= int(t) < min(len(best), fl.shape[0]):
+                    best[int(t)] = max(box_features(fl[int(t)][None], box, scale, 1, 1, 0.0)[0]
+                                       for box in b[["x1", "y1", "x2", "y2"]].to_numpy(int))
+        keep = g["frame"].to_numpy() >= exclude_first
+        ys.append(g["label"].to_numpy()[keep])
+        ss.append(best[keep])
+    s = np.concatenate(ss)
+    if np.isnan(s).all():
+        return None
+    y = np.concatenate(ys).astype(bool)
+    if y.all() or not y.any():
+        return None
+    return auc(y, np.where(np.isnan(s), np.nanmin(s), s))

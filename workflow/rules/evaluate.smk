@@ -45,7 +45,7 @@ rule benchmark:
     output:
         "results/{dataset}/benchmark.json",
     params:
-        cfg=params_json("demo", "detect", "flow"),
+        cfg=params_json("demo", "detect", "flow", "frame_scores"),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:
