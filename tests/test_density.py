@@ -116,3 +116,20 @@ def test_term_alone_is_pooled_to_frames_and_evaluated():
     m = E.metrics(fr)
     assert m["auc_terms"]["s_m"] == pytest.approx(1.0)
     assert set(m["auc_terms"]) == {"s_f", "s_p", "s_m"}
+
+
+def test_best_box_flow_auc_diagnostic(tmp_path):
+    """benchmark.json's proposal diagnostic: the frames whose best box moves fastest rank first."""
+    root = tmp_path / "res" / "toy"
+    (root / "detect" / "test").mkdir(parents=True)
+    (root / "flow" / "test").mkdir(parents=True)
+    fp, bp = _scene(tmp_path, "v", [(10, 5, 1.0), (100, 70, 1.5)])
+    with h5py.File(fp, "r+") as f:   # frames 8.. : the second object speeds up to 5 px/frame
+        flow = f["flow"][:]
+        flow[8:, 70:100, 100:120, 0] = 5.0
+        f["flow"][:] = flow
+    (root / "flow" / "test" / "v.h5").write_bytes(open(fp, "rb").read())
+    (root / "detect" / "test" / "v.csv").write_text(open(bp).read())
+    pd.DataFrame({"video": "v", "frame": range(N), "label": [0] * 8 + [1] * (N - 8)}).to_csv(root / "labels.csv", index=False)
+    assert D.best_box_flow_auc(str(tmp_path / "res"), "toy", 4) == pytest.approx(1.0)
+    assert D.best_box_flow_auc(str(tmp_path / "res"), "other", 4) is None   # no labels: none
