@@ -59,7 +59,7 @@ def test_filter_overlaps_empty():
 # --------------------------------------------------------------------------- boxes_from_mask
 
 
-P = {"min_area": 5, "max_area_frac": 0.5, "pad": 0}
+P = {"min_area": 5, "max_area_frac": 0.5, "pad": 0, "split_valley": 0.0}
 
 
 def test_boxes_from_mask_area_filter_and_fill():
@@ -72,6 +72,45 @@ def test_boxes_from_mask_area_filter_and_fill():
     assert boxes.shape == (2, 5)
     got = {tuple(b[:4].astype(int)): b[4] for b in boxes}
     assert got == {(2, 3, 5, 7): pytest.approx(1.0), (20, 12, 24, 16): pytest.approx(12 / 16)}
+
+
+def _walkers() -> np.ndarray:
+    """Two walkers (upright ellipses 13 x 31 px) side by side whose silhouettes touch: one blob."""
+    fg = np.zeros((60, 80), np.uint8)
+    cv2.ellipse(fg, (26, 25), (6, 15), 0, 0, 360, 1, -1)
+    cv2.ellipse(fg, (38, 29), (6, 15), 0, 0, 360, 1, -1)
+    return fg
+
+
+def test_touching_moving_blobs_are_split():
+    """Two walkers whose silhouettes touch are one connected blob: one box without splitting,
+    two boxes, each around one walker, with split_valley."""
+    fg = _walkers()
+    assert cv2.connectedComponents(fg)[0] == 2   # background + one blob
+    merged = Mo.boxes_from_mask(fg, P)
+    assert [tuple(b[:4].astype(int)) for b in merged] == [(20, 10, 45, 45)]
+    split = sorted(tuple(b[:4].astype(int)) for b in Mo.boxes_from_mask(fg, {**P, "split_valley": 0.5}))
+    assert len(split) == 2
+    (l1, t1, r1, b1), (l2, t2, r2, b2) = split
+    assert (l1, t1, b1) == (20, 10, 41) and (t2, r2, b2) == (14, 45, 45)   # each walker's own extent
+    assert 30 <= r1 <= 33 and r1 == l2    # cut where they touch
+    # one walker alone, and a blob without a narrowing, stay whole
+    one = np.zeros((60, 80), np.uint8)
+    cv2.ellipse(one, (26, 25), (6, 15), 0, 0, 360, 1, -1)
+    assert len(Mo.boxes_from_mask(one, {**P, "split_valley": 0.5})) == 1
+    wide = np.zeros((60, 80), np.uint8)
+    wide[10:40, 10:70] = 1   # a cart: wide, but full everywhere
+    assert len(Mo.boxes_from_mask(wide, {**P, "split_valley": 0.5})) == 1
+
+
+def test_split_blob_stacked_and_off():
+    comp = np.zeros((40, 12), np.uint8)
+    comp[0:18, :] = 1
+    comp[18:20, 5:7] = 1     # a thin neck: one walker behind (above) the other
+    comp[20:40, :] = 1
+    assert Mo.split_blob(comp, 0.5, 5) == [(0, 0, 12, 18), (0, 18, 12, 40)] or \
+        Mo.split_blob(comp, 0.5, 5) == [(0, 0, 12, 20), (0, 20, 12, 40)]
+    assert Mo.split_blob(comp, 0.0, 5) == [(0, 0, 12, 40)]
 
 
 def test_boxes_from_mask_min_area_is_inclusive():

@@ -108,10 +108,27 @@ def cmd_infer(cfg, a):
     infer(a.model, a.stc, a.out, cfg)
 
 
+def cmd_motion_features(cfg, a):
+    from vad_pipeline.density import split_features
+    from vad_pipeline.io import write_csv
+
+    df = split_features(a.flows, a.boxes, cfg["motion"])
+    write_csv(a.out, df)
+    log.info("%s: motion features of %d objects", a.out, len(df))
+
+
+def cmd_motion_terms(cfg, a):
+    from vad_pipeline.density import motion_terms
+
+    motion_terms(a.train, a.test, a.train_out, a.test_out, cfg)
+
+
 def cmd_score(cfg, a):
     from vad_pipeline.score import fuse
 
-    fuse(a.train, a.test, a.out, cfg, a.stats)
+    if bool(a.motion_train) != bool(a.motion_test):
+        raise VadError("score: give both --motion-train and --motion-test, or neither")
+    fuse(a.train, a.test, a.out, cfg, a.stats, (a.motion_train, a.motion_test) if a.motion_train else None)
 
 
 def cmd_frame_scores(cfg, a):
@@ -227,6 +244,10 @@ def cmd_bench(cfg, a):
     for stage in ("detect", "flow"):  # frames/s per backend
         if stage in cfg and stage in result["stages"]:
             result["stages"][stage]["backend"] = cfg[stage]["backend"]
+    from vad_pipeline.density import best_box_flow_auc
+
+    # proposals: how well the best box's mean flow magnitude alone ranks frames (issue 14)
+    result["best_box_flow_auc"] = best_box_flow_auc(a.results, cfg["name"], cfg["frame_scores"]["exclude_first"])
     if cfg["dataset"]["layout"] == "demo":  # small enough to convert into every layout
         result["decode"] = decode_throughput(cfg)
     if a.out:
@@ -263,8 +284,14 @@ COMMANDS = {
               [("--stc", REQ), ("--out", REQ), ("--log", REQ), ("--plot", {}), ("--ckpt-dir", {})]),
     "infer": (cmd_infer, "raw per-object terms (S_f, S_p) of an STC file",
               [("--model", REQ), ("--stc", REQ), ("--out", REQ)]),
+    "motion-features": (cmd_motion_features, "per-object flow statistics, size and place of a split",
+                        [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
+    "motion-terms": (cmd_motion_terms, "motion-density term S_m of every training and test object",
+                     [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ)]),
     "score": (cmd_score, "z-score with training statistics and fuse",
-              [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {})]),
+              [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {}),
+               ("--motion-train", {"help": "the motion stage's S_m of the training objects"}),
+               ("--motion-test", {"help": "... and of the test objects"})]),
     "frame-scores": (cmd_frame_scores, "max-pool object scores to frames",
                      [("--objects", REQ), ("--labels", REQ), ("--out", REQ)]),
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",

@@ -3,8 +3,8 @@
 ``frame_scores``: each frame's score is the maximum over its objects; a frame with no object gets
 ``fill`` (``min``: the lowest object score of the dataset); optional per-video min-max
 normalisation and Gaussian smoothing; the first ``exclude_first`` frames of every video (no full
-cube exists there) are marked excluded. Each score term the objects carry (``s_f``, ``s_p``) is
-pooled the same way on its own (``score_f``, ``score_p``), so a user sees which term detects.
+cube exists there) are marked excluded. Each score term the objects carry (``s_f``, ``s_p``,
+``s_m``) is pooled the same way on its own (``score_f``, ``score_p``, ``score_m``), so a user sees which term detects.
 ``evaluate``: micro AUC (all frames pooled), macro AUC (mean over videos that have both classes),
 average precision and equal error rate (scikit-learn's ``roc_auc_score``, ``roc_curve``,
 ``average_precision_score``), and the micro AUC of each term alone.
@@ -35,7 +35,7 @@ def labels_table(videos, labels: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-TERMS = {"s_f": "score_f", "s_p": "score_p"}   # object score term -> its frame-level column
+TERMS = {"s_f": "score_f", "s_p": "score_p", "s_m": "score_m"}   # object score term -> its frame-level column
 
 
 def terms(objects: pd.DataFrame) -> list[str]:

@@ -1,8 +1,10 @@
 """Per-object anomaly scores from the raw terms that :mod:`vad_pipeline.infer` wrote.
 
 ``fuse`` z-scores S_f and S_p with the mean/std of the *training* cubes and forms
-S = w_f * z(S_f) + w_p * z(S_p), so a change of weights never needs the model again. No torch
-import: rescoring runs without it.
+S = w_f * z(S_f) + w_p * z(S_p), so a change of weights never needs the model again. Given the
+motion stage's S_m (:mod:`vad_pipeline.density`, one row per detected object, joined on ``INDEX``),
+it is z-scored with the training objects' S_m the same way and ``w_m * z(S_m)`` added; with
+``w_m: 0`` the score is exactly the two-term one. No torch import: rescoring runs without it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,19 @@ def zstats(values: np.ndarray) -> tuple[float, float]:
     return mu, sd if sd > 0 else 1.0
 
 
-def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | None = None) -> pd.DataFrame:
+def _join_motion(df: pd.DataFrame, motion_csv: str) -> pd.DataFrame:
+    """``df`` with the motion stage's ``s_m`` of each object (NaN where it has none)."""
+    m = read_csv(motion_csv, INDEX + ["s_m"])[INDEX + ["s_m"]].drop_duplicates(INDEX)
+    return df.drop(columns=["s_m"], errors="ignore").merge(m, on=INDEX, how="left")
+
+
+def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | None = None,
+         motion: tuple[str, str] | None = None) -> pd.DataFrame:
+    """``motion``: the motion stage's (train, test) CSVs, for S_m."""
     cols = INDEX + ["s_f", "s_p"]
     train, test = read_csv(train_csv, cols), read_csv(test_csv, cols)
+    if motion:
+        train, test = _join_motion(train, motion[0]), _join_motion(test, motion[1])
     w_f, w_p = cfg["score"]["w_f"], cfg["score"]["w_p"]
     stats = {}
     for term, w in (("f", w_f), ("p", w_p)):
@@ -38,6 +50,13 @@ def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | No
         test[f"z_{term}"] = np.nan_to_num(z, nan=0.0)  # a model without a motion stream has no S_f
         stats[f"s_{term}"] = {"mean": mu, "std": sd, "weight": w}
     test["score"] = w_f * test["z_f"] + w_p * test["z_p"]
+    if motion:
+        w_m = cfg["score"]["w_m"]
+        mu, sd = zstats(train["s_m"].to_numpy(float))
+        test["z_m"] = np.nan_to_num((test["s_m"].to_numpy(float) - mu) / sd, nan=0.0)
+        stats["s_m"] = {"mean": mu, "std": sd, "weight": w_m}
+        if w_m != 0:   # w_m = 0 leaves the two-term score untouched, bit for bit
+            test["score"] = test["score"] + w_m * test["z_m"]
     log.info("z-score statistics from %d training cubes: %s", len(train), stats)
     write_csv(out, test)
     if stats_out:

@@ -55,16 +55,58 @@ def foreground_mask(frame: np.ndarray, prev: np.ndarray | None, bg: np.ndarray, 
     return fg
 
 
+def _cut(counts: np.ndarray, edge: int, valley: float, min_area: float) -> int | None:
+    """Where a profile of foreground counts dips below ``valley`` times the fuller entry on each
+    side (at least ``edge`` entries from either end, ``min_area`` pixels a side); None: nowhere."""
+    n = len(counts)
+    if valley <= 0 or n <= 2 * edge:
+        return None
+    j = edge + int(np.argmin(counts[edge : n - edge]))
+    if counts[j] >= valley * min(counts[:j].max(), counts[j:].max()) or min(counts[:j].sum(), counts[j:].sum()) < min_area:
+        return None
+    return j
+
+
+def split_blob(comp: np.ndarray, valley: float, min_area: float) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1, within ``comp``) of the objects of one blob (``comp``: 0/1, its
+    bounding box): cut where its foreground narrows, between columns (two walkers side by side,
+    touching; each part at least a quarter of the blob's height wide) or else between rows (one
+    behind the other; each part at least half the blob's width high), recursively; each part's
+    box fitted to its own pixels."""
+    ys, xs = np.nonzero(comp)
+    if len(ys) == 0:
+        return []
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    comp = comp[y0:y1, x0:x1]
+    h, w = comp.shape
+    for axis, edge in ((0, max(2, h // 4)), (1, max(2, w // 2))):
+        j = _cut(comp.sum(axis=axis).astype(np.float64), edge, valley, min_area)
+        if j is not None:
+            a, b = (comp[:, :j], comp[:, j:]) if axis == 0 else (comp[:j], comp[j:])
+            dx, dy = (j, 0) if axis == 0 else (0, j)
+            return ([(x0 + p, y0 + q, x0 + r, y0 + s) for p, q, r, s in split_blob(a, valley, min_area)]
+                    + [(x0 + dx + p, y0 + dy + q, x0 + dx + r, y0 + dy + s) for p, q, r, s in split_blob(b, valley, min_area)])
+    return [(int(x0), int(y0), int(x1), int(y1))]
+
+
 def boxes_from_mask(fg: np.ndarray, p: dict) -> np.ndarray:
-    """Connected components -> (N, 5) array x1, y1, x2, y2, fill ratio, area-filtered and padded."""
+    """Connected components -> (N, 5) array x1, y1, x2, y2, fill ratio, area-filtered and padded;
+    with ``split_valley`` > 0 a component is first split where its foreground narrows
+    (:func:`split_blob`), each part's box fitted to its own pixels."""
     h, w = fg.shape
-    n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    out = []
-    for x, y, bw, bh, area in stats[1:n]:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    out, pad, valley = [], p["pad"], p["split_valley"]
+    for i, (x, y, bw, bh, area) in enumerate(stats[1:n], start=1):
         if area < p["min_area"] or area > p["max_area_frac"] * h * w:
             continue
-        pad = p["pad"]
-        out.append((max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad), area / (bw * bh)))
+        parts = [(x, y, bw, bh, area)]
+        if valley > 0:
+            comp = (labels[y : y + bh, x : x + bw] == i).astype(np.uint8)
+            cuts = split_blob(comp, valley, p["min_area"])
+            if len(cuts) > 1:
+                parts = [(x + a, y + b, c - a, d - b, int(comp[b:d, a:c].sum())) for a, b, c, d in cuts]
+        for px, py, pw, ph, pa in parts:
+            out.append((max(0, px - pad), max(0, py - pad), min(w, px + pw + pad), min(h, py + ph + pad), pa / (pw * ph)))
     return np.asarray(out, dtype=np.float64).reshape(-1, 5)
 
 
@@ -99,7 +141,8 @@ def difference_boxes(cur: np.ndarray, prev: np.ndarray | None, p: dict) -> np.nd
     if prev is None:
         return np.zeros((0, 5))
     fg = (np.abs(cur - prev) > p["diff_threshold"]).astype(np.uint8)
-    return boxes_from_mask(fg, {"min_area": p["min_area"], "max_area_frac": p["max_area_frac"], "pad": 0})
+    return boxes_from_mask(fg, {"min_area": p["min_area"], "max_area_frac": p["max_area_frac"], "pad": 0,
+                                "split_valley": 0.0})
 
 
 def uncovered(fg: np.ndarray, det: np.ndarray, max_overlap: float) -> np.ndarray:

@@ -42,6 +42,8 @@ use rule score as ablation_score with:
     input:
         train=f"{ABL}/infer/train.csv",
         test=f"{ABL}/infer/test.csv",
+        motion_train="results/{dataset}/motion/train.csv",
+        motion_test="results/{dataset}/motion/test.csv",
     output:
         scores=f"{ABL}/object_scores.csv",
         stats=f"{ABL}/score_stats.json",

@@ -117,7 +117,7 @@ rule benchmark:
     output:
         report("results/{dataset}/benchmark.json", caption="../report/benchmark.rst", category="Benchmark"),
     params:
-        cfg=params_json("demo", "detect", "flow"),
+        cfg=params_json("demo", "detect", "flow", "frame_scores"),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:

@@ -19,11 +19,55 @@ rule infer:
         "--stc {input.stc:q} --out {output:q} 2> {log:q}"
 
 
+rule motion_features:
+    """Per detected object of a split: flow statistics in its box, its size and place (no model)."""
+    input:
+        boxes=per_video("results/{dataset}/detect/{split}/{video}.csv"),
+        flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
+    output:
+        "results/{dataset}/motion/features_{split}.csv",
+    params:
+        cfg=params_json("motion"),
+    log:
+        "results/logs/{dataset}/motion/features_{split}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/motion/features_{split}.tsv"
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} motion-features --params {params.cfg:q} --boxes {input.boxes:q} --flows {input.flows:q} "
+        "--out {output:q} 2> {log:q}"
+
+
+rule motion_terms:
+    """Motion-density term S_m of every object: distance to the k nearest training objects
+    (training objects: against the other training videos)."""
+    input:
+        train="results/{dataset}/motion/features_train.csv",
+        test="results/{dataset}/motion/features_test.csv",
+    output:
+        train="results/{dataset}/motion/train.csv",
+        test="results/{dataset}/motion/test.csv",
+    params:
+        cfg=params_json("motion"),
+    log:
+        "results/logs/{dataset}/motion/terms.log",
+    benchmark:
+        "results/benchmarks/{dataset}/motion/terms.tsv"
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} motion-terms --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
+        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+
+
 rule score:
-    """Per-object scores: terms z-scored with training statistics, fused with score.w_f / w_p."""
+    """Per-object scores: terms z-scored with training statistics, fused with score.w_f / w_p / w_m."""
     input:
         train="results/{dataset}/infer/train.csv",
         test="results/{dataset}/infer/test.csv",
+        motion_train="results/{dataset}/motion/train.csv",
+        motion_test="results/{dataset}/motion/test.csv",
     output:
         scores="results/{dataset}/object_scores.csv",
         stats="results/{dataset}/score_stats.json",
@@ -37,4 +81,5 @@ rule score:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} score --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
+        "--motion-train {input.motion_train:q} --motion-test {input.motion_test:q} "
         "--out {output.scores:q} --stats {output.stats:q} 2> {log:q}"

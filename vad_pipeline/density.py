@@ -1,0 +1,191 @@
+"""Motion-density score term S_m: how unusual an object's motion is for where it is in the image.
+
+Per detected object (one row of the detector's boxes, the same ``INDEX`` as the cubes, so S_m joins
+the model's terms), :func:`object_features` summarises the flow inside its box over the last
+``motion.frames`` flows ending at its frame: the mean and 95th-percentile flow magnitude, the
+fraction of pixels moving more than ``motion.moving_px`` pixels, the mean dx and dy, the box's
+width and height; and where the box is (centre x, y as fractions of the frame's width and height).
+
+:func:`fit` standardises the motion and size features with the mean and standard deviation of the
+*training* objects and appends the location scaled by ``motion.location_weight`` (perspective
+makes speed and size depend on the image row: a walker far away moves fewer pixels than a cyclist
+close by, and only the location tells them apart). :func:`density_scores` is the mean Euclidean
+distance of each object to its ``motion.k`` nearest training objects (scikit-learn
+NearestNeighbors): low where many training objects moved alike at that place, high elsewhere.
+The training objects' own S_m (what ``score`` z-scores with) is computed leaving out each training
+video in turn (:func:`training_scores`), so that near-duplicates from neighbouring frames of the
+same video do not make training scores smaller than the test scores would be for normal objects.
+
+No torch: this stage reads only the boxes and the stored flow.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from vad_pipeline.io import VadError, read_csv, write_csv
+
+log = logging.getLogger(__name__)
+
+INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]   # as vad_pipeline.stc.INDEX (no h5 import cost)
+MOTION = ["mag_mean", "mag_p95", "moving", "dx", "dy", "width", "height"]
+LOCATION = ["cx", "cy"]
+FEATURES = MOTION + LOCATION
+
+
+def box_features(flows: np.ndarray, box, scale: int, height: int, width: int, moving_px: float) -> list[float]:
+    """The features of one box from ``flows`` (T, h, w, 2) stored at 1/``scale`` resolution, in
+    full-frame pixels; ``box`` is x1, y1, x2, y2 in full-frame pixels (x2, y2 exclusive)."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    h, w = flows.shape[1:3]
+    a, b = min(max(x1 // scale, 0), w - 1), min(max(y1 // scale, 0), h - 1)
+    c, d = max(min(-(-x2 // scale), w), a + 1), max(min(-(-y2 // scale), h), b + 1)
+    f = flows[:, b:d, a:c].astype(np.float32).reshape(-1, 2)
+    mag = np.hypot(f[:, 0], f[:, 1])
+    return [float(mag.mean()), float(np.percentile(mag, 95)), float((mag > moving_px).mean()),
+            float(f[:, 0].mean()), float(f[:, 1].mean()), (x2 - x1) / width, (y2 - y1) / height,
+            (x1 + x2) / 2 / width, (y1 + y2) / 2 / height]
+
+
+def object_features(flow_h5: str, boxes_csv: str, video: str, p: dict) -> pd.DataFrame:
+    """One row per box of ``boxes_csv``: ``INDEX`` and ``FEATURES`` (see the module docstring)."""
+    boxes = read_csv(boxes_csv, ["frame", "x1", "y1", "x2", "y2"])
+    n_t, moving_px = int(p["frames"]), float(p["moving_px"])
+    rows = []
+    with h5py.File(flow_h5, "r") as f:
+        fl, scale = f["flow"], int(f.attrs["downscale"])
+        height, width = int(f.attrs["height"]), int(f.attrs["width"])
+        n = fl.shape[0]
+        for t, g in boxes.groupby("frame", sort=True):
+            t = int(t)
+            if not 0 <= t < n:
+                raise VadError(f"{boxes_csv}: frame {t} outside the {n} flow frames of {flow_h5}; rerun the flow rule")
+            flows = fl[max(t - n_t + 1, 1 if t > 0 else 0) : t + 1]   # flow 0 is all zero (no frame before)
+            for box in g[["x1", "y1", "x2", "y2"]].to_numpy(int):
+                rows.append([video, t, *box.tolist(),
+                             *box_features(flows, box, scale, height, width, moving_px)])
+    return pd.DataFrame(rows, columns=INDEX + FEATURES).astype({"video": str})
+
+
+def split_features(flow_paths: list[str], box_paths: list[str], p: dict) -> pd.DataFrame:
+    """The features of every box of a split (videos named by their files' stems, as the cubes)."""
+    from pathlib import Path
+
+    if len(flow_paths) != len(box_paths):
+        raise VadError("--boxes and --flows must list the same videos")
+    parts = []
+    for bp, fp in zip(box_paths, flow_paths):
+        if Path(bp).stem != Path(fp).stem:
+            raise VadError(f"boxes {bp} and flow {fp} are of different videos")
+        parts.append(object_features(fp, bp, Path(bp).stem, p))
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=INDEX + FEATURES)
+    return df.astype({"video": str})
+
+
+def fit(train: pd.DataFrame, p: dict) -> dict:
+    """The standardisation of the training objects' motion features (``MOTION``)."""
+    x = train[MOTION].to_numpy(float)
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    return {"mean": mu, "std": np.where(sd > 0, sd, 1.0), "location_weight": float(p["location_weight"])}
+
+
+def embed(df: pd.DataFrame, model: dict) -> np.ndarray:
+    """Standardised motion features, then the location times ``location_weight``."""
+    z = (df[MOTION].to_numpy(float) - model["mean"]) / model["std"]
+    return np.hstack([z, model["location_weight"] * df[LOCATION].to_numpy(float)])
+
+
+def density_scores(train: pd.DataFrame, query: pd.DataFrame, p: dict, model: dict | None = None) -> np.ndarray:
+    """Mean distance of each ``query`` object to its ``k`` nearest ``train`` objects."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(query) == 0:
+        return np.zeros(0)
+    if len(train) == 0:
+        raise VadError("motion density: no training object to compare with")
+    model = model or fit(train, p)
+    k = min(int(p["k"]), len(train))
+    nn = NearestNeighbors(n_neighbors=k).fit(embed(train, model))
+    dist, _ = nn.kneighbors(embed(query, model))
+    return dist.mean(axis=1)
+
+
+def training_scores(train: pd.DataFrame, p: dict) -> np.ndarray:
+    """S_m of the training objects, each video scored against the other training videos (with
+    the standardisation of all of them); a single training video: each object against the others
+    of its video, itself left out."""
+    model = fit(train, p)
+    out = np.zeros(len(train))
+    videos = train["video"].to_numpy()
+    names = pd.unique(videos)
+    if len(names) > 1:
+        for v in names:
+            m = videos == v
+            out[m] = density_scores(train[~m], train[m], p, model)
+        return out
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(int(p["k"]), len(train) - 1)
+    if k < 1:
+        return out
+    e = embed(train, model)
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(e).kneighbors(e)
+    return dist[:, 1:].mean(axis=1)
+
+
+def motion_terms(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict) -> None:
+    """``INDEX`` + ``s_m`` of every training object (leave-one-video-out) and test object."""
+    p = cfg["motion"]
+    cols = INDEX + FEATURES
+    train, test = read_csv(train_features, cols), read_csv(test_features, cols)
+    train, test = train.astype({"video": str}), test.astype({"video": str})
+    train["s_m"] = training_scores(train, p)
+    test["s_m"] = density_scores(train, test, p)
+    log.info("S_m: %d training objects (mean %.3f), %d test objects (mean %.3f)",
+             len(train), train["s_m"].mean() if len(train) else float("nan"),
+             len(test), test["s_m"].mean() if len(test) else float("nan"))
+    write_csv(train_out, train[INDEX + ["s_m"]])
+    write_csv(test_out, test[INDEX + ["s_m"]])
+
+
+def best_box_flow_auc(results: str, dataset: str, exclude_first: int) -> float | None:
+    """Proposal diagnostic (``benchmark.json``): the micro AUC of each test frame's largest mean
+    flow magnitude over its boxes (flow t-1 -> t; a frame without a box gets the lowest value),
+    the first ``exclude_first`` frames of each video left out. None without labels or boxes."""
+    from pathlib import Path
+
+    from vad_pipeline.evaluate import auc
+
+    root = Path(results) / dataset
+    if not (root / "labels.csv").is_file():
+        return None
+    labels = read_csv(root / "labels.csv", ["video", "frame", "label"])
+    if (labels["label"] < 0).all():
+        return None
+    ys, ss = [], []
+    for video, g in labels.groupby("video", sort=False):
+        bp, fp = root / "detect" / "test" / f"{video}.csv", root / "flow" / "test" / f"{video}.h5"
+        if not (bp.is_file() and fp.is_file()):
+            return None
+        best = np.full(len(g), np.nan)
+        boxes = read_csv(bp, ["frame", "x1", "y1", "x2", "y2"])
+        with h5py.File(fp, "r") as f:
+            fl, scale = f["flow"], int(f.attrs["downscale"])
+            for t, b in boxes.groupby("frame"):
+                if 0 <= int(t) < min(len(best), fl.shape[0]):
+                    best[int(t)] = max(box_features(fl[int(t)][None], box, scale, 1, 1, 0.0)[0]
+                                       for box in b[["x1", "y1", "x2", "y2"]].to_numpy(int))
+        keep = g["frame"].to_numpy() >= exclude_first
+        ys.append(g["label"].to_numpy()[keep])
+        ss.append(best[keep])
+    s = np.concatenate(ss)
+    if np.isnan(s).all():
+        return None
+    y = np.concatenate(ys).astype(bool)
+    if y.all() or not y.any():
+        return None
+    return auc(y, np.where(np.isnan(s), np.nanmin(s), s))
