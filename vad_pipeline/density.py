@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from vad_pipeline.io import VadError, read_csv, write_csv
+from vad_pipeline.stc import INDEX, clip_box
 
 log = logging.getLogger(__name__)
 
-INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]   # as vad_pipeline.stc.INDEX (no h5 import cost)
 MOTION = ["mag_mean", "mag_p95", "moving", "dx", "dy", "width", "height"]
 LOCATION = ["cx", "cy"]
 FEATURES = MOTION + LOCATION
@@ -41,9 +41,7 @@ def box_features(flows: np.ndarray, box, scale: int, height: int, width: int, mo
     """The features of one box from ``flows`` (T, h, w, 2) stored at 1/``scale`` resolution, in
     full-frame pixels; ``box`` is x1, y1, x2, y2 in full-frame pixels (x2, y2 exclusive)."""
     x1, y1, x2, y2 = (int(v) for v in box)
-    h, w = flows.shape[1:3]
-    a, b = min(max(x1 // scale, 0), w - 1), min(max(y1 // scale, 0), h - 1)
-    c, d = max(min(-(-x2 // scale), w), a + 1), max(min(-(-y2 // scale), h), b + 1)
+    a, b, c, d = clip_box(box, *flows.shape[1:3], scale)
     f = flows[:, b:d, a:c].astype(np.float32).reshape(-1, 2)
     mag = np.hypot(f[:, 0], f[:, 1])
     return [float(mag.mean()), float(np.percentile(mag, 95)), float((mag > moving_px).mean()),

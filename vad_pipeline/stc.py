@@ -31,13 +31,19 @@ from vad_pipeline.io import VadError, atomic_path, read_csv
 INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]
 
 
-def crop_resize(img: np.ndarray, box, size: int, scale: int = 1) -> np.ndarray:
-    """Crop ``box`` (x1, y1, x2, y2 in full-frame pixels, x2/y2 exclusive) from ``img`` stored at
-    1/``scale`` resolution, clipped to the image (at least one pixel), resized to size x size."""
-    h, w = img.shape[:2]
+def clip_box(box, h: int, w: int, scale: int = 1) -> tuple[int, int, int, int]:
+    """``box`` (x1, y1, x2, y2 in full-frame pixels, x2/y2 exclusive) in an array of h x w stored at
+    1/``scale`` resolution, clipped to it (at least one pixel)."""
     x1, y1, x2, y2 = (int(v) for v in box)
     x1, y1 = min(max(x1 // scale, 0), w - 1), min(max(y1 // scale, 0), h - 1)
     x2, y2 = max(min(-(-x2 // scale), w), x1 + 1), max(min(-(-y2 // scale), h), y1 + 1)
+    return x1, y1, x2, y2
+
+
+def crop_resize(img: np.ndarray, box, size: int, scale: int = 1) -> np.ndarray:
+    """Crop ``box`` from ``img`` stored at 1/``scale`` resolution (:func:`clip_box`), resized to
+    size x size."""
+    x1, y1, x2, y2 = clip_box(box, *img.shape[:2], scale)
     return cv2.resize(img[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LINEAR)
 
 
