@@ -157,7 +157,7 @@ def test_collector_on_hand_made_auc_files(tmp_path):
     df = A.write(spec, aucs, str(out), str(tmp_path / "ablation.png"))
     read = pd.read_csv(out)
     assert list(read.columns) == A.COLUMNS == ["variant", "model", "switches", "source", "auc_micro",
-                                               "auc_macro", "paper", "diff", "auc_s_f", "auc_s_p", "auc_s_m"]
+                                               "auc_macro", "paper", "diff", "auc_s_f", "auc_s_p", "auc_s_m", "auc_s_c"]
     assert read["variant"].tolist() == ["base", "full", "same"]
     base, full, same = (read.iloc[i] for i in range(3))
     # percent, like the papers; diff = ours (micro) - paper, in points
@@ -169,7 +169,7 @@ def test_collector_on_hand_made_auc_files(tmp_path):
     # each score term alone, in percent; empty where the variant has no such term (or an older auc.json)
     assert math.isnan(base["auc_s_f"]) and base["auc_s_p"] == 90.0
     assert (full["auc_s_f"], full["auc_s_p"], full["auc_s_m"]) == (95.0, 87.12, 90.0)
-    assert math.isnan(base["auc_s_m"])
+    assert math.isnan(base["auc_s_m"]) and math.isnan(full["auc_s_c"])
     assert math.isnan(same["auc_s_f"]) and math.isnan(same["auc_s_p"])
     assert (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     assert len(df) == 3
@@ -235,7 +235,7 @@ def test_table_so_far_while_the_ablation_runs(tmp_path, capsys):
     assert f"{results}/ped2/ablation/base/auc.json: file not found (variant base)" in capsys.readouterr().err
     assert cli.main([*args, "--partial", "--out", str(tmp_path / "so_far.csv")]) == 0
     printed = capsys.readouterr().out.splitlines()   # the table is printed too
-    assert printed[0].split() == ["variant", "model", "auc_micro", "auc_macro", "paper", "diff", "auc_s_f", "auc_s_p", "auc_s_m"]
+    assert printed[0].split() == ["variant", "model", "auc_micro", "auc_macro", "paper", "diff", "auc_s_f", "auc_s_p", "auc_s_m", "auc_s_c"]
     assert [line.split()[0] for line in printed[1:]] == ["base", "full", "same"]
     table = pd.read_csv(tmp_path / "so_far.csv")
     assert table["variant"].tolist() == ["base", "full", "same"]

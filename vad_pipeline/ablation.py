@@ -6,7 +6,7 @@ model (workflow/rules/ablation.smk, results/<dataset>/ablation/<variant>/auc.jso
 puts their AUCs beside the paper's numbers for the dataset; ``plot`` draws both as bars.
 All AUCs in the table are in percent, as the papers print them; ``diff`` is ours (micro: all
 frames pooled, the papers' protocol) minus the paper's, in percentage points; ``auc_s_f``,
-``auc_s_p`` and ``auc_s_m`` are the micro AUC of each score term alone (empty where the variant has no such term).
+``auc_s_p``, ``auc_s_m`` and ``auc_s_c`` are the micro AUC of each score term alone (empty where the variant has no such term).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 from vad_pipeline.io import VadError, atomic_path, write_csv
 
 COLUMNS = ["variant", "model", "switches", "source", "auc_micro", "auc_macro", "paper", "diff",
-           "auc_s_f", "auc_s_p", "auc_s_m"]
+           "auc_s_f", "auc_s_p", "auc_s_m", "auc_s_c"]
 
 
 def describe(overrides: dict) -> str:
@@ -115,7 +115,7 @@ def collect(table_spec: dict, aucs: list[str], missing_ok: bool = False) -> pd.D
         rows.append({"variant": name, "model": v["model"], "switches": v["switches"], "source": v["source"],
                      "auc_micro": micro, "auc_macro": macro, "paper": paper, "diff": round(micro - paper, 2),
                      "auc_s_f": _pct(alone.get("s_f")), "auc_s_p": _pct(alone.get("s_p")),
-                     "auc_s_m": _pct(alone.get("s_m"))})
+                     "auc_s_m": _pct(alone.get("s_m")), "auc_s_c": _pct(alone.get("s_c"))})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

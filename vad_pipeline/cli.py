@@ -131,10 +131,24 @@ def cmd_score(cfg, a):
     fuse(a.train, a.test, a.out, cfg, a.stats, (a.motion_train, a.motion_test) if a.motion_train else None)
 
 
+def cmd_cell_stats(cfg, a):
+    from vad_pipeline.cells import split_stats
+
+    split_stats(a.flows, a.out, cfg["cells"])
+
+
+def cmd_cell_terms(cfg, a):
+    from vad_pipeline.cells import cell_terms
+
+    cell_terms(a.train, a.test, a.train_out, a.test_out, cfg)
+
+
 def cmd_frame_scores(cfg, a):
     from vad_pipeline.evaluate import write_frame_scores
 
-    write_frame_scores(a.objects, a.labels, a.out, cfg)
+    if bool(a.cells_train) != bool(a.cells_test):
+        raise VadError("frame-scores: give both --cells-train and --cells-test, or neither")
+    write_frame_scores(a.objects, a.labels, a.out, cfg, (a.cells_train, a.cells_test) if a.cells_train else None)
 
 
 def _figures(paths: list[str | None]) -> list[Path]:
@@ -292,8 +306,14 @@ COMMANDS = {
               [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {}),
                ("--motion-train", {"help": "the motion stage's S_m of the training objects"}),
                ("--motion-test", {"help": "... and of the test objects"})]),
-    "frame-scores": (cmd_frame_scores, "max-pool object scores to frames",
-                     [("--objects", REQ), ("--labels", REQ), ("--out", REQ)]),
+    "cell-stats": (cmd_cell_stats, "per image cell flow statistics of every video of a split (HDF5)",
+                   [("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
+    "cell-terms": (cmd_cell_terms, "cell motion term S_c of every training and test frame",
+                   [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ)]),
+    "frame-scores": (cmd_frame_scores, "max-pool object scores to frames (plus the cell term S_c)",
+                     [("--objects", REQ), ("--labels", REQ), ("--out", REQ),
+                      ("--cells-train", {"help": "the cell stage's S_c of the training frames"}),
+                      ("--cells-test", {"help": "... and of the test frames"})]),
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
                  [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
                   ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"}),

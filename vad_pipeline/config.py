@@ -13,7 +13,7 @@ import yaml
 from vad_pipeline.io import VadError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
-SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "motion", "score", "frame_scores", "report",
+SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "motion", "cells", "score", "frame_scores", "report",
             "localisation")
 
 

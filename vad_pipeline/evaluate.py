@@ -5,6 +5,9 @@
 normalisation and Gaussian smoothing; the first ``exclude_first`` frames of every video (no full
 cube exists there) are marked excluded. Each score term the objects carry (``s_f``, ``s_p``,
 ``s_m``) is pooled the same way on its own (``score_f``, ``score_p``, ``score_m``), so a user sees which term detects.
+Given the cell stage's frame-level S_c (:mod:`vad_pipeline.cells`), the frame score adds
+``score.w_c`` times its z-score (mean and standard deviation of the training frames' S_c, each
+scored without its own video); S_c alone is ``score_c``.
 ``evaluate``: micro AUC (all frames pooled), macro AUC (mean over videos that have both classes),
 average precision and equal error rate (scikit-learn's ``roc_auc_score``, ``roc_curve``,
 ``average_precision_score``), and the micro AUC of each term alone.
@@ -35,7 +38,7 @@ def labels_table(videos, labels: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-TERMS = {"s_f": "score_f", "s_p": "score_p", "s_m": "score_m"}   # object score term -> its frame-level column
+TERMS = {"s_f": "score_f", "s_p": "score_p", "s_m": "score_m", "s_c": "score_c"}   # term -> its frame-level column
 
 
 def terms(objects: pd.DataFrame) -> list[str]:
@@ -43,7 +46,26 @@ def terms(objects: pd.DataFrame) -> list[str]:
     return [t for t in TERMS if t in objects.columns and objects[t].notna().any()]
 
 
-def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: float, exclude_first: int) -> pd.DataFrame:
+    """``df`` (one row per test frame, object-pooled ``score``) with ``score_c`` = S_c and
+    ``score`` + ``w_c`` * z(S_c); z from the training frames that are not excluded."""
+    from vad_pipeline.score import zstats
+
+    train, test = cells
+    missing = df.merge(test[["video", "frame"]], on=["video", "frame"], how="left", indicator=True)
+    if (missing["_merge"] != "both").any():
+        row = missing[missing["_merge"] != "both"].iloc[0]
+        raise VadError(f"the cell term has no score for video {row['video']} frame {row['frame']}: rerun cell_stats")
+    mu, sd = zstats(train.loc[train["frame"] >= exclude_first, "s_c"].to_numpy(float))
+    df = df.merge(test[["video", "frame", "s_c"]].rename(columns={"s_c": "score_c"}), on=["video", "frame"], how="left")
+    if w_c != 0:   # w_c = 0 leaves the object-pooled score untouched, bit for bit
+        df["score"] = df["score"] + w_c * (df["score_c"] - mu) / sd
+    return df
+
+
+def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
+                 cells: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """``cells``: the cell stage's (training, test) frame tables, for S_c."""
     p = cfg["frame_scores"]
     objects = objects.astype({"video": str})
     labels = labels.astype({"video": str})
@@ -62,6 +84,9 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict) -> pd.D
         else:
             fill = float(p["fill"])
         df[c] = df[c].fillna(fill)
+    if cells is not None:
+        df = add_cells(df, cells, float(cfg["score"]["w_c"]), int(p["exclude_first"]))
+        pooled["score_c"] = "s_c"
     df["excluded"] = df["frame"] < p["exclude_first"]
     out = []
     for _, g in df.groupby("video", sort=False):
@@ -285,9 +310,13 @@ def top_anomalies(frames: pd.DataFrame, fps: dict[str, float | None], p: dict) -
     return df.reset_index(drop=True)
 
 
-def write_frame_scores(objects_csv: str, labels_csv: str, out: str, cfg: dict) -> pd.DataFrame:
+def write_frame_scores(objects_csv: str, labels_csv: str, out: str, cfg: dict,
+                       cells: tuple[str, str] | None = None) -> pd.DataFrame:
+    """``cells``: the cell stage's (training, test) CSVs."""
+    from vad_pipeline.cells import read_terms
+
     objects = read_csv(objects_csv, ["video", "frame", "score"])
     labels = read_csv(labels_csv, ["video", "frame", "label"])
-    df = frame_scores(objects, labels, cfg)
+    df = frame_scores(objects, labels, cfg, (read_terms(cells[0]), read_terms(cells[1])) if cells else None)
     write_csv(out, df)
     return df

@@ -57,6 +57,8 @@ use rule frame_scores as ablation_frame_scores with:
     input:
         objects=f"{ABL}/object_scores.csv",
         labels="results/{dataset}/labels.csv",
+        cells_train="results/{dataset}/cells/train.csv",
+        cells_test="results/{dataset}/cells/test.csv",
     output:
         f"{ABL}/frame_scores.csv",
     log:

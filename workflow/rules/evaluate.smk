@@ -1,19 +1,22 @@
 rule frame_scores:
-    """Max over each frame's objects; fill, exclusion, smoothing and normalisation from config."""
+    """Max over each frame's objects, plus score.w_c times the cell term; fill, exclusion,
+    smoothing and normalisation from config."""
     input:
         objects="results/{dataset}/object_scores.csv",
         labels="results/{dataset}/labels.csv",
+        cells_train="results/{dataset}/cells/train.csv",
+        cells_test="results/{dataset}/cells/test.csv",
     output:
         "results/{dataset}/frame_scores.csv",
     params:
-        cfg=params_json("frame_scores"),
+        cfg=params_json("frame_scores", extra=lambda c: {"score": {"w_c": c["score"]["w_c"]}}),
     log:
         "results/logs/{dataset}/frame_scores.log",
     conda:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} frame-scores --params {params.cfg:q} --objects {input.objects:q} --labels {input.labels:q} "
-        "--out {output:q} 2> {log:q}"
+        "--cells-train {input.cells_train:q} --cells-test {input.cells_test:q} --out {output:q} 2> {log:q}"
 
 
 rule top_anomalies:

@@ -61,6 +61,46 @@ rule motion_terms:
         "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
+rule cell_stats:
+    """Per image cell flow statistics of every frame of a split (no detection, no model)."""
+    input:
+        flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
+    output:
+        "results/{dataset}/cells/stats_{split}.h5",
+    params:
+        cfg=params_json("cells"),
+    log:
+        "results/logs/{dataset}/cells/stats_{split}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/cells/stats_{split}.tsv"
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} cell-stats --params {params.cfg:q} --flows {input.flows:q} --out {output:q} 2> {log:q}"
+
+
+rule cell_terms:
+    """Cell motion term S_c of every frame: each cell against the same cell of the training frames
+    (training frames: against the other training videos)."""
+    input:
+        train="results/{dataset}/cells/stats_train.h5",
+        test="results/{dataset}/cells/stats_test.h5",
+    output:
+        train="results/{dataset}/cells/train.csv",
+        test="results/{dataset}/cells/test.csv",
+    params:
+        cfg=params_json("cells"),
+    log:
+        "results/logs/{dataset}/cells/terms.log",
+    benchmark:
+        "results/benchmarks/{dataset}/cells/terms.tsv"
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} cell-terms --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
+        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+
+
 rule score:
     """Per-object scores: terms z-scored with training statistics, fused with score.w_f / w_p / w_m."""
     input:
