@@ -72,3 +72,11 @@ def test_results_tables_script(base_config, tmp_path, capsys):
         "| `amsrc` | 0.931 | 0.935 | 0.984 | 0.148 | 0.900 / 0.800 | 99.3 |",
         "| `mgsm_joint` | 0.931 | 0.935 | 0.984 | 0.148 | – / 0.800 | 93.8 |",
     ]
+    # several runs of one setting (seeds): their rows, mean and spread
+    other = res / "seed1.json"
+    other.write_text(json.dumps({**auc, "auc_micro": 0.9511, "auc_terms": {"s_f": 0.8, "s_p": 0.8, "s_c": 0.9}}))
+    assert mod.main(["--runs", str(res / "ped2" / "auc.json"), str(other)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| run | `auc_micro` |") and len(out) == 6
+    assert out[-2] == "| mean | 0.941 | 0.935 | 0.984 | 0.148 | 0.850 | 0.800 | – | 0.900 |"
+    assert out[-1] == "| spread | 0.020 | 0.000 | 0.000 | 0.000 | 0.100 | 0.000 | – | 0.000 |"
