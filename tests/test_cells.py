@@ -138,3 +138,26 @@ def test_cell_stage_from_the_command_line(tmp_path, capsys):
     assert cli.main(["cell-terms", "--params", params, "--train", str(c / "missing.h5"), "--test",
                      str(c / "stats_test.h5"), "--train-out", str(c / "x.csv"), "--test-out", str(c / "y.csv")]) == 1
     assert "missing.h5: cell statistics not found" in capsys.readouterr().err
+
+
+def test_footage_of_another_frame_size_maps_to_the_training_grid(tmp_path, caplog):
+    """A test video at twice the training resolution: its cells are compared with the training
+    cells at the same relative place, and its highest cell's box is in its own pixels."""
+    train = [_video(tmp_path / f"tr{i}.h5", [(10 + 10 * i, 0, 1.0), (60 + 10 * i, 50, 4.0)]) for i in range(2)]
+    flow = np.zeros((N, 2 * H, 2 * W, 2), np.float16)
+    flow[1:, 0:40, 40:80, 0] = 2.0   # the slow movers at the top, at double resolution
+    flow[6, 0:40, 120:160, 0] = 8.0  # frame 6: a fast one at the top
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f.create_dataset("flow", data=flow)
+        f.attrs.update(height=2 * H, width=2 * W, downscale=1, quantum=0.0)
+    C.split_stats(train, str(tmp_path / "stats_train.h5"), P)
+    C.split_stats([str(tmp_path / "big.h5")], str(tmp_path / "stats_test.h5"), P)
+    C.cell_terms(str(tmp_path / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
+                 str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), {"cells": P})
+    assert "mapped by relative position" in caplog.text
+    te = C.read_terms(str(tmp_path / "test.csv"))
+    assert te["s_c"].idxmax() == 6
+    row = te.loc[6]   # a cell of the big frame that holds the fast mover
+    assert row["y1"] < 40 and row["x1"] < 160 and row["x2"] > 120 and row["x2"] - row["x1"] == 40
+    mapped, boxes = C.to_grid(np.arange(4 * 6).reshape(1, 4, 6, 1), np.zeros((4, 6, 4)), (2, 3))
+    assert mapped[0, :, :, 0].tolist() == [[7, 9, 11], [19, 21, 23]]   # rows 1, 3 and columns 1, 3, 5

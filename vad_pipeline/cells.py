@@ -86,14 +86,24 @@ def split_stats(flow_paths: list[str], out: str, p: dict) -> None:
             d.attrs["boxes"] = boxes
 
 
-def read_stats(path: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """The videos' statistics of a ``split_stats`` file, and the cells' boxes."""
+def read_stats(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per video of a ``split_stats`` file: its cell statistics and its cells' boxes."""
     if not Path(path).is_file():
         raise VadError(f"{path}: cell statistics not found; rerun the cell_stats rule")
     with h5py.File(path, "r") as h:
-        stats = {v: h[v][:] for v in h}
-        boxes = h[next(iter(h))].attrs["boxes"] if len(h) else None
-    return stats, boxes
+        return {v: (h[v][:], h[v].attrs["boxes"]) for v in h}
+
+
+def to_grid(stats: np.ndarray, boxes: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A video's cells mapped onto a ``shape`` (rows, cols) grid by relative position (each grid
+    cell takes the video's cell at the same fraction of the frame): footage of another frame size
+    is compared with the training cells at the same place of the view."""
+    r, c = stats.shape[1:3]
+    if (r, c) == tuple(shape):
+        return stats, boxes
+    ri = np.minimum(((np.arange(shape[0]) + 0.5) * r / shape[0]).astype(int), r - 1)
+    ci = np.minimum(((np.arange(shape[1]) + 0.5) * c / shape[1]).astype(int), c - 1)
+    return stats[:, ri][:, :, ci], boxes[ri][:, ci]
 
 
 def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, p: dict,
@@ -143,10 +153,19 @@ def frame_table(video: str, scores: np.ndarray, boxes: np.ndarray) -> pd.DataFra
 def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict) -> None:
     """S_c of every training frame (its video left out) and every test frame."""
     p = cfg["cells"]
-    train, boxes = read_stats(train_stats)
-    test, _ = read_stats(test_stats)
+    train, test = read_stats(train_stats), read_stats(test_stats)
     if not train:
         raise VadError(f"{train_stats}: no training video")
+    shapes = pd.Series([x.shape[1:3] for x, _ in train.values()]).value_counts()
+    grid_shape = shapes.index[0]   # the training videos' most common grid
+    for name, split in (("training", train), ("test", test)):
+        for v, (x, b) in split.items():
+            if x.shape[1:3] != grid_shape:
+                log.warning("%s video %s: %s cells, not the training grid's %s (another frame size): "
+                            "mapped by relative position", name, v, x.shape[1:3], grid_shape)
+                split[v] = to_grid(x, b, grid_shape)
+    train_boxes, test_boxes = {v: b for v, (_, b) in train.items()}, {v: b for v, (_, b) in test.items()}
+    train, test = {v: x for v, (x, _) in train.items()}, {v: x for v, (x, _) in test.items()}
     everything = np.concatenate(list(train.values()))
     sd = everything.reshape(-1, len(STATS)).std(axis=0)
     scale = np.where(sd > 0, sd, 1.0)
@@ -158,8 +177,8 @@ def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str,
             s = cell_scores(np.concatenate(others), train[v], scale, p)
         else:   # a single training video: against its own other frames
             s = cell_scores(train[v], train[v], scale, p, skip_self=True)
-        rows_train.append(frame_table(v, s, boxes))
-    rows_test = [frame_table(v, cell_scores(everything, x, scale, p), boxes) for v, x in test.items()]
+        rows_train.append(frame_table(v, s, train_boxes[v]))
+    rows_test = [frame_table(v, cell_scores(everything, x, scale, p), test_boxes[v]) for v, x in test.items()]
     tr = pd.concat(rows_train, ignore_index=True) if rows_train else pd.DataFrame(columns=COLUMNS)
     te = pd.concat(rows_test, ignore_index=True) if rows_test else pd.DataFrame(columns=COLUMNS)
     log.info("S_c: %d training frames (mean %.3f), %d test frames (mean %.3f)", len(tr),
