@@ -61,18 +61,22 @@ def video_stats(flow_h5: str, p: dict) -> tuple[np.ndarray, np.ndarray]:
     """(frames, rows, cols, 5) cell statistics of one video's flow file, and its cells' boxes
     (rows, cols, 4: x1, y1, x2, y2 in full-frame pixels). Frame t pools flows t-frames+1 .. t
     (flow 0 is all zero: it is used only for frame 0)."""
-    n_t = int(p["frames"])
+    n_t, block = int(p["frames"]), 32
     with h5py.File(flow_h5, "r") as f:
         fl, scale = f["flow"], int(f.attrs["downscale"])
-        flows = fl[:].astype(np.float32)
-    size, stride = max(1, round(p["size"] / scale)), max(1, round(p["stride"] / scale))
-    ys, xs, size = grid(flows.shape[1], flows.shape[2], size, stride)
-    out = np.stack([cell_stats(flows[max(t - n_t + 1, 1 if t > 0 else 0): t + 1], size, stride,
-                               float(p["moving_px"])) for t in range(len(flows))]) if len(flows) else \
-        np.zeros((0, len(ys), len(xs), len(STATS)), np.float32)
+        n, height, width = fl.shape[:3]
+        size, stride = max(1, round(p["size"] / scale)), max(1, round(p["stride"] / scale))
+        ys, xs, size = grid(height, width, size, stride)
+        out = np.zeros((n, len(ys), len(xs), len(STATS)), np.float32)
+        for start in range(0, n, block):   # a block of frames and the flows before it: long videos fit in memory
+            first = max(start - n_t + 1, 0)
+            flows = fl[first : min(start + block, n)].astype(np.float32)
+            for t in range(start, min(start + block, n)):
+                window = flows[max(t - n_t + 1, 1 if t > 0 else 0) - first : t + 1 - first]
+                out[t] = cell_stats(window, size, stride, float(p["moving_px"]))
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     boxes = np.stack([xx, yy, xx + size, yy + size], axis=-1) * scale
-    return out.astype(np.float32), boxes
+    return out, boxes
 
 
 def split_stats(flow_paths: list[str], out: str, p: dict) -> None:
