@@ -30,3 +30,14 @@ def test_snakemake_lint_is_clean():
         assert lints, f"snakemake --lint failed without a lint report:\n{report[-3000:]}"
     unexpected = sorted({t for t in lints if t.rstrip(":") not in ALLOWED})
     assert not unexpected, f"snakemake --lint: {unexpected}\n{report[-3000:]}"
+
+
+def test_required_layout_is_in_the_checkout():
+    """The catalog layout a clean clone must have; results/ exists but holds only .gitkeep in git
+    (a test emptying results/ once dropped it from a commit)."""
+    for path in ("Snakefile", "config.yaml", "README.md", "pyproject.toml", "workflow/rules", "workflow/schemas",
+                 "workflow/profiles", "envs", "vad_pipeline", "tests", "results/.gitkeep"):
+        assert (REPO / path).exists(), f"{path} missing from the checkout"
+    git = subprocess.run(["git", "ls-files", "results"], cwd=REPO, capture_output=True, text=True)
+    if git.returncode == 0:   # a git checkout: only the placeholder is tracked
+        assert git.stdout.split() == ["results/.gitkeep"]
