@@ -41,8 +41,10 @@ def grid(height: int, width: int, size: int, stride: int) -> tuple[np.ndarray, n
     return np.arange(0, height - size + 1, stride), np.arange(0, width - size + 1, stride), size
 
 
-def cell_stats(flows: np.ndarray, size: int, stride: int, moving_px: float) -> np.ndarray:
-    """(rows, cols, 5) ``STATS`` of every cell, pooled over the T flows of ``flows`` (T, H, W, 2)."""
+def cell_stats(flows: np.ndarray, size: int, stride: int, moving_px: float,
+               mag: np.ndarray | None = None) -> np.ndarray:
+    """(rows, cols, 5) ``STATS`` of every cell, pooled over the T flows of ``flows`` (T, H, W, 2);
+    ``mag``: their magnitudes (T, H, W) when the caller has them already."""
     flows = flows.astype(np.float32, copy=False)
     ys, xs, size = grid(flows.shape[1], flows.shape[2], size, stride)
     stride = max(1, stride)
@@ -52,7 +54,7 @@ def cell_stats(flows: np.ndarray, size: int, stride: int, moving_px: float) -> n
         w = sliding_window_view(a, (size, size), axis=(1, 2))[:, ::stride, ::stride][:, : len(ys), : len(xs)]
         return w.transpose(1, 2, 0, 3, 4).reshape(len(ys), len(xs), -1)
 
-    mag = windows(np.hypot(flows[..., 0], flows[..., 1]))
+    mag = windows(np.hypot(flows[..., 0], flows[..., 1]) if mag is None else mag)
     return np.stack([np.percentile(mag, 95, axis=2), mag.mean(axis=2), (mag > moving_px).mean(axis=2),
                      windows(flows[..., 0]).mean(axis=2), windows(flows[..., 1]).mean(axis=2)], axis=-1)
 
@@ -71,9 +73,10 @@ def video_stats(flow_h5: str, p: dict) -> tuple[np.ndarray, np.ndarray]:
         for start in range(0, n, block):   # a block of frames and the flows before it: long videos fit in memory
             first = max(start - n_t + 1, 0)
             flows = fl[first : min(start + block, n)].astype(np.float32)
+            mags = np.hypot(flows[..., 0], flows[..., 1])   # once per flow, not once per frame it pools into
             for t in range(start, min(start + block, n)):
-                window = flows[max(t - n_t + 1, 1 if t > 0 else 0) - first : t + 1 - first]
-                out[t] = cell_stats(window, size, stride, float(p["moving_px"]))
+                w = slice(max(t - n_t + 1, 1 if t > 0 else 0) - first, t + 1 - first)
+                out[t] = cell_stats(flows[w], size, stride, float(p["moving_px"]), mags[w])
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     boxes = np.stack([xx, yy, xx + size, yy + size], axis=-1) * scale
     return out, boxes

@@ -123,12 +123,17 @@ def cmd_motion_terms(cfg, a):
     motion_terms(a.train, a.test, a.train_out, a.test_out, cfg)
 
 
+def _pair(command: str, stage: str, train: str | None, test: str | None) -> tuple[str, str] | None:
+    """An optional stage's (training, test) files: both or neither."""
+    if bool(train) != bool(test):
+        raise VadError(f"{command}: give both --{stage}-train and --{stage}-test, or neither")
+    return (train, test) if train else None
+
+
 def cmd_score(cfg, a):
     from vad_pipeline.score import fuse
 
-    if bool(a.motion_train) != bool(a.motion_test):
-        raise VadError("score: give both --motion-train and --motion-test, or neither")
-    fuse(a.train, a.test, a.out, cfg, a.stats, (a.motion_train, a.motion_test) if a.motion_train else None)
+    fuse(a.train, a.test, a.out, cfg, a.stats, _pair("score", "motion", a.motion_train, a.motion_test))
 
 
 def cmd_cell_stats(cfg, a):
@@ -146,9 +151,7 @@ def cmd_cell_terms(cfg, a):
 def cmd_frame_scores(cfg, a):
     from vad_pipeline.evaluate import write_frame_scores
 
-    if bool(a.cells_train) != bool(a.cells_test):
-        raise VadError("frame-scores: give both --cells-train and --cells-test, or neither")
-    write_frame_scores(a.objects, a.labels, a.out, cfg, (a.cells_train, a.cells_test) if a.cells_train else None)
+    write_frame_scores(a.objects, a.labels, a.out, cfg, _pair("frame-scores", "cells", a.cells_train, a.cells_test))
 
 
 def _figures(paths: list[str | None]) -> list[Path]:

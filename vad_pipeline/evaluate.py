@@ -52,12 +52,11 @@ def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: f
     from vad_pipeline.score import zstats
 
     train, test = cells
-    missing = df.merge(test[["video", "frame"]], on=["video", "frame"], how="left", indicator=True)
-    if (missing["_merge"] != "both").any():
-        row = missing[missing["_merge"] != "both"].iloc[0]
+    df = df.merge(test[["video", "frame", "s_c"]].rename(columns={"s_c": "score_c"}), on=["video", "frame"], how="left")
+    if df["score_c"].isna().any():
+        row = df[df["score_c"].isna()].iloc[0]
         raise VadError(f"the cell term has no score for video {row['video']} frame {row['frame']}: rerun cell_stats")
     mu, sd = zstats(train.loc[train["frame"] >= exclude_first, "s_c"].to_numpy(float))
-    df = df.merge(test[["video", "frame", "s_c"]].rename(columns={"s_c": "score_c"}), on=["video", "frame"], how="left")
     if w_c != 0:   # w_c = 0 leaves the object-pooled score untouched, bit for bit
         df["score"] = df["score"] + w_c * (df["score_c"] - mu) / sd
     return df

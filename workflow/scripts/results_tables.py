@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from vad_pipeline import config as C  # noqa: E402
+from vad_pipeline.evaluate import TERMS  # noqa: E402
 
 
 def _f(x) -> str:
@@ -45,9 +46,6 @@ def ablation_rows(config: dict, dataset: str, results: Path) -> list[str]:
         rows.append(f"| `{variant}` | {_f(auc['auc_micro'])} | {_f(auc['auc_macro'])} | {_f(auc['ap'])} | "
                     f"{_f(auc['eer'])} | {s_f} / {_f(terms.get('s_p'))} | {'–' if paper is None else paper} |")
     return rows
-
-
-TERMS = ("s_f", "s_p", "s_m", "s_c")
 
 
 def run_rows(paths: list[str]) -> list[str]:
