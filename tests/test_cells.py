@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -33,25 +34,67 @@ def _video(path, movers: list[tuple[int, int, float]], odd: dict | None = None):
     return str(path)
 
 
-def test_cell_statistics_hand_checked():
-    flow = np.zeros((1, H, W, 2), np.float32)
-    flow[0, 0:20, 0:20] = (3.0, -4.0)   # magnitude 5 in a quarter of the top-left 40 px cell
-    s = C.cell_stats(flow, 40, 20, 1.0)
-    assert s.shape == (3, 5, 5)   # rows at y 0, 20, 40; columns at x 0 .. 80
-    assert s[0, 0] == pytest.approx([5.0, 1.25, 0.25, 0.75, -1.0])
-    assert s[1, 1] == pytest.approx([0, 0, 0, 0, 0])   # the cell at (20, 20) does not reach the patch
-    ys, xs, size = C.grid(30, 50, 40, 20)   # a cell never exceeds the frame
-    assert size == 30 and list(ys) == [0] and list(xs) == [0, 20]
+def _boxes(path, boxes=()):
+    """A detections CSV with the given (x1, y1, x2, y2) boxes (frame 1)."""
+    pd.DataFrame([(1, *b) for b in boxes], columns=["frame", "x1", "y1", "x2", "y2"]).to_csv(path, index=False)
+    return str(path)
 
 
-def test_unusual_speed_for_its_cell_scores_highest(tmp_path):
+def _layout(tmp_path, flows, p=P, boxes=()):
+    out = tmp_path / "layout.json"
+    C.make_layout([_boxes(tmp_path / f"b{i}.csv", boxes) for i in range(len(flows))], flows, str(out), p)
+    return str(out)
+
+
+def test_window_statistics_hand_checked():
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[0:20, 0:20] = (3.0, -4.0)   # magnitude 5 in a quarter of the top-left 40 px cell
+    boxes, rows, steps = C.grid_windows(H, W, 40, 20)
+    assert len(boxes) == 15 and rows.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and (steps == 20).all()
+    m = C.window_means(flow, boxes.astype(int), 1.0)
+    assert m[0] == pytest.approx([1.25, 0.25, 0.75, -1.0])   # mean magnitude, moving, dx, dy
+    assert m[6] == pytest.approx([0, 0, 0, 0])   # the cell at (20, 20) does not reach the patch
+    # frame 2 pools flows 1, 2 (frames: 2): peak and mean of the window's mean magnitude
+    s = C.pool(np.stack([np.zeros_like(m), m, 2 * m]), 2)
+    assert s[2, 0] == pytest.approx([2.5, 1.875, 0.375, 1.125, -1.5])
+    assert s[0, 0] == pytest.approx([0, 0, 0, 0, 0])   # frame 0: flow 0 alone (all zero)
+    b, _, _ = C.grid_windows(30, 50, 40, 20)   # a cell never exceeds the frame
+    assert b.tolist() == [[0, 0, 30, 30], [20, 0, 50, 30]]
+
+
+def test_perspective_fitted_to_the_training_boxes(tmp_path, caplog):
+    """Boxes 0.5 x bottom + 5 high and 0.25 x bottom wide: the fit recovers both lines, and each
+    row of windows is scale x that size at its bottom row, overlapping by half."""
+    rng = np.random.default_rng(0)
+    bottom = rng.uniform(20, 80, 400).round()
+    x1 = rng.uniform(0, 60, 400).round()
+    boxes = np.stack([x1, bottom - (0.5 * bottom + 5), x1 + 0.25 * bottom, bottom], axis=1)
+    fit = C.fit_perspective(boxes, 10)
+    assert fit["height"] == pytest.approx([0.5, 5.0], abs=0.2) and fit["width"] == pytest.approx([0.25, 0.0], abs=0.2)
+    win, rows, steps = C.perspective_windows(H, W, {"height": [0.5, 5.0], "width": [0.25, 0.0]}, 0.8, 10)
+    last = win[rows == rows.max()]
+    assert (last[:, 3] == 80).all() and (last[:, 3] - last[:, 1] == 36).all()   # 0.8 x (0.5 x 80 + 5)
+    assert (last[:, 2] - last[:, 0] == 16).all() and np.diff(last[:, 0]).max() == 8
+    assert last[-1, 2] == W   # the right edge is covered
+    first = win[rows == 0]   # bottom row 10: 0.8 x 10 = 8 px, raised to row_step
+    assert (first[:, 3] - first[:, 1] == 10).all()
+    assert C.fit_perspective(boxes[:5], 10) is None   # too few boxes in every band
+    one = C.fit_perspective(np.repeat([[0, 10, 6, 30]], 25, axis=0), 10)
+    assert one == {"height": [0.0, 20.0], "width": [0.0, 6.0]}
+    flows = [_video(tmp_path / "tr.h5", [(10, 0, 1.0)])]
+    grid = json.loads(Path(_layout(tmp_path, flows, {**P, "windows": "perspective"})).read_text())
+    assert grid["windows"] == "grid" and "square cells instead" in caplog.text
+
+
+def test_unusual_speed_for_its_row_scores_highest(tmp_path):
     """Training: slow movers at the top (far away), fast ones at the bottom (close by). A test frame
     with a fast mover at the top is the anomaly; the same speed at the bottom is not."""
     train = [_video(tmp_path / f"tr{i}.h5", [(10 + 10 * i, 0, 1.0), (60 + 10 * i, 50, 4.0)]) for i in range(3)]
     test = _video(tmp_path / "te.h5", [(20, 0, 1.0), (70, 50, 4.0)], odd={6: (60, 0, 4.0)})
     cfg = {"cells": P}
-    C.split_stats(train, str(tmp_path / "stats_train.h5"), P)
-    C.split_stats([test], str(tmp_path / "stats_test.h5"), P)
+    layout = _layout(tmp_path, train)
+    C.split_stats(train, layout, str(tmp_path / "stats_train.h5"), P)
+    C.split_stats([test], layout, str(tmp_path / "stats_test.h5"), P)
     C.cell_terms(str(tmp_path / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
                  str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), cfg)
     te = C.read_terms(str(tmp_path / "test.csv"))
@@ -66,21 +109,24 @@ def test_unusual_speed_for_its_cell_scores_highest(tmp_path):
 
 
 def test_row_band_neighbourhood_and_k():
-    """cols -1 compares a cell with every cell of its row; k averages the k nearest."""
+    """cols -1 compares a window with every window of its row; k averages the k nearest."""
+    boxes, rows, steps = C.grid_windows(60, 80, 20, 20)   # 3 rows of 4
+    layout = {"boxes": (boxes / [80, 60, 80, 60]).tolist(), "rows": rows.tolist(), "steps": (steps / 80).tolist()}
     rng = np.random.default_rng(0)
-    train = rng.normal(size=(20, 3, 4, 5))
+    train = rng.normal(size=(20, 12, 5))
     query = train[:2].copy()
-    query[0, 1, 2] = train[5, 1, 3]   # another cell's statistics of the same row: close under cols -1
-    same = C.cell_scores(train, query, np.ones(5), {"k": 1, "rows": 0, "cols": 0})
-    band = C.cell_scores(train, query, np.ones(5), {"k": 1, "rows": 0, "cols": -1})
-    assert band[0, 1, 2] == pytest.approx(0.0) and same[0, 1, 2] > 0
+    query[0, 6] = train[5, 7]   # another window's statistics of the same row: close under cols -1
+    same = C.cell_scores(train, query, np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0})
+    band = C.cell_scores(train, query, np.ones(5), layout, {"k": 1, "rows": 0, "cols": -1})
+    near = C.cell_scores(train, query, np.ones(5), layout, {"k": 1, "rows": 0, "cols": 1})
+    assert band[0, 6] == pytest.approx(0.0) and near[0, 6] == pytest.approx(0.0) and same[0, 6] > 0
     assert np.allclose(same[1], 0) and np.allclose(band[1], 0)   # a training frame itself
-    k3 = C.cell_scores(train, query, np.ones(5), {"k": 3, "rows": 0, "cols": 0})
+    k3 = C.cell_scores(train, query, np.ones(5), layout, {"k": 3, "rows": 0, "cols": 0})
     assert (k3[1] > 0).all()   # with k 3 the frame's own statistics are one of three
-    self_left_out = C.cell_scores(train, train[:2], np.ones(5), {"k": 1, "rows": 0, "cols": 0}, skip_self=True)
+    self_left_out = C.cell_scores(train, train[:2], np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0}, skip_self=True)
     assert (self_left_out > 0).all()
-    with pytest.raises(VadError, match="cell grids differ"):
-        C.cell_scores(train, query[:, :2], np.ones(5), {"k": 1, "rows": 0, "cols": 0})
+    with pytest.raises(VadError, match="window layouts differ"):
+        C.cell_scores(train, query[:, :6], np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0})
 
 
 def _frames_inputs():
@@ -114,13 +160,21 @@ def test_cell_term_pooled_into_frames():
 
 
 def test_cell_stage_from_the_command_line(tmp_path, capsys):
-    """cell-stats, cell-terms, then frame-scores with both cell files; one of them alone is refused."""
+    """cell-layout (perspective, from the training boxes), cell-stats, cell-terms, then frame-scores
+    with both cell files; one of them alone is refused."""
     train = [_video(tmp_path / f"tr{i}.h5", [(10 + 10 * i, 0, 1.0)]) for i in range(2)]
     test = _video(tmp_path / "01.h5", [(20, 0, 1.0)], odd={6: (60, 0, 4.0), 7: (60, 0, 4.0)})
-    params = json.dumps({"cells": P})
+    params = json.dumps({"cells": {**P, "windows": "perspective", "scale": 1.0}})
     c = tmp_path / "cells"
+    walkers = [(x, 0, x + 12, 20) for x in range(0, 100, 4)] + [(x, 40, x + 24, 80) for x in range(0, 90, 4)]
+    boxes = [_boxes(tmp_path / f"tr{i}.csv", walkers) for i in range(2)]
+    assert cli.main(["cell-layout", "--params", params, "--boxes", *boxes, "--flows", *train,
+                     "--out", str(c / "layout.json")]) == 0
+    layout = json.loads((c / "layout.json").read_text())
+    assert layout["windows"] == "perspective" and layout["perspective"]["height"] == pytest.approx([1 / 3, 40 / 3])
     for split, vids in (("train", train), ("test", [test])):
-        assert cli.main(["cell-stats", "--params", params, "--flows", *vids, "--out", str(c / f"stats_{split}.h5")]) == 0
+        assert cli.main(["cell-stats", "--params", params, "--flows", *vids, "--layout", str(c / "layout.json"),
+                         "--out", str(c / f"stats_{split}.h5")]) == 0
     assert cli.main(["cell-terms", "--params", params, "--train", str(c / "stats_train.h5"),
                      "--test", str(c / "stats_test.h5"), "--train-out", str(c / "train.csv"),
                      "--test-out", str(c / "test.csv")]) == 0
@@ -140,24 +194,29 @@ def test_cell_stage_from_the_command_line(tmp_path, capsys):
     assert "missing.h5: cell statistics not found" in capsys.readouterr().err
 
 
-def test_footage_of_another_frame_size_maps_to_the_training_grid(tmp_path, caplog):
-    """A test video at twice the training resolution: its cells are compared with the training
-    cells at the same relative place, and its highest cell's box is in its own pixels."""
+def test_footage_of_another_frame_size_is_covered_at_the_same_places(tmp_path):
+    """A test video at twice the training resolution: the layout (fractions of the frame) puts its
+    windows at the same places of the view, twice as large, and its highest window's box is in
+    its own pixels."""
     train = [_video(tmp_path / f"tr{i}.h5", [(10 + 10 * i, 0, 1.0), (60 + 10 * i, 50, 4.0)]) for i in range(2)]
     flow = np.zeros((N, 2 * H, 2 * W, 2), np.float16)
-    flow[1:, 0:40, 40:80, 0] = 2.0   # the slow movers at the top, at double resolution
-    flow[6, 0:40, 120:160, 0] = 8.0  # frame 6: a fast one at the top
+    flow[1:, 0:40, 40:80, 0] = 1.0   # the slow movers at the top, at double resolution
+    flow[6, 0:40, 120:160, 0] = 4.0  # frame 6: a fast one at the top
     with h5py.File(tmp_path / "big.h5", "w") as f:
         f.create_dataset("flow", data=flow)
         f.attrs.update(height=2 * H, width=2 * W, downscale=1, quantum=0.0)
-    C.split_stats(train, str(tmp_path / "stats_train.h5"), P)
-    C.split_stats([str(tmp_path / "big.h5")], str(tmp_path / "stats_test.h5"), P)
+    layout = _layout(tmp_path, train)
+    C.split_stats(train, layout, str(tmp_path / "stats_train.h5"), P)
+    C.split_stats([str(tmp_path / "big.h5")], layout, str(tmp_path / "stats_test.h5"), P)
     C.cell_terms(str(tmp_path / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
                  str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), {"cells": P})
-    assert "mapped by relative position" in caplog.text
     te = C.read_terms(str(tmp_path / "test.csv"))
     assert te["s_c"].idxmax() == 6
-    row = te.loc[6]   # a cell of the big frame that holds the fast mover
-    assert row["y1"] < 40 and row["x1"] < 160 and row["x2"] > 120 and row["x2"] - row["x1"] == 40
-    mapped, boxes = C.to_grid(np.arange(4 * 6).reshape(1, 4, 6, 1), np.zeros((4, 6, 4)), (2, 3))
-    assert mapped[0, :, :, 0].tolist() == [[7, 9, 11], [19, 21, 23]]   # rows 1, 3 and columns 1, 3, 5
+    row = te.loc[6]   # a window of the big frame that holds the fast mover
+    assert row["y1"] == 0 and row["x1"] < 160 and row["x2"] > 120 and row["x2"] - row["x1"] == 80
+    (tmp_path / "o").mkdir()   # training statistics of another layout: refused, not mixed
+    other = _layout(tmp_path / "o", train, {**P, "size": 20})
+    C.split_stats(train, other, str(tmp_path / "o" / "stats_train.h5"), P)
+    with pytest.raises(VadError, match="different window layouts"):
+        C.cell_terms(str(tmp_path / "o" / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
+                     str(tmp_path / "x.csv"), str(tmp_path / "y.csv"), {"cells": P})

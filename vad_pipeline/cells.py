@@ -1,140 +1,248 @@
-"""Cell motion term S_c: how unusual the motion in each image cell is for that cell.
+"""Cell motion term S_c: how unusual the motion in each window of the view is for where it is.
 
-A frame-level companion of S_m that needs no detection: the frame is covered by square cells
-(``cells.size`` px, every ``cells.stride`` px); :func:`cell_stats` summarises the flow in each cell
-over the last ``cells.frames`` flows with five statistics (95th-percentile and mean magnitude,
-fraction of pixels moving more than ``cells.moving_px``, mean dx, mean dy), each divided by its
-standard deviation over all training cells. :func:`cell_scores` gives each cell the mean distance to
-its ``cells.k`` nearest training frames' statistics *in the same cell* (or within ``cells.rows`` /
-``cells.cols`` cells of it; ``cols: -1`` the whole row band), so speed is judged against what moved
-at that place (camera perspective makes speed depend on where). A frame's S_c is its highest cell;
-the cell is kept (x1, y1, x2, y2) for the pictures. Training frames are scored leaving out their
-own video, for the z-score statistics. Pooled into the frame score in :mod:`vad_pipeline.evaluate`
-with ``score.w_c``.
+A frame-level companion of S_m that does not rely on the detector separating objects: the frame
+is covered by windows (:func:`make_layout`). By default (``cells.windows: perspective``) they
+have the size of an object at that image row, scaled by ``cells.scale``: the expected box height
+and width are fitted, as straight lines in the box's bottom row, to the training detections
+(:func:`fit_perspective`; a walker far away is small and slow in pixels, one close by large and
+fast), with a row of windows every ``cells.row_step`` px, each window overlapping its neighbours
+by half. ``windows: grid`` gives square cells of ``cells.size`` px every ``cells.stride`` px
+instead. The layout is kept in fractions of the frame, so footage of another frame size is
+covered at the same places of the view.
 
-No torch: this stage reads only the stored flow.
+:func:`window_means` summarises one flow per window (mean magnitude, fraction of pixels moving
+more than ``cells.moving_px``, mean dx, mean dy; integral images, so every window costs the
+same); frame t pools the last ``cells.frames`` flows (``STATS``: the peak and the mean of the
+window's mean magnitude, the moving fraction, dx, dy), each divided by its standard deviation
+over the training windows. :func:`cell_scores` gives each window the mean distance to its
+``cells.k`` nearest training statistics among the windows of its row (``cells.rows`` rows either
+side; ``cells.cols`` >= 0: only those within that many horizontal steps), so speed is judged
+against what moved at that distance from the camera. A frame's S_c is its highest window, whose
+box is kept for the pictures. Training frames are scored leaving out their own video, for the
+z-score statistics. Pooled into the frame score in :mod:`vad_pipeline.evaluate` with ``score.w_c``.
+
+No torch: this stage reads only the stored flow and the training boxes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
-from vad_pipeline.io import VadError, atomic_path, read_csv, write_csv
+from vad_pipeline.io import VadError, atomic_path, read_csv, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
-STATS = ["mag_p95", "mag_mean", "moving", "dx", "dy"]
+STATS = ["mag_peak", "mag_mean", "moving", "dx", "dy"]
 COLUMNS = ["video", "frame", "s_c", "x1", "y1", "x2", "y2"]
+MIN_BOXES = 20   # training boxes a row band needs to count in the perspective fit
 
 
-def grid(height: int, width: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Top-left corners (rows, columns) of the cells of a height x width grid, and the cell size
-    (at most the grid's smaller side)."""
-    size = max(1, min(size, height, width))
-    stride = max(1, stride)
-    return np.arange(0, height - size + 1, stride), np.arange(0, width - size + 1, stride), size
-
-
-def cell_stats(flows: np.ndarray, size: int, stride: int, moving_px: float,
-               mag: np.ndarray | None = None) -> np.ndarray:
-    """(rows, cols, 5) ``STATS`` of every cell, pooled over the T flows of ``flows`` (T, H, W, 2);
-    ``mag``: their magnitudes (T, H, W) when the caller has them already."""
-    flows = flows.astype(np.float32, copy=False)
-    ys, xs, size = grid(flows.shape[1], flows.shape[2], size, stride)
-    stride = max(1, stride)
-
-    def windows(a: np.ndarray) -> np.ndarray:   # (T, H, W) -> (rows, cols, T * size * size)
-        # a strided view (fancy indexing would copy every window position first: ~10x slower)
-        w = sliding_window_view(a, (size, size), axis=(1, 2))[:, ::stride, ::stride][:, : len(ys), : len(xs)]
-        return w.transpose(1, 2, 0, 3, 4).reshape(len(ys), len(xs), -1)
-
-    mag = windows(np.hypot(flows[..., 0], flows[..., 1]) if mag is None else mag)
-    return np.stack([np.percentile(mag, 95, axis=2), mag.mean(axis=2), (mag > moving_px).mean(axis=2),
-                     windows(flows[..., 0]).mean(axis=2), windows(flows[..., 1]).mean(axis=2)], axis=-1)
-
-
-def video_stats(flow_h5: str, p: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(frames, rows, cols, 5) cell statistics of one video's flow file, and its cells' boxes
-    (rows, cols, 4: x1, y1, x2, y2 in full-frame pixels). Frame t pools flows t-frames+1 .. t
-    (flow 0 is all zero: it is used only for frame 0)."""
-    n_t, block = int(p["frames"]), 32
-    with h5py.File(flow_h5, "r") as f:
-        fl, scale = f["flow"], int(f.attrs["downscale"])
-        n, height, width = fl.shape[:3]
-        size, stride = max(1, round(p["size"] / scale)), max(1, round(p["stride"] / scale))
-        ys, xs, size = grid(height, width, size, stride)
-        out = np.zeros((n, len(ys), len(xs), len(STATS)), np.float32)
-        for start in range(0, n, block):   # a block of frames and the flows before it: long videos fit in memory
-            first = max(start - n_t + 1, 0)
-            flows = fl[first : min(start + block, n)].astype(np.float32)
-            mags = np.hypot(flows[..., 0], flows[..., 1])   # once per flow, not once per frame it pools into
-            for t in range(start, min(start + block, n)):
-                w = slice(max(t - n_t + 1, 1 if t > 0 else 0) - first, t + 1 - first)
-                out[t] = cell_stats(flows[w], size, stride, float(p["moving_px"]), mags[w])
+def grid_windows(height: int, width: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Square cells of ``size`` px (at most the frame's smaller side) every ``stride`` px: boxes
+    (n, 4: x1, y1, x2, y2), the row of each and its horizontal step."""
+    size, stride = max(1, min(size, height, width)), max(1, stride)
+    ys, xs = np.arange(0, height - size + 1, stride), np.arange(0, width - size + 1, stride)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    boxes = np.stack([xx, yy, xx + size, yy + size], axis=-1) * scale
-    return out, boxes
+    boxes = np.stack([xx, yy, xx + size, yy + size], axis=-1).reshape(-1, 4)
+    rows = np.repeat(np.arange(len(ys)), len(xs))
+    return boxes.astype(float), rows, np.full(len(rows), float(stride))
 
 
-def split_stats(flow_paths: list[str], out: str, p: dict) -> None:
-    """Every video's cell statistics of a split into one HDF5 file (a dataset per video)."""
+def fit_perspective(boxes: np.ndarray, row_step: float) -> dict | None:
+    """Expected object height and width (px) as straight lines in the bottom row of the box,
+    ``{"height": [slope, intercept], "width": [...]}``, through the medians (bottom, height, width)
+    of the row bands (``row_step`` px) that hold at least ``MIN_BOXES`` boxes, weighted by the
+    square root of their counts (medians: merged blobs and fragments do not pull the line); a
+    single such band: constant sizes; none: None."""
+    boxes = np.asarray(boxes, float).reshape(-1, 4)
+    band = np.floor(boxes[:, 3] / row_step)
+    rows = []
+    for b in np.unique(band):
+        m = band == b
+        if m.sum() >= MIN_BOXES:
+            rows.append((np.median(boxes[m, 3]), np.median(boxes[m, 3] - boxes[m, 1]),
+                         np.median(boxes[m, 2] - boxes[m, 0]), m.sum()))
+    if not rows:
+        return None
+    y, h, w, n = (np.asarray(c, float) for c in zip(*rows))
+    if len(rows) == 1:
+        return {"height": [0.0, float(h[0])], "width": [0.0, float(w[0])]}
+    wt = np.sqrt(n)
+    return {"height": np.polyfit(y, h, 1, w=wt).tolist(), "width": np.polyfit(y, w, 1, w=wt).tolist()}
+
+
+def perspective_windows(height: int, width: int, fit: dict, scale: float,
+                        row_step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A row of windows ending every ``row_step`` px, each ``scale`` x the fitted object size at
+    that bottom row (at least ``row_step`` px, at most the frame), overlapping by half."""
+    out, rows, steps = [], [], []
+    row_step = max(1, row_step)
+    for r, bottom in enumerate(range(row_step, height + 1, row_step)):
+        h, w = (int(round(np.clip(scale * np.polyval(fit[k], bottom), min(row_step, lim), lim)))
+                for k, lim in (("height", height), ("width", width)))
+        step = max(1, w // 2)
+        xs = list(range(0, width - w + 1, step))
+        if xs[-1] != width - w:   # the right edge is covered too
+            xs.append(width - w)
+        out += [(x, bottom - h, x + w, bottom) for x in xs]
+        rows += [r] * len(xs)
+        steps += [float(step)] * len(xs)
+    return np.asarray(out, float), np.asarray(rows), np.asarray(steps)
+
+
+def make_layout(box_paths: list[str], flow_paths: list[str], out: str, p: dict) -> dict:
+    """The windows of ``cells.windows`` for the training videos' most common frame size, written
+    to ``out`` in fractions of the frame (JSON); the perspective is fitted to the training boxes
+    (``box_paths``, one CSV per video; ``flow_paths`` give each video's frame size). Too few boxes
+    for a fit: the grid, with a warning."""
+    if len(box_paths) != len(flow_paths):
+        raise VadError("--boxes and --flows must list the same videos")
+    sizes, boxes = [], []
+    for bp, fp in zip(box_paths, flow_paths):
+        with h5py.File(fp, "r") as f:
+            sizes.append((int(f.attrs["height"]), int(f.attrs["width"])))
+        b = read_csv(bp, ["x1", "y1", "x2", "y2"])[["x1", "y1", "x2", "y2"]].to_numpy(float)
+        h, w = sizes[-1]
+        boxes.append(b / [w, h, w, h])   # fractions of its frame: sizes may differ between videos
+    if not sizes:
+        raise VadError("cell layout: no training video")
+    height, width = pd.Series(sizes).value_counts().index[0]
+    ref = np.concatenate(boxes) * [width, height, width, height]
+    kind, fit = p["windows"], None
+    if kind == "perspective":
+        fit = fit_perspective(ref, p["row_step"])
+        if fit is None:
+            log.warning("cell layout: fewer than %d training boxes in any row band: square cells instead", MIN_BOXES)
+            kind = "grid"
+    if kind == "perspective":
+        win, rows, steps = perspective_windows(height, width, fit, float(p["scale"]), int(p["row_step"]))
+    else:
+        win, rows, steps = grid_windows(height, width, int(p["size"]), int(p["stride"]))
+    layout = {"windows": kind, "frame_size": [height, width], "perspective": fit,
+              "boxes": (win / [width, height, width, height]).round(6).tolist(),
+              "rows": rows.tolist(), "steps": (steps / width).round(6).tolist()}
+    log.info("cell layout: %s, %d windows in %d rows over %dx%d frames%s", kind, len(win), len(set(rows.tolist())),
+             height, width, f", object height {fit['height'][0]:.3f} x bottom + {fit['height'][1]:.1f} px" if fit else "")
+    write_json(out, layout)
+    return layout
+
+
+def read_layout(path: str) -> dict:
+    if not Path(path).is_file():
+        raise VadError(f"{path}: cell layout not found; rerun the cell_layout rule")
+    with open(path) as f:
+        return json.load(f)
+
+
+def pixel_boxes(layout: dict, height: int, width: int) -> np.ndarray:
+    """The layout's windows in the pixels of a height x width frame (each at least 1 px)."""
+    b = np.asarray(layout["boxes"], float).reshape(-1, 4) * [width, height, width, height]
+    b = np.rint(b).astype(int)
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+    b[:, 0] = np.minimum(b[:, 0], width - 1)
+    b[:, 1] = np.minimum(b[:, 1], height - 1)
+    b[:, 2] = np.maximum(b[:, 2], b[:, 0] + 1)
+    b[:, 3] = np.maximum(b[:, 3], b[:, 1] + 1)
+    return b
+
+
+def window_means(flow: np.ndarray, boxes: np.ndarray, moving_px: float) -> np.ndarray:
+    """(n, 4) mean magnitude, fraction moving more than ``moving_px``, mean dx, mean dy of one
+    flow (H, W, 2) in each window of ``boxes`` (n, 4 px of the flow)."""
+    f = flow.astype(np.float64)
+    mag = np.hypot(f[..., 0], f[..., 1])
+    chans = np.stack([mag, mag > moving_px, f[..., 0], f[..., 1]], axis=-1)
+    integral = np.zeros((chans.shape[0] + 1, chans.shape[1] + 1, 4))
+    integral[1:, 1:] = chans.cumsum(0).cumsum(1)
+    x1, y1, x2, y2 = boxes.T
+    sums = integral[y2, x2] - integral[y1, x2] - integral[y2, x1] + integral[y1, x1]
+    return sums / ((x2 - x1) * (y2 - y1))[:, None]
+
+
+def pool(means: np.ndarray, n_t: int) -> np.ndarray:
+    """(T, n, 5) ``STATS`` of every frame from per-flow window means (T, n, 4): frame t pools
+    flows t-n_t+1 .. t (flow 0 is all zero: it is used only for frame 0)."""
+    csum = np.concatenate([np.zeros((1, *means.shape[1:])), np.cumsum(means, axis=0)])
+    out = np.zeros((len(means), means.shape[1], len(STATS)), np.float32)
+    for t in range(len(means)):
+        s = max(t - n_t + 1, 1 if t > 0 else 0)
+        out[t, :, 0] = means[s : t + 1, :, 0].max(axis=0)
+        out[t, :, 1:] = (csum[t + 1] - csum[s]) / (t + 1 - s)
+    return out
+
+
+def video_stats(flow_h5: str, layout: dict, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, windows, 5) statistics of one video's flow file and the windows' boxes in its
+    full-frame pixels (n, 4)."""
+    block = 64
+    with h5py.File(flow_h5, "r") as f:
+        fl = f["flow"]
+        n, fh, fw = fl.shape[:3]
+        boxes = pixel_boxes(layout, fh, fw)   # flow pixels (a downscaled flow is covered alike)
+        means = np.zeros((n, len(boxes), 4))
+        for start in range(0, n, block):   # a block of flows at a time: long videos fit in memory
+            for i, flow in enumerate(fl[start : start + block]):
+                means[start + i] = window_means(flow, boxes, float(p["moving_px"]))   # values: full-frame px
+        full = pixel_boxes(layout, int(f.attrs["height"]), int(f.attrs["width"]))
+    return pool(means, int(p["frames"])), full
+
+
+def split_stats(flow_paths: list[str], layout_path: str, out: str, p: dict) -> None:
+    """Every video's window statistics of a split into one HDF5 file (a dataset per video, its
+    windows' boxes as an attribute; the layout as a file attribute)."""
     from tqdm import tqdm
 
+    layout = read_layout(layout_path)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
+        h.attrs["layout"] = json.dumps(layout, sort_keys=True)
         for fp in tqdm(flow_paths, desc=f"cell statistics {Path(out).name}", unit="video"):
-            stats, boxes = video_stats(fp, p)
+            stats, boxes = video_stats(fp, layout, p)
             d = h.create_dataset(Path(fp).stem, data=stats, compression="gzip")
             d.attrs["boxes"] = boxes
 
 
-def read_stats(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per video of a ``split_stats`` file: its cell statistics and its cells' boxes."""
+def read_stats(path: str) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The layout of a ``split_stats`` file and, per video, its statistics and windows' boxes."""
     if not Path(path).is_file():
         raise VadError(f"{path}: cell statistics not found; rerun the cell_stats rule")
     with h5py.File(path, "r") as h:
-        return {v: (h[v][:], h[v].attrs["boxes"]) for v in h}
+        if "layout" not in h.attrs:
+            raise VadError(f"{path}: written by an older version (no window layout); rerun the cell_stats rule")
+        return json.loads(h.attrs["layout"]), {v: (h[v][:], h[v].attrs["boxes"]) for v in h}
 
 
-def to_grid(stats: np.ndarray, boxes: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A video's cells mapped onto a ``shape`` (rows, cols) grid by relative position (each grid
-    cell takes the video's cell at the same fraction of the frame): footage of another frame size
-    is compared with the training cells at the same place of the view."""
-    r, c = stats.shape[1:3]
-    if (r, c) == tuple(shape):
-        return stats, boxes
-    ri = np.minimum(((np.arange(shape[0]) + 0.5) * r / shape[0]).astype(int), r - 1)
-    ci = np.minimum(((np.arange(shape[1]) + 0.5) * c / shape[1]).astype(int), c - 1)
-    return stats[:, ri][:, :, ci], boxes[ri][:, ci]
-
-
-def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, p: dict,
+def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict,
                 skip_self: bool = False) -> np.ndarray:
-    """(M, rows, cols) mean distance of each query cell to its ``k`` nearest training statistics in
-    its neighbourhood; ``train`` (N, rows, cols, 5), ``query`` (M, rows, cols, 5); ``skip_self``:
-    the query frames are among the training ones (leave each one's own statistics out)."""
+    """(M, windows) mean distance of each query window to its ``k`` nearest training statistics
+    in its neighbourhood; ``train`` (N, windows, 5), ``query`` (M, windows, 5); ``skip_self``: the
+    query frames are among the training ones (leave each one's own statistics out)."""
     if train.shape[1:] != query.shape[1:]:
-        raise VadError(f"cell grids differ between training {train.shape[1:3]} and test {query.shape[1:3]}: "
-                       "frame sizes or flow downscale differ")
-    n, rows, cols, f = train.shape
-    if n == 0:
+        raise VadError(f"window layouts differ between training {train.shape[1:]} and test {query.shape[1:]}: "
+                       "rerun the cell_stats rule")
+    if len(train) == 0:
         raise VadError("cell term: no training frame to compare with")
+    rows = np.asarray(layout["rows"])
+    box = np.asarray(layout["boxes"], float).reshape(-1, 4)
+    centre, step = (box[:, 0] + box[:, 2]) / 2, np.asarray(layout["steps"], float)
     a, q = train / scale, query / scale
-    dr, dc = int(p["rows"]), int(p["cols"])
-    out = np.zeros(query.shape[:3])
-    for r in range(rows):
-        rs = slice(max(r - dr, 0), r + dr + 1)
-        if dc < 0:   # the whole row band: one pool for every cell of the row
-            d = _knn(a[:, rs].reshape(-1, f), q[:, r].reshape(-1, f), int(p["k"]), skip_self)
-            out[:, r] = d.reshape(len(q), cols)
+    dr, dc, k, f = int(p["rows"]), int(p["cols"]), int(p["k"]), train.shape[2]
+    out = np.zeros(query.shape[:2])
+    for r in np.unique(rows):
+        mine, pool_rows = rows == r, np.abs(rows - r) <= dr
+        if dc < 0:   # every window of the row band: one pool for the whole row
+            d = _knn(a[:, pool_rows].reshape(-1, f), q[:, mine].reshape(-1, f), k, skip_self)
+            out[:, mine] = d.reshape(len(q), -1)
             continue
-        for c in range(cols):
-            out[:, r, c] = _knn(a[:, rs, max(c - dc, 0): c + dc + 1].reshape(-1, f), q[:, r, c], int(p["k"]), skip_self)
+        for i in np.flatnonzero(mine):
+            near = pool_rows & (np.abs(centre - centre[i]) <= dc * step[i] + 1e-9)
+            out[:, i] = _knn(a[:, near].reshape(-1, f), q[:, i], k, skip_self)
     return out
 
 
@@ -149,28 +257,23 @@ def _knn(pool: np.ndarray, query: np.ndarray, k: int, skip_self: bool) -> np.nda
 
 
 def frame_table(video: str, scores: np.ndarray, boxes: np.ndarray) -> pd.DataFrame:
-    """One row per frame: its highest cell's score and box."""
-    flat = scores.reshape(len(scores), -1)
-    best = flat.argmax(axis=1) if len(flat) else np.zeros(0, int)
-    b = boxes.reshape(-1, 4)[best]
-    return pd.DataFrame({"video": video, "frame": np.arange(len(scores)), "s_c": flat.max(axis=1) if len(flat) else [],
+    """One row per frame: its highest window's score and box."""
+    best = scores.argmax(axis=1) if scores.size else np.zeros(len(scores), int)
+    b = np.asarray(boxes).reshape(-1, 4)[best] if len(boxes) else np.zeros((len(scores), 4))
+    return pd.DataFrame({"video": video, "frame": np.arange(len(scores)),
+                         "s_c": scores.max(axis=1) if scores.size else np.zeros(len(scores)),
                          "x1": b[:, 0], "y1": b[:, 1], "x2": b[:, 2], "y2": b[:, 3]})[COLUMNS]
 
 
 def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict) -> None:
     """S_c of every training frame (its video left out) and every test frame."""
     p = cfg["cells"]
-    train, test = read_stats(train_stats), read_stats(test_stats)
+    layout, train = read_stats(train_stats)
+    test_layout, test = read_stats(test_stats)
+    if test_layout != layout:
+        raise VadError(f"{train_stats} and {test_stats} have different window layouts; rerun the cell_stats rule")
     if not train:
         raise VadError(f"{train_stats}: no training video")
-    shapes = pd.Series([x.shape[1:3] for x, _ in train.values()]).value_counts()
-    grid_shape = shapes.index[0]   # the training videos' most common grid
-    for name, split in (("training", train), ("test", test)):
-        for v, (x, b) in split.items():
-            if x.shape[1:3] != grid_shape:
-                log.warning("%s video %s: %s cells, not the training grid's %s (another frame size): "
-                            "mapped by relative position", name, v, x.shape[1:3], grid_shape)
-                split[v] = to_grid(x, b, grid_shape)
     train_boxes, test_boxes = {v: b for v, (_, b) in train.items()}, {v: b for v, (_, b) in test.items()}
     train, test = {v: x for v, (x, _) in train.items()}, {v: x for v, (x, _) in test.items()}
     everything = np.concatenate(list(train.values()))
@@ -181,11 +284,11 @@ def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str,
     for v in names:
         others = [train[u] for u in names if u != v]
         if others:
-            s = cell_scores(np.concatenate(others), train[v], scale, p)
+            s = cell_scores(np.concatenate(others), train[v], scale, layout, p)
         else:   # a single training video: against its own other frames
-            s = cell_scores(train[v], train[v], scale, p, skip_self=True)
+            s = cell_scores(train[v], train[v], scale, layout, p, skip_self=True)
         rows_train.append(frame_table(v, s, train_boxes[v]))
-    rows_test = [frame_table(v, cell_scores(everything, x, scale, p), test_boxes[v]) for v, x in test.items()]
+    rows_test = [frame_table(v, cell_scores(everything, x, scale, layout, p), test_boxes[v]) for v, x in test.items()]
     tr = pd.concat(rows_train, ignore_index=True) if rows_train else pd.DataFrame(columns=COLUMNS)
     te = pd.concat(rows_test, ignore_index=True) if rows_test else pd.DataFrame(columns=COLUMNS)
     log.info("S_c: %d training frames (mean %.3f), %d test frames (mean %.3f)", len(tr),

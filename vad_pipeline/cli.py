@@ -136,10 +136,16 @@ def cmd_score(cfg, a):
     fuse(a.train, a.test, a.out, cfg, a.stats, _pair("score", "motion", a.motion_train, a.motion_test))
 
 
+def cmd_cell_layout(cfg, a):
+    from vad_pipeline.cells import make_layout
+
+    make_layout(a.boxes, a.flows, a.out, cfg["cells"])
+
+
 def cmd_cell_stats(cfg, a):
     from vad_pipeline.cells import split_stats
 
-    split_stats(a.flows, a.out, cfg["cells"])
+    split_stats(a.flows, a.layout, a.out, cfg["cells"])
 
 
 def cmd_cell_terms(cfg, a):
@@ -309,8 +315,10 @@ COMMANDS = {
               [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {}),
                ("--motion-train", {"help": "the motion stage's S_m of the training objects"}),
                ("--motion-test", {"help": "... and of the test objects"})]),
-    "cell-stats": (cmd_cell_stats, "per image cell flow statistics of every video of a split (HDF5)",
-                   [("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
+    "cell-layout": (cmd_cell_layout, "the windows of the cell term, fitted to the training boxes (JSON)",
+                    [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
+    "cell-stats": (cmd_cell_stats, "per window flow statistics of every video of a split (HDF5)",
+                   [("--flows", {"nargs": "+", **REQ}), ("--layout", REQ), ("--out", REQ)]),
     "cell-terms": (cmd_cell_terms, "cell motion term S_c of every training and test frame",
                    [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ)]),
     "frame-scores": (cmd_frame_scores, "max-pool object scores to frames (plus the cell term S_c)",

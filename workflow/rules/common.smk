@@ -137,10 +137,12 @@ def detect_env(wildcards):
     return f"{ENVS}/mmdet.yaml" if name == "mmdet" else f"{ENVS}/vision.yaml"
 
 
-def per_video(pattern):
+def per_video(pattern, split=None):
+    """Every video of the job's split (or of ``split``)."""
+
     def fn(wildcards):
-        return expand(pattern, dataset=wildcards.dataset, split=wildcards.split,
-                      video=video_names(wildcards.dataset, wildcards.split))
+        s = split or wildcards.split
+        return expand(pattern, dataset=wildcards.dataset, split=s, video=video_names(wildcards.dataset, s))
 
     return fn
 

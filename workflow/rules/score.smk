@@ -61,10 +61,29 @@ rule motion_terms:
         "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
+rule cell_layout:
+    """The windows of the cell term: an object's size at each image row, fitted to the training boxes."""
+    input:
+        boxes=per_video("results/{dataset}/detect/{split}/{video}.csv", split="train"),
+        flows=per_video("results/{dataset}/flow/{split}/{video}.h5", split="train"),
+    output:
+        "results/{dataset}/cells/layout.json",
+    params:
+        cfg=params_json("cells"),
+    log:
+        "results/logs/{dataset}/cells/layout.log",
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} cell-layout --params {params.cfg:q} --boxes {input.boxes:q} --flows {input.flows:q} "
+        "--out {output:q} 2> {log:q}"
+
+
 rule cell_stats:
-    """Per image cell flow statistics of every frame of a split (no detection, no model)."""
+    """Per window flow statistics of every frame of a split (no model)."""
     input:
         flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
+        layout="results/{dataset}/cells/layout.json",
     output:
         "results/{dataset}/cells/stats_{split}.h5",
     params:
@@ -76,12 +95,13 @@ rule cell_stats:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} cell-stats --params {params.cfg:q} --flows {input.flows:q} --out {output:q} 2> {log:q}"
+        "{VAD} cell-stats --params {params.cfg:q} --flows {input.flows:q} --layout {input.layout:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule cell_terms:
-    """Cell motion term S_c of every frame: each cell against the same cell of the training frames
-    (training frames: against the other training videos)."""
+    """Cell motion term S_c of every frame: each window against the windows of its row in the
+    training frames (training frames: against the other training videos)."""
     input:
         train="results/{dataset}/cells/stats_train.h5",
         test="results/{dataset}/cells/stats_test.h5",
