@@ -86,3 +86,20 @@ def test_pictures_count_is_capped_by_config(tiny_demo, tmp_path):
     top = top_anomalies(frames, {}, cfg["report"])
     paths = P.pictures(top, objects, frames, cfg, str(tmp_path / "pics"))
     assert [p.name for p in paths] == [P.file_name(next(top.itertuples())), P.CONTACT_SHEET]
+
+
+def test_pictures_draw_the_cell_terms_window(tiny_demo, tmp_path, monkeypatch):
+    """Given the cell stage's frame table, every shown frame gets its highest S_c window beside
+    its top object (the contact sheet too); without it, none."""
+    cfg = {**tiny_demo, "report": {**tiny_demo["report"], "pictures": 1, "strip": 3, "strip_step": 1}}
+    frames, objects = _fake_run(cfg)
+    top = top_anomalies(frames, {}, cfg["report"])
+    cells = frames[["video", "frame"]].assign(s_c=1.0, x1=3, y1=4, x2=13, y2=24)
+    drawn = []
+    show = P._show
+    monkeypatch.setattr(P, "_show", lambda *a, **k: (drawn.append(a[7] if len(a) > 7 else None), show(*a, **k)))
+    P.pictures(top, objects, frames, cfg, str(tmp_path / "with"), cells)
+    assert len(drawn) == 3 + 1 and all(d == ((3, 4, 13, 24), 1.0) for d in drawn)   # strip + contact sheet
+    drawn.clear()
+    P.pictures(top, objects, frames, cfg, str(tmp_path / "without"))
+    assert drawn == [None] * 4

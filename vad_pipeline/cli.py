@@ -230,7 +230,12 @@ def cmd_pictures(cfg, a):
     top = read_csv(a.top, ["rank", "video", "start_frame", "end_frame", "peak_frame", "peak_score"])
     objects = read_csv(a.objects, ["video", "frame", "x1", "y1", "x2", "y2", "score"])
     frames = read_csv(a.frames, ["video", "frame", "score", "label", "excluded"])
-    paths = pictures(top, objects, frames, cfg, a.out)
+    cells = None
+    if a.cells:
+        from vad_pipeline.cells import read_terms
+
+        cells = read_terms(a.cells)
+    paths = pictures(top, objects, frames, cfg, a.out, cells)
     log.info("%s: %d pictures in %s", cfg["name"], len(paths), a.out)
 
 
@@ -337,7 +342,8 @@ COMMANDS = {
                       [("--frames", REQ), ("--out", REQ),
                        ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"})]),
     "pictures": (cmd_pictures, "pictures of the top anomalies and a contact sheet",
-                 [("--top", REQ), ("--objects", REQ), ("--frames", REQ), ("--out", {**REQ, "help": "folder"})]),
+                 [("--top", REQ), ("--objects", REQ), ("--frames", REQ), ("--out", {**REQ, "help": "folder"}),
+                  ("--cells", {"help": "the cell stage's test frames (cells/test.csv): S_c's window drawn too"})]),
     "localise": (cmd_localise, "RBDC, TBDC and pixel-level AUC from object boxes and pixel masks",
                  [("--objects", REQ), ("--frames", REQ), ("--out", REQ), ("--plot", {})]),
     "ablation": (cmd_ablation, "table (and bar chart) of the ablation variants' AUCs against the paper's",

@@ -2,7 +2,9 @@
 
 For each of the first ``report.pictures`` segments of ``top_anomalies.csv``: a strip of
 ``report.strip`` frames around the peak, on each frame the box of its highest-scoring object and
-that object's score, and below the strip the segment's frame-score curve. With ground truth, the
+that object's score (red) and, given the cell stage's frame table, the window of its highest cell
+term S_c (cyan, dashed: where the motion was most unusual, detected or not), and below the strip
+the segment's frame-score curve. With ground truth, the
 abnormal frames are marked (red titles, red bands on the curve) and, where the dataset has pixel
 masks, the mask's outline is drawn. One contact sheet shows every segment's peak frame.
 
@@ -54,10 +56,25 @@ def _top_object(objects: pd.DataFrame, frame: int):
     return (int(r.x1), int(r.y1), int(r.x2), int(r.y2)), float(r.score)
 
 
-def _show(ax, img: np.ndarray, obj, mask: np.ndarray | None, title: str, abnormal: bool, bold: bool) -> None:
+def _top_cell(cells: pd.DataFrame | None, frame: int):
+    """(box, S_c) of the frame's highest cell-term window, or None."""
+    if cells is None:
+        return None
+    g = cells[cells["frame"] == frame]
+    if g.empty:
+        return None
+    r = g.iloc[0]
+    return (int(r.x1), int(r.y1), int(r.x2), int(r.y2)), float(r.s_c)
+
+
+def _show(ax, img: np.ndarray, obj, mask: np.ndarray | None, title: str, abnormal: bool, bold: bool,
+          cell=None) -> None:
     ax.imshow(img[..., ::-1] if img.ndim == 3 else img, cmap=None if img.ndim == 3 else "gray")
     if mask is not None and mask.any():
         ax.contour(mask.astype(float), levels=[0.5], colors="yellow", linewidths=0.8)
+    if cell is not None:
+        (x1, y1, x2, y2), _ = cell
+        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec="cyan", lw=1.2, ls="--"))
     if obj is not None:
         (x1, y1, x2, y2), s = obj
         ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec="red", lw=1.4))
@@ -75,7 +92,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def picture(row, imgs: dict[int, np.ndarray], objects: pd.DataFrame, scores: pd.DataFrame,
-            masks: np.ndarray | None, out: Path, name: str) -> None:
+            masks: np.ndarray | None, out: Path, name: str, cells: pd.DataFrame | None = None) -> None:
     """One segment: the strip of frames (``imgs``) above its frame-score curve."""
     shown = sorted(imgs)
     labels = dict(zip(scores["frame"].to_numpy(int), scores["label"].to_numpy(int)))
@@ -87,7 +104,8 @@ def picture(row, imgs: dict[int, np.ndarray], objects: pd.DataFrame, scores: pd.
         ax = fig.add_subplot(gs[0, i])
         abnormal = labels.get(f, -1) > 0
         _show(ax, imgs[f], _top_object(objects, f), masks[f] if masks is not None else None,
-              f"frame {f}" + (" (abnormal)" if abnormal else ""), abnormal, f == int(row.peak_frame))
+              f"frame {f}" + (" (abnormal)" if abnormal else ""), abnormal, f == int(row.peak_frame),
+              _top_cell(cells, f))
     ax = fig.add_subplot(gs[1, :])
     start, end = int(row.start_frame), int(row.end_frame)
     margin = max(10, (end - start + 1) // 2)
@@ -114,27 +132,30 @@ def picture(row, imgs: dict[int, np.ndarray], objects: pd.DataFrame, scores: pd.
 
 
 def contact_sheet(tiles: list[tuple], out: Path, name: str) -> None:
-    """Every segment's peak frame with its box: (row, image, object, mask) per segment."""
+    """Every segment's peak frame with its boxes: (row, image, object, mask, cell) per segment."""
     cols = min(4, max(len(tiles), 1))
     rows = max(-(-len(tiles) // cols), 1)
     h, w = tiles[0][1].shape[:2] if tiles else (3, 4)
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * h / w * rows + 0.6), squeeze=False)
-    for ax, (row, img, obj, mask) in zip(axes.flat, tiles):
+    for ax, (row, img, obj, mask, cell) in zip(axes.flat, tiles):
         _show(ax, img, obj, mask, f"#{int(row.rank)} video {row.video} frame {int(row.peak_frame)}",
-              pd.notna(row.label_overlap) and row.label_overlap > 0, False)
+              pd.notna(row.label_overlap) and row.label_overlap > 0, False, cell)
     for ax in list(axes.flat)[len(tiles):]:
         ax.axis("off")
     if not tiles:
         axes[0, 0].text(0.5, 0.5, "no segment to show", ha="center", va="center")
-    fig.suptitle(f"{name}: top anomalies (red: highest-scoring object; yellow: ground-truth mask)", fontsize=10)
+    fig.suptitle(f"{name}: top anomalies (red: highest-scoring object; cyan: most unusual motion window; "
+                 "yellow: ground-truth mask)", fontsize=10)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
 
-def pictures(top: pd.DataFrame, objects: pd.DataFrame, frames: pd.DataFrame, cfg: dict, out_dir: str) -> list[Path]:
-    """Write one PNG per top segment and the contact sheet into ``out_dir``; returns the paths."""
+def pictures(top: pd.DataFrame, objects: pd.DataFrame, frames: pd.DataFrame, cfg: dict, out_dir: str,
+             cells: pd.DataFrame | None = None) -> list[Path]:
+    """Write one PNG per top segment and the contact sheet into ``out_dir``; returns the paths.
+    ``cells``: the cell stage's test frame table (its windows drawn), or None."""
     from vad_pipeline import datasets as D
 
     p = cfg["report"]
@@ -152,13 +173,15 @@ def pictures(top: pd.DataFrame, objects: pd.DataFrame, frames: pd.DataFrame, cfg
         imgs = D.read_frames(video, {f for s in strips.values() for f in s} | set(rows["peak_frame"].astype(int)))
         masks = D.pixel_masks(cfg, video) if with_masks else None
         obj = objects[objects["video"] == video_name]
+        cell = None if cells is None else cells[cells["video"].astype(str) == video_name]
         scores = frames[frames["video"] == video_name].sort_values("frame")
         for r in rows.itertuples():
             path = out / file_name(r)
-            picture(r, {f: imgs[f] for f in strips[r.rank]}, obj, scores, masks, path, cfg["name"])
+            picture(r, {f: imgs[f] for f in strips[r.rank]}, obj, scores, masks, path, cfg["name"], cell)
             written.append(path)
             peak = int(r.peak_frame)
-            tiles.append((r, imgs[peak], _top_object(obj, peak), masks[peak] if masks is not None else None))
+            tiles.append((r, imgs[peak], _top_object(obj, peak), masks[peak] if masks is not None else None,
+                          _top_cell(cell, peak)))
         log.info("video %s: %d pictures from %d frames read", video_name, len(rows), len(imgs))
     tiles.sort(key=lambda t: int(t[0].rank))
     contact_sheet(tiles, out / CONTACT_SHEET, cfg["name"])

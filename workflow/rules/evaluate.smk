@@ -45,6 +45,7 @@ rule pictures:
         top="results/{dataset}/top_anomalies.csv",
         objects="results/{dataset}/object_scores.csv",
         frames="results/{dataset}/frame_scores.csv",
+        cells="results/{dataset}/cells/test.csv",
     output:
         report(directory("results/{dataset}/top_anomalies"), patterns=["{name}.png"],
                caption="../report/pictures.rst", category="Top anomalies"),
@@ -56,7 +57,7 @@ rule pictures:
         f"{ENVS}/vision.yaml"
     shell:
         "{VAD} pictures --params {params.cfg:q} --root @{input.root:q} --top {input.top:q} --objects {input.objects:q} "
-        "--frames {input.frames:q} --out {output:q} 2> {log:q}"
+        "--frames {input.frames:q} --cells {input.cells:q} --out {output:q} 2> {log:q}"
 
 
 rule localisation:
