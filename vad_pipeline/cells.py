@@ -83,14 +83,14 @@ def perspective_windows(height: int, width: int, fit: dict, scale: float,
     that bottom row (at least ``row_step`` px, at most the frame), overlapping by half."""
     out, rows, steps = [], [], []
     row_step = max(1, row_step)
-    for r, bottom in enumerate(range(row_step, height + 1, row_step)):
+    for r, bottom in enumerate(range(min(row_step, height), height + 1, row_step)):
         h, w = (int(round(np.clip(scale * np.polyval(fit[k], bottom), min(row_step, lim), lim)))
                 for k, lim in (("height", height), ("width", width)))
         step = max(1, w // 2)
         xs = list(range(0, width - w + 1, step))
         if xs[-1] != width - w:   # the right edge is covered too
             xs.append(width - w)
-        out += [(x, bottom - h, x + w, bottom) for x in xs]
+        out += [(x, max(bottom - h, 0), x + w, bottom) for x in xs]
         rows += [r] * len(xs)
         steps += [float(step)] * len(xs)
     return np.asarray(out, float), np.asarray(rows), np.asarray(steps)
@@ -134,6 +134,7 @@ def make_layout(box_paths: list[str], flow_paths: list[str], out: str, p: dict) 
 
 
 def read_layout(path: str) -> dict:
+    """A ``make_layout`` JSON file."""
     if not Path(path).is_file():
         raise VadError(f"{path}: cell layout not found; rerun the cell_layout rule")
     with open(path) as f:
