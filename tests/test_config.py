@@ -138,6 +138,23 @@ def test_wrong_type_in_dataset_override_names_the_key():
     assert "dataset d" in str(exc.value)
 
 
+def test_numbers_given_as_strings_on_the_command_line_are_read_as_numbers():
+    """snakemake --config 'cells={"frames": 16}' passes "16" (YAML's base loader): wherever the
+    schema wants an integer, number or boolean, such a string is converted, at the top level and
+    in a dataset's override; words stay words and still fail where a number is due."""
+    cfg = _small()
+    cfg["cells"] = {"frames": "16", "scale": "0.5", "windows": "grid"}
+    cfg["frame_scores"] = {"fill": "0.25", "smoothing": "2"}
+    cfg["datasets"]["d"]["cells"] = {"k": "3"}
+    C.validate(cfg)
+    assert cfg["cells"]["frames"] == 16 and cfg["cells"]["scale"] == 0.5 and cfg["cells"]["windows"] == "grid"
+    assert cfg["frame_scores"]["fill"] == 0.25 and cfg["frame_scores"]["smoothing"] == 2
+    assert C.resolve(cfg, "d")["cells"]["k"] == 3
+    assert C.validate({**_small(), "frame_scores": {"fill": "min"}})["frame_scores"]["fill"] == "min"
+    with pytest.raises(VadError, match=r"cells\.frames"):
+        C.validate({**_small(), "cells": {"frames": "16.5"}})
+
+
 def test_wrong_type_in_dataset_preset_names_the_key():
     cfg = _small()
     cfg["datasets"]["d"]["presets"]["cpu"]["train"]["epochs"] = "ten"

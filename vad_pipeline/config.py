@@ -6,6 +6,7 @@ import copy
 import functools
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -53,8 +54,56 @@ def _validator(schema: dict):
     return jsonschema.validators.extend(cls, {"properties": set_defaults})(schema)
 
 
+_SCALARS = {"integer": lambda v: int(v) if re.fullmatch(r"[+-]?\d+", v.strip()) else None,
+            "number": lambda v: _number(v),
+            "boolean": lambda v: {"true": True, "false": False}.get(v.strip().lower())}
+
+
+def _number(v: str):
+    try:
+        return int(v) if re.fullmatch(r"[+-]?\d+", v.strip()) else float(v)
+    except ValueError:
+        return None
+
+
+def coerce_strings(value, schema: dict | None = None, root: dict | None = None):
+    """``value`` with strings turned into the integer, number or boolean the schema asks for
+    there (dicts and lists changed in place). Snakemake reads a nested ``--config`` value with
+    YAML's base loader, so ``--config 'cells={"frames": 16}'`` arrives as ``{"frames": "16"}``."""
+    root = root if root is not None else _schema()
+    schema = root if schema is None else schema
+    while "$ref" in schema:   # local references only (#/$defs/...)
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    if isinstance(value, str):
+        alts = [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]
+        kinds = [k for a in alts for k in ([a["type"]] if isinstance(a.get("type"), str) else a.get("type", []))]
+        if any(value in a.get("enum", ()) for a in alts) or any(
+                a.get("type") == "string" and "enum" not in a for a in alts):
+            return value   # a valid string as it is
+        for kind in kinds:
+            converted = _SCALARS[kind](value) if kind in _SCALARS else None
+            if converted is not None:
+                return converted
+        return value
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key in list(value):
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = coerce_strings(value[key], sub, root)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value[:] = [coerce_strings(v, schema["items"], root) for v in value]
+    return value
+
+
 def validate(config: dict, where: str = "config") -> dict:
-    """Fill defaults in place and check ``config`` against the schema; raise VadError if wrong."""
+    """Fill defaults in place and check ``config`` against the schema (strings that stand for a
+    number or boolean where the schema wants one converted first: :func:`coerce_strings`); raise
+    VadError if wrong."""
+    coerce_strings(config)
     errors = sorted(_validator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         err = errors[0]

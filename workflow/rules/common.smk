@@ -13,6 +13,8 @@ from vad_pipeline import config as vconf  # noqa: E402
 from vad_pipeline import datasets as vdata  # noqa: E402
 from vad_pipeline.io import VadError  # noqa: E402
 
+# --config reads nested values as strings ('cells={"frames": 16}' gives "16"): convert those the schema types
+vconf.coerce_strings(config)
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     RESOLVED = {name: vconf.resolve(config, name) for name in config["datasets"]}
