@@ -52,7 +52,7 @@ def test_ablation_section_is_checked(base_config):
     with pytest.raises(VadError, match="modle"):
         C.validate(cfg)
     for bad in ({"paper": {"ped2": 90}}, {"overrides": {}, "paper": {"ped3": 90}},
-                {"overrides": {}, "paper": {"ped2": "90"}}, {"overrides": {}, "note": ""}):
+                {"overrides": {}, "paper": {"ped2": "ninety"}}, {"overrides": {}, "note": ""}):
         cfg = copy.deepcopy(base_config)
         cfg["ablation"] = {"x": bad}
         with pytest.raises(VadError):

@@ -50,6 +50,7 @@ def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
         assert (res / png).read_bytes()[:4] == b"\x89PNG"
     bench = json.loads((res / "benchmark.json").read_text())
     assert bench["stages"]["flow"]["frames_per_s"] > 0 and bench["stages"]["train"]["samples_per_s"] > 0
+    assert bench["stages"]["cells"]["jobs"] == 4 and bench["stages"]["motion"]["jobs"] == 3   # layout, 2 x stats, terms
     check_report_holds_every_figure(workdir)
 
     # a second run has nothing to do

@@ -66,6 +66,8 @@ def benchmark(dataset: str, results: str = "results", out: str | None = None) ->
     add("train", "samples", n_cubes.get("train", 0) * epochs, [res / "train" / "model.pt"])
     add("infer", "samples", total_cubes, (res / "infer").glob("*.csv"))
     add("score", "samples", n_cubes.get("test", 0), [res / "object_scores.csv"])
+    add("motion", "frames", n_frames, (res / "motion").glob("*.csv"))   # S_m: features + terms
+    add("cells", "frames", n_frames, (res / "cells").glob("*"))          # S_c: layout, statistics, terms
     result = {"dataset": dataset, "n_frames": n_frames, "n_cubes": n_cubes, "train_epochs": epochs,
               "stages": stages}
     if out:

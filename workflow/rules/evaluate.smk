@@ -114,10 +114,11 @@ rule evaluate:
 
 rule benchmark:
     """Per-stage wall time, throughput, peak memory and bytes on disk, once every stage it measures
-    (detect to score) is done."""
+    (detect to score, the motion and cell terms) is done."""
     input:
         unpack(dataset_input),
         scores="results/{dataset}/object_scores.csv",
+        cells="results/{dataset}/cells/test.csv",
     output:
         report("results/{dataset}/benchmark.json", caption="../report/benchmark.rst", category="Benchmark"),
     params:

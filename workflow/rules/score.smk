@@ -72,6 +72,8 @@ rule cell_layout:
         cfg=params_json("cells"),
     log:
         "results/logs/{dataset}/cells/layout.log",
+    benchmark:
+        "results/benchmarks/{dataset}/cells/layout.tsv"
     conda:
         f"{ENVS}/eval.yaml"
     shell:
