@@ -6,6 +6,7 @@ import copy
 import functools
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -54,16 +55,20 @@ def _validator(schema: dict):
     return jsonschema.validators.extend(cls, {"properties": set_defaults})(schema)
 
 
-_SCALARS = {"integer": lambda v: int(v) if re.fullmatch(r"[+-]?\d+", v.strip()) else None,
-            "number": lambda v: _number(v),
-            "boolean": lambda v: {"true": True, "false": False}.get(v.strip().lower())}
+def _integer(v: str) -> int | None:
+    return int(v) if re.fullmatch(r"\s*[+-]?\d+\s*", v) else None
 
 
-def _number(v: str):
+def _number(v: str) -> int | float | None:
     try:
-        return int(v) if re.fullmatch(r"[+-]?\d+", v.strip()) else float(v)
+        x = float(v)
     except ValueError:
         return None
+    return _integer(v) if _integer(v) is not None else (x if math.isfinite(x) else None)
+
+
+_SCALARS = {"integer": _integer, "number": _number,
+            "boolean": lambda v: {"true": True, "false": False}.get(v.strip().lower())}
 
 
 def coerce_strings(value, schema: dict | None = None, root: dict | None = None):
