@@ -64,7 +64,8 @@ def _number(v: str) -> int | float | None:
         x = float(v)
     except ValueError:
         return None
-    return _integer(v) if _integer(v) is not None else (x if math.isfinite(x) else None)
+    i = _integer(v)
+    return i if i is not None else (x if math.isfinite(x) else None)
 
 
 _SCALARS = {"integer": _integer, "number": _number,

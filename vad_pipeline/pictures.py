@@ -47,24 +47,25 @@ def file_name(row) -> str:
     return f"{int(row.rank):02d}_{video}_{int(row.peak_frame):05d}.png"
 
 
-def _top_object(objects: pd.DataFrame, frame: int):
-    """(box, score) of the frame's highest-scoring object, or None."""
-    g = objects[objects["frame"] == frame]
+def _top_box(rows: pd.DataFrame | None, frame: int, score: str):
+    """(box, score) of the frame's row with the highest ``score`` column, or None."""
+    if rows is None:
+        return None
+    g = rows[rows["frame"] == frame]
     if g.empty:
         return None
-    r = g.loc[g["score"].idxmax()]
-    return (int(r.x1), int(r.y1), int(r.x2), int(r.y2)), float(r.score)
+    r = g.loc[g[score].idxmax()]
+    return (int(r.x1), int(r.y1), int(r.x2), int(r.y2)), float(r[score])
+
+
+def _top_object(objects: pd.DataFrame, frame: int):
+    """The frame's highest-scoring object (box, score), or None."""
+    return _top_box(objects, frame, "score")
 
 
 def _top_cell(cells: pd.DataFrame | None, frame: int):
-    """(box, S_c) of the frame's highest cell-term window, or None."""
-    if cells is None:
-        return None
-    g = cells[cells["frame"] == frame]
-    if g.empty:
-        return None
-    r = g.iloc[0]
-    return (int(r.x1), int(r.y1), int(r.x2), int(r.y2)), float(r.s_c)
+    """The frame's highest cell-term window (box, S_c), or None."""
+    return _top_box(cells, frame, "s_c")
 
 
 def _show(ax, img: np.ndarray, obj, mask: np.ndarray | None, title: str, abnormal: bool, bold: bool,
@@ -164,6 +165,7 @@ def pictures(top: pd.DataFrame, objects: pd.DataFrame, frames: pd.DataFrame, cfg
     top = top.astype({"video": str}).head(p["pictures"])
     objects = objects.astype({"video": str})
     frames = frames.astype({"video": str})
+    cells = cells.astype({"video": str}) if cells is not None else None
     with_masks = D.has_pixel_masks(cfg)
     written, tiles = [], []
     for video_name, rows in top.groupby("video", sort=False):
@@ -173,7 +175,7 @@ def pictures(top: pd.DataFrame, objects: pd.DataFrame, frames: pd.DataFrame, cfg
         imgs = D.read_frames(video, {f for s in strips.values() for f in s} | set(rows["peak_frame"].astype(int)))
         masks = D.pixel_masks(cfg, video) if with_masks else None
         obj = objects[objects["video"] == video_name]
-        cell = None if cells is None else cells[cells["video"].astype(str) == video_name]
+        cell = None if cells is None else cells[cells["video"] == video_name]
         scores = frames[frames["video"] == video_name].sort_values("frame")
         for r in rows.itertuples():
             path = out / file_name(r)
