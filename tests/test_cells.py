@@ -220,3 +220,11 @@ def test_footage_of_another_frame_size_is_covered_at_the_same_places(tmp_path):
     with pytest.raises(VadError, match="different window layouts"):
         C.cell_terms(str(tmp_path / "o" / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
                      str(tmp_path / "x.csv"), str(tmp_path / "y.csv"), {"cells": P})
+
+
+def test_every_cells_setting_is_tracked_by_exactly_one_stage():
+    """The rules track only the keys their stage reads (a new k must not redo the statistics):
+    a cells setting that none of them lists would change results without rerunning anything."""
+    keys = [*C.LAYOUT_KEYS, *C.STATS_KEYS, *C.TERMS_KEYS]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == set(defaults()["cells"])

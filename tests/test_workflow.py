@@ -62,6 +62,11 @@ def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
     assert {"score", "frame_scores", "evaluate"} <= rules
     assert not rules & {"train", "infer", "stc", "detect", "flow"}
 
+    # another k for S_c rescores the cells only: no new window layout or flow statistics
+    rules = planned_rules(workdir, "results/demo/auc.json", "--config", 'cells={"k": 3}')
+    assert {"cell_terms", "frame_scores", "evaluate"} <= rules
+    assert not rules & {"cell_layout", "cell_stats", "score", "train"}
+
     # changing one video's boxes reruns the test cubes and everything downstream of them only
     # (Snakemake ignores a bare touch of a small file whose checksum is unchanged)
     boxes = res / "detect" / "test" / "01.csv"

@@ -38,6 +38,12 @@ from vad_pipeline.io import VadError, atomic_path, read_csv, write_csv, write_js
 
 log = logging.getLogger(__name__)
 
+# The cells keys each stage reads: the rules track only these, so a new k rescores without
+# refitting the layout or recomputing the statistics.
+LAYOUT_KEYS = ("windows", "scale", "row_step", "size", "stride")
+STATS_KEYS = ("frames", "moving_px")
+TERMS_KEYS = ("k", "rows", "cols")
+
 STATS = ["mag_peak", "mag_mean", "moving", "dx", "dy"]
 COLUMNS = ["video", "frame", "s_c", "x1", "y1", "x2", "y2"]
 MIN_BOXES = 20   # training boxes a row band needs to count in the perspective fit

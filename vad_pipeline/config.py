@@ -311,14 +311,16 @@ def model_sections(resolved: dict) -> dict:
 TRAIN_SECTIONS = ("model", "train", "loss", "seed", "device", "preset")
 
 
-def stage_params(resolved: dict, *sections: str) -> dict:
+def stage_params(resolved: dict, *sections: str, only: dict[str, tuple[str, ...]] | None = None) -> dict:
     """The part of a resolved config one stage depends on (what Snakemake tracks as params).
 
     ``dataset.root`` is left out: moving a dataset changes no result (the rules pass it as
-    ``--root``)."""
+    ``--root``). ``only`` narrows a section to the keys the stage reads."""
     keep = {"name": resolved["name"], "dataset": {k: v for k, v in resolved["dataset"].items() if k != "root"}}
     for s in sections:
         keep[s] = resolved[s]
+        if only and s in only:
+            keep[s] = {k: keep[s][k] for k in only[s]}
     if "model" in keep or "loss" in keep:
         keep.update({k: v for k, v in model_sections(resolved).items() if k in keep})
     return keep

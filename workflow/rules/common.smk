@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the package, also when it is not installed
 from vad_pipeline import ablation as vabl  # noqa: E402
+from vad_pipeline import cells as vcells  # noqa: E402
 from vad_pipeline import config as vconf  # noqa: E402
 from vad_pipeline import datasets as vdata  # noqa: E402
 from vad_pipeline.io import VadError  # noqa: E402
@@ -66,13 +67,14 @@ def job_config(wildcards):
     return RESOLVED[wildcards.dataset]
 
 
-def params_json(*sections, extra=None):
-    """The resolved settings a stage depends on, as JSON: a change reruns that stage only. Rules
-    reused for the ablation variants (ablation.smk) get the variant's settings the same way."""
+def params_json(*sections, extra=None, only=None):
+    """The resolved settings a stage depends on, as JSON: a change reruns that stage only (``only``:
+    {section: keys} where a stage reads part of a section). Rules reused for the ablation variants
+    (ablation.smk) get the variant's settings the same way."""
 
     def fn(wildcards):
         cfg = job_config(wildcards)
-        p = vconf.stage_params(cfg, *sections)
+        p = vconf.stage_params(cfg, *sections, only=only)
         if extra:
             p.update(extra(cfg))
         return json.dumps(p, sort_keys=True)

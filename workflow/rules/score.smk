@@ -69,7 +69,7 @@ rule cell_layout:
     output:
         "results/{dataset}/cells/layout.json",
     params:
-        cfg=params_json("cells"),
+        cfg=params_json("cells", only={"cells": vcells.LAYOUT_KEYS}),
     log:
         "results/logs/{dataset}/cells/layout.log",
     benchmark:
@@ -89,7 +89,7 @@ rule cell_stats:
     output:
         "results/{dataset}/cells/stats_{split}.h5",
     params:
-        cfg=params_json("cells"),
+        cfg=params_json("cells", only={"cells": vcells.STATS_KEYS}),
     log:
         "results/logs/{dataset}/cells/stats_{split}.log",
     benchmark:
@@ -111,7 +111,7 @@ rule cell_terms:
         train="results/{dataset}/cells/train.csv",
         test="results/{dataset}/cells/test.csv",
     params:
-        cfg=params_json("cells"),
+        cfg=params_json("cells", only={"cells": vcells.TERMS_KEYS}),
     log:
         "results/logs/{dataset}/cells/terms.log",
     benchmark:
