@@ -48,7 +48,8 @@ def file_name(row) -> str:
 
 
 def _top_box(rows: pd.DataFrame | None, frame: int, score: str):
-    """(box, score) of the frame's row with the highest ``score`` column, or None."""
+    """(box, score) of the frame's row with the highest ``score`` column (objects: "score", the cell
+    stage's windows: "s_c"), or None."""
     if rows is None:
         return None
     g = rows[rows["frame"] == frame]
@@ -56,16 +57,6 @@ def _top_box(rows: pd.DataFrame | None, frame: int, score: str):
         return None
     r = g.loc[g[score].idxmax()]
     return (int(r.x1), int(r.y1), int(r.x2), int(r.y2)), float(r[score])
-
-
-def _top_object(objects: pd.DataFrame, frame: int):
-    """The frame's highest-scoring object (box, score), or None."""
-    return _top_box(objects, frame, "score")
-
-
-def _top_cell(cells: pd.DataFrame | None, frame: int):
-    """The frame's highest cell-term window (box, S_c), or None."""
-    return _top_box(cells, frame, "s_c")
 
 
 def _show(ax, img: np.ndarray, obj, mask: np.ndarray | None, title: str, abnormal: bool, bold: bool,
@@ -104,9 +95,9 @@ def picture(row, imgs: dict[int, np.ndarray], objects: pd.DataFrame, scores: pd.
     for i, f in enumerate(shown):
         ax = fig.add_subplot(gs[0, i])
         abnormal = labels.get(f, -1) > 0
-        _show(ax, imgs[f], _top_object(objects, f), masks[f] if masks is not None else None,
+        _show(ax, imgs[f], _top_box(objects, f, "score"), masks[f] if masks is not None else None,
               f"frame {f}" + (" (abnormal)" if abnormal else ""), abnormal, f == int(row.peak_frame),
-              _top_cell(cells, f))
+              _top_box(cells, f, "s_c"))
     ax = fig.add_subplot(gs[1, :])
     start, end = int(row.start_frame), int(row.end_frame)
     margin = max(10, (end - start + 1) // 2)
@@ -182,8 +173,8 @@ def pictures(top: pd.DataFrame, objects: pd.DataFrame, frames: pd.DataFrame, cfg
             picture(r, {f: imgs[f] for f in strips[r.rank]}, obj, scores, masks, path, cfg["name"], cell)
             written.append(path)
             peak = int(r.peak_frame)
-            tiles.append((r, imgs[peak], _top_object(obj, peak), masks[peak] if masks is not None else None,
-                          _top_cell(cell, peak)))
+            tiles.append((r, imgs[peak], _top_box(obj, peak, "score"), masks[peak] if masks is not None else None,
+                          _top_box(cell, peak, "s_c")))
         log.info("video %s: %d pictures from %d frames read", video_name, len(rows), len(imgs))
     tiles.sort(key=lambda t: int(t[0].rank))
     contact_sheet(tiles, out / CONTACT_SHEET, cfg["name"])
