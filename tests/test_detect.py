@@ -195,17 +195,17 @@ def test_detections_cover_the_anomalous_object(tiny_demo, tmp_path):
         assert hit >= 0.8 * len(abnormal), v.name
 
 
-def _blank_video(tmp_path, n=6) -> Video:
+def _blank_video(tmp_path, n=6, split="test") -> Video:
     d = tmp_path / "blank" / "testing" / "frames" / "03"
     d.mkdir(parents=True)
     frame = np.full((48, 64, 3), 90, np.uint8)
     for t in range(n):
         cv2.imwrite(str(d / f"{t:03d}.png"), frame)
-    return Video(name="03", split="test", frames=tuple(sorted(d.iterdir())))
+    return Video(name="03", split=split, frames=tuple(sorted(d.iterdir())))
 
 
-def test_video_without_detection_raises_naming_the_folder(tiny_resolved, tmp_path):
-    video = _blank_video(tmp_path)
+def test_training_video_without_detection_raises_naming_the_folder(tiny_resolved, tmp_path):
+    video = _blank_video(tmp_path, split="train")
     out = tmp_path / "out" / "03.csv"
     with pytest.raises(VadError, match="allow_empty") as exc:
         Det.detect_video(video, tiny_resolved, str(out))
@@ -221,6 +221,15 @@ def test_video_without_detection_allowed(tiny_resolved, tmp_path):
     assert df.empty
     back = pd.read_csv(out)
     assert list(back.columns) == Det.COLUMNS and len(back) == 0
+
+
+def test_quiet_test_video_is_kept_with_a_warning(tiny_resolved, tmp_path, caplog):
+    """A test video in which nothing moves (frozen camera, empty corridor) is normal footage."""
+    out = tmp_path / "out" / "03.csv"
+    video = _blank_video(tmp_path, split="test")
+    df = Det.detect_video(video, tiny_resolved, str(out))
+    assert df.empty and len(pd.read_csv(out)) == 0
+    assert str(video.source) in caplog.text and "no object detected" in caplog.text
 
 
 def test_moving_square_is_detected(tiny_resolved, tmp_path):

@@ -120,12 +120,15 @@ def test_failed_run_leaves_no_file(tiny_resolved, tmp_path):
     assert list(out.parent.iterdir()) == []  # no temporary file left behind either
 
 
-def test_downscale_flow_helper():
+def test_stored_flow_is_at_the_working_size_in_its_pixels():
     field = np.ones((10, 14, 2), np.float32) * np.array([3.0, -1.0], np.float32)
-    small = F.downscale_flow(field, 2)
+    small = F.to_stored(field, (10, 14), 2)   # downscale 2: half the field, vectors as they were
     assert small.shape == (5, 7, 2)
     np.testing.assert_allclose(small, field[:5, :7])
-    assert F.downscale_flow(field, 1) is field
+    assert F.to_stored(field, (10, 14), 1) is field
+    # a network's full-frame field (20 x 28) stored at a working size of 10 x 14: vectors halved
+    big = np.ones((20, 28, 2), np.float32) * np.array([6.0, -2.0], np.float32)
+    np.testing.assert_allclose(F.to_stored(big, (10, 14), 1), field)
 
 
 def test_quantize_rounds_to_the_quantum_and_keeps_zero_as_is():

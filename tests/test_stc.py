@@ -104,7 +104,7 @@ def test_build_split_shapes_and_index(tiny_demo, tmp_path):
         assert f["video"].shape == (n,) and f["video"].dtype == np.int32
         assert f["frame"].shape == (n,) and f["frame"].dtype == np.int32
         assert f["box"].shape == (n, 4) and f["box"].dtype == np.int32
-        assert [str(v) for v in f.attrs["videos"]] == [v.name for v in videos]
+        assert S.video_list(f) == [v.name for v in videos]
         assert f.attrs["size"] == s and f.attrs["t_past"] == t and f.attrs["color"] == "rgb"
     idx = S.read_index(out)
     assert list(idx.columns) == S.INDEX and len(idx) == n

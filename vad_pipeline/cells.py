@@ -7,8 +7,9 @@ and width are fitted, as straight lines in the box's bottom row, to the training
 (:func:`fit_perspective`; a walker far away is small and slow in pixels, one close by large and
 fast), with a row of windows every ``cells.row_step`` px, each window overlapping its neighbours
 by half. ``windows: grid`` gives square cells of ``cells.size`` px every ``cells.stride`` px
-instead. The layout is kept in fractions of the frame, so footage of another frame size is
-covered at the same places of the view.
+instead. Pixels are those of the working resolution (``dataset.work_height``, as the stored
+flow's vectors), so the settings mean the same whatever the frame size. The layout is kept in
+fractions of the frame, so footage of another frame size is covered at the same places of the view.
 
 :func:`window_means` summarises one flow per window (mean magnitude, fraction of pixels moving
 more than ``cells.moving_px``, mean dx, mean dy; integral images, so every window costs the
@@ -103,18 +104,18 @@ def perspective_windows(height: int, width: int, fit: dict, scale: float,
 
 
 def make_layout(box_paths: list[str], flow_paths: list[str], out: str, p: dict) -> dict:
-    """The windows of ``cells.windows`` for the training videos' most common frame size, written
-    to ``out`` in fractions of the frame (JSON); the perspective is fitted to the training boxes
-    (``box_paths``, one CSV per video; ``flow_paths`` give each video's frame size). Too few boxes
-    for a fit: the grid, with a warning."""
+    """The windows of ``cells.windows`` for the training videos' most common working frame size
+    (pixel settings are pixels of it), written to ``out`` in fractions of the frame (JSON); the
+    perspective is fitted to the training boxes (``box_paths``, one CSV per video; ``flow_paths``
+    give each video's frame and working size). Too few boxes for a fit: the grid, with a warning."""
     if len(box_paths) != len(flow_paths):
         raise VadError("--boxes and --flows must list the same videos")
     sizes, boxes = [], []
     for bp, fp in zip(box_paths, flow_paths):
         with h5py.File(fp, "r") as f:
-            sizes.append((int(f.attrs["height"]), int(f.attrs["width"])))
+            h, w = int(f.attrs["height"]), int(f.attrs["width"])
+            sizes.append((int(f.attrs.get("work_height", h)), int(f.attrs.get("work_width", w))))
         b = read_csv(bp, ["x1", "y1", "x2", "y2"])[["x1", "y1", "x2", "y2"]].to_numpy(float)
-        h, w = sizes[-1]
         boxes.append(b / [w, h, w, h])   # fractions of its frame: sizes may differ between videos
     if not sizes:
         raise VadError("cell layout: no training video")
@@ -196,23 +197,26 @@ def video_stats(flow_h5: str, layout: dict, p: dict) -> tuple[np.ndarray, np.nda
         means = np.zeros((n, len(boxes), 4))
         for start in range(0, n, block):   # a block of flows at a time: long videos fit in memory
             for i, flow in enumerate(fl[start : start + block]):
-                means[start + i] = window_means(flow, boxes, float(p["moving_px"]))   # values: full-frame px
+                means[start + i] = window_means(flow, boxes, float(p["moving_px"]))   # values: working px
         full = pixel_boxes(layout, int(f.attrs["height"]), int(f.attrs["width"]))
     return pool(means, int(p["frames"])), full
 
 
 def split_stats(flow_paths: list[str], layout_path: str, out: str, p: dict) -> None:
-    """Every video's window statistics of a split into one HDF5 file (a dataset per video, its
-    windows' boxes as an attribute; the layout as a file attribute)."""
+    """Every video's window statistics of a split into one HDF5 file: ``stats/<video>`` (frames,
+    windows, 5), ``boxes/<video>`` its windows in frame pixels, ``layout`` the layout's JSON.
+    Datasets, not attributes: HDF5 refuses attributes over 64 kB, and these grow with the frame
+    size and the number of windows."""
     from tqdm import tqdm
 
     layout = read_layout(layout_path)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
-        h.attrs["layout"] = json.dumps(layout, sort_keys=True)
+        h.create_dataset("layout", data=json.dumps(layout, sort_keys=True), dtype=h5py.string_dtype())
+        stats_group, boxes_group = h.create_group("stats"), h.create_group("boxes")
         for fp in tqdm(flow_paths, desc=f"cell statistics {Path(out).name}", unit="video"):
             stats, boxes = video_stats(fp, layout, p)
-            d = h.create_dataset(Path(fp).stem, data=stats, compression="gzip")
-            d.attrs["boxes"] = boxes
+            stats_group.create_dataset(Path(fp).stem, data=stats, compression="gzip")
+            boxes_group.create_dataset(Path(fp).stem, data=boxes, compression="gzip")
 
 
 def read_stats(path: str) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -220,9 +224,10 @@ def read_stats(path: str) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]
     if not Path(path).is_file():
         raise VadError(f"{path}: cell statistics not found; rerun the cell_stats rule")
     with h5py.File(path, "r") as h:
-        if "layout" not in h.attrs:
-            raise VadError(f"{path}: written by an older version (no window layout); rerun the cell_stats rule")
-        return json.loads(h.attrs["layout"]), {v: (h[v][:], h[v].attrs["boxes"]) for v in h}
+        if not {"layout", "stats", "boxes"} <= set(h):
+            raise VadError(f"{path}: written by an older version; rerun the cell_stats rule")
+        layout = json.loads(h["layout"][()].decode() if isinstance(h["layout"][()], bytes) else h["layout"][()])
+        return layout, {v: (h["stats"][v][:], h["boxes"][v][:]) for v in h["stats"]}
 
 
 def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict,

@@ -2,8 +2,9 @@
 
 Per detected object (one row of the detector's boxes, the same ``INDEX`` as the cubes, so S_m joins
 the model's terms), :func:`object_features` summarises the flow inside its box over the last
-``motion.frames`` flows ending at its frame: the mean and 95th-percentile flow magnitude, the
-fraction of pixels moving more than ``motion.moving_px`` pixels, the mean dx and dy, the box's
+``motion.frames`` flows ending at its frame: the mean and 95th-percentile flow magnitude (pixels of
+the working resolution, ``dataset.work_height``), the fraction of pixels moving more than
+``motion.moving_px`` of them, the mean dx and dy, the box's
 width and height; and where the box is (centre x, y as fractions of the frame's width and height).
 
 :func:`fit` standardises the motion and size features with the mean and standard deviation of the
@@ -27,6 +28,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from vad_pipeline.flow import box_scale
 from vad_pipeline.io import VadError, read_csv, write_csv
 from vad_pipeline.stc import INDEX, clip_box
 
@@ -37,9 +39,11 @@ LOCATION = ["cx", "cy"]
 FEATURES = MOTION + LOCATION
 
 
-def box_features(flows: np.ndarray, box, scale: int, height: int, width: int, moving_px: float) -> list[float]:
-    """The features of one box from ``flows`` (T, h, w, 2) stored at 1/``scale`` resolution, in
-    full-frame pixels; ``box`` is x1, y1, x2, y2 in full-frame pixels (x2, y2 exclusive)."""
+def box_features(flows: np.ndarray, box, scale: tuple[float, float], height: int, width: int,
+                 moving_px: float) -> list[float]:
+    """The features of one box from ``flows`` (T, h, w, 2) stored at 1/``scale`` resolution
+    (:func:`vad_pipeline.flow.box_scale`; vectors in working pixels); ``box`` is x1, y1, x2, y2 in
+    the pixels of the height x width frame (x2, y2 exclusive)."""
     x1, y1, x2, y2 = (int(v) for v in box)
     a, b, c, d = clip_box(box, *flows.shape[1:3], scale)
     f = flows[:, b:d, a:c].astype(np.float32).reshape(-1, 2)
@@ -55,7 +59,7 @@ def object_features(flow_h5: str, boxes_csv: str, video: str, p: dict) -> pd.Dat
     n_t, moving_px = int(p["frames"]), float(p["moving_px"])
     rows = []
     with h5py.File(flow_h5, "r") as f:
-        fl, scale = f["flow"], int(f.attrs["downscale"])
+        fl, scale = f["flow"], box_scale(f)
         height, width = int(f.attrs["height"]), int(f.attrs["width"])
         n = fl.shape[0]
         for t, g in boxes.groupby("frame", sort=True):
@@ -172,7 +176,7 @@ def best_box_flow_auc(results: str, dataset: str, exclude_first: int) -> float |
         best = np.full(len(g), np.nan)
         boxes = read_csv(bp, ["frame", "x1", "y1", "x2", "y2"])
         with h5py.File(fp, "r") as f:
-            fl, scale = f["flow"], int(f.attrs["downscale"])
+            fl, scale = f["flow"], box_scale(f)
             for t, b in boxes.groupby("frame"):
                 if 0 <= int(t) < min(len(best), fl.shape[0]):
                     best[int(t)] = max(box_features(fl[int(t)][None], box, scale, 1, 1, 0.0)[0]

@@ -3,8 +3,9 @@ of the flows ending at t-T+1..t, resized to size x size, streamed into one HDF5 
 
 Layout of the file (N samples, T = t_past, C = 3 or 1, S = size):
   app   (N, T+1, C, S, S) uint8    frames t-T..t (RGB or grey)
-  flow  (N, T, 2, S, S)   float16  flows ending at t-T+1..t, in pixels of the full frame
-  video (N,) int32 index into attrs["videos"];  frame (N,) int32;  box (N, 4) int32 x1,y1,x2,y2
+  flow  (N, T, 2, S, S)   float16  flows ending at t-T+1..t, in pixels of the working resolution
+  video (N,) int32 index into videos;  frame (N,) int32;  box (N, 4) int32 x1,y1,x2,y2 (frame px)
+  videos (V,) str  the split's video names (a dataset: an attribute could not hold thousands)
   attrs["content_sha256"]: a hash of all of the above (see :func:`content_hash`)
 
 Writing only; :mod:`vad_pipeline.cubes` reads them as model input. No torch import here, so
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import deque
 from collections.abc import Iterator
 
@@ -25,22 +27,24 @@ import pandas as pd
 from tqdm import tqdm
 
 from vad_pipeline.datasets import Video, iter_frames
-from vad_pipeline.flow import quantize
+from vad_pipeline.flow import box_scale, quantize
 from vad_pipeline.io import VadError, atomic_path, read_csv
 
 INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]
 
 
-def clip_box(box, h: int, w: int, scale: int = 1) -> tuple[int, int, int, int]:
+def clip_box(box, h: int, w: int, scale: float | tuple[float, float] = 1) -> tuple[int, int, int, int]:
     """``box`` (x1, y1, x2, y2 in full-frame pixels, x2/y2 exclusive) in an array of h x w stored at
-    1/``scale`` resolution, clipped to it (at least one pixel)."""
+    1/``scale`` resolution (one factor, or x and y: :func:`vad_pipeline.flow.box_scale`), widened
+    to whole pixels and clipped to the array (at least one pixel)."""
+    sx, sy = (scale, scale) if np.isscalar(scale) else scale
     x1, y1, x2, y2 = (int(v) for v in box)
-    x1, y1 = min(max(x1 // scale, 0), w - 1), min(max(y1 // scale, 0), h - 1)
-    x2, y2 = max(min(-(-x2 // scale), w), x1 + 1), max(min(-(-y2 // scale), h), y1 + 1)
+    x1, y1 = min(max(math.floor(x1 / sx), 0), w - 1), min(max(math.floor(y1 / sy), 0), h - 1)
+    x2, y2 = max(min(math.ceil(x2 / sx), w), x1 + 1), max(min(math.ceil(y2 / sy), h), y1 + 1)
     return x1, y1, x2, y2
 
 
-def crop_resize(img: np.ndarray, box, size: int, scale: int = 1) -> np.ndarray:
+def crop_resize(img: np.ndarray, box, size: int, scale: float | tuple[float, float] = 1) -> np.ndarray:
     """Crop ``box`` from ``img`` stored at 1/``scale`` resolution (:func:`clip_box`), resized to
     size x size."""
     x1, y1, x2, y2 = clip_box(box, *img.shape[:2], scale)
@@ -102,6 +106,12 @@ def _combine(digests: dict[str, str], videos) -> str:
     return hashlib.sha256(json.dumps([sorted(digests.items()), [str(v) for v in videos]]).encode()).hexdigest()
 
 
+def video_list(f: h5py.File) -> list[str]:
+    """The video names of an open STC file (an attribute in files of older versions)."""
+    names = f["videos"][:] if "videos" in f else f.attrs.get("videos", [])
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
 def content_hash(f: h5py.File, rows: int = 4096) -> str:
     """SHA-256 of every cube, index row and video name of an open STC file: what a trained model
     depends on, whatever shaped it (detector, flow backend, crop settings, the code). Written by
@@ -114,7 +124,7 @@ def content_hash(f: h5py.File, rows: int = 4096) -> str:
         for s in range(0, d.shape[0], rows):
             h.update(np.ascontiguousarray(d[s : s + rows]).tobytes())
         digests[k] = h.hexdigest()
-    return _combine(digests, f.attrs.get("videos", []))
+    return _combine(digests, video_list(f))
 
 
 def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -> Iterator[dict]:
@@ -123,9 +133,10 @@ def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -
     frames: deque[np.ndarray] = deque(maxlen=tp + 1)
     flows: deque[np.ndarray] = deque(maxlen=tp)
     with h5py.File(flow_path, "r") as ff:
-        fl, scale, quantum = ff["flow"], int(ff.attrs["downscale"]), float(ff.attrs.get("quantum", 0))
+        fl, quantum = ff["flow"], float(ff.attrs.get("quantum", 0))
         if fl.shape[0] != video.n_frames:
             raise VadError(f"{flow_path}: {fl.shape[0]} flow frames but the video has {video.n_frames}; rerun the flow rule")
+        scale = box_scale(ff)
         for t, img in enumerate(iter_frames(video, gray=gray)):
             frames.append(img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
             flows.append(fl[t])
@@ -152,7 +163,8 @@ def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str]
         if w.n == 0:
             raise VadError(f"{out}: no cube could be built (no detection at frame >= {p['t_past']} in any video)")
         names = [v.name for v in videos]
-        f.attrs.update(videos=names, size=p["size"], t_past=p["t_past"], color=p["color"],
+        f.create_dataset("videos", data=np.asarray(names, dtype=object), dtype=h5py.string_dtype())
+        f.attrs.update(size=p["size"], t_past=p["t_past"], color=p["color"],
                        content_sha256=_combine({k: h.hexdigest() for k, h in w.hashes.items()}, names))
     return w.n
 
@@ -160,7 +172,7 @@ def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str]
 def read_index(path: str) -> pd.DataFrame:
     """The table mapping each sample back to its video, frame and box."""
     with h5py.File(path, "r") as f:
-        names = np.asarray([str(n) for n in f.attrs["videos"]])
+        names = np.asarray(video_list(f))
         box = f["box"][:]
         return pd.DataFrame({"video": names[f["video"][:]], "frame": f["frame"][:],
                              "x1": box[:, 0], "y1": box[:, 1], "x2": box[:, 2], "y2": box[:, 3]})

@@ -37,7 +37,7 @@ from vad_pipeline.cubes import STCDataset, read_block, to_model
 from vad_pipeline.io import VadError, atomic_path, write_csv
 from vad_pipeline.models import build_model
 from vad_pipeline.models import losses as L
-from vad_pipeline.stc import content_hash
+from vad_pipeline.stc import content_hash, video_list
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def data_fingerprint(path: str) -> dict:
         for k in ("video", "frame", "box"):
             if k in f:
                 h.update(np.ascontiguousarray(f[k][:]).tobytes())
-        h.update(json.dumps([str(v) for v in f.attrs.get("videos", [])]).encode())
+        h.update(json.dumps(video_list(f)).encode())
         return {"samples": int(f["app"].shape[0]), "app": list(f["app"].shape[1:]),
                 "flow": list(f["flow"].shape[1:]), "index": h.hexdigest()[:16], "content": content_hash(f)[:16]}
 

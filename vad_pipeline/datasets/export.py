@@ -51,16 +51,29 @@ def _ranges(lab: np.ndarray) -> list[tuple[int, int]]:
     return [(a + 1, b + 1) for a, b in runs(lab)]
 
 
+def scaled_masks(masks: dict[str, np.ndarray | None], size: tuple[int, int]) -> dict[str, np.ndarray | None]:
+    """Pixel masks (T, H, W) scaled to ``size`` (height, width), nearest pixel."""
+    h, w = size
+    return {k: None if m is None else np.stack([cv2.resize(x.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+                                                for x in m]).astype(bool) for k, m in masks.items()}
+
+
 def export(train: list[Video], test: list[Video], labels: dict[str, np.ndarray],
-           masks: dict[str, np.ndarray | None], layout: str, root: Path, fps: float = 10.0) -> dict:
+           masks: dict[str, np.ndarray | None], layout: str, root: Path, fps: float = 10.0,
+           size: tuple[int, int] | None = None) -> dict:
     """Write the videos and ground truth under ``root`` in ``layout``; return the dataset
     section (layout, root, gt) that reads it back. Videos are renamed as the archive names them;
-    the order is kept."""
+    the order is kept. ``size`` (height, width): frames and masks scaled to it (footage of
+    another frame size, e.g. a small generated scene as 1920x1080)."""
     root = Path(root)
     gray = layout == "ucsd"  # the UCSD archive is greyscale TIFF
+    if size is not None:
+        masks = scaled_masks(masks, size)
 
     def frames(v):
-        return iter_frames(v, gray=gray)
+        if size is None:
+            return iter_frames(v, gray=gray)
+        return (cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for img in iter_frames(v, gray=gray))
 
     section: dict = {"layout": layout, "root": str(root)}
     if layout == "frames":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -32,6 +32,7 @@ class Video:
     count: int = 0                  # frames of ``file`` according to its header
     fps: float | None = None        # from the container, or the dataset's ``fps`` setting
     size: tuple[int, int] | None = None  # (height, width) of ``file``
+    work: tuple[int, int] | None = None  # (height, width) iter_frames scales frames to (None: as stored)
 
     @property
     def n_frames(self) -> int:
@@ -164,8 +165,29 @@ def _decode(video: Video, gray: bool) -> Iterator[np.ndarray]:
                        "frames its header gives")
 
 
+def work_size(height: int, width: int, work_height: int) -> tuple[int, int]:
+    """(height, width) of the working resolution of a height x width frame: scaled down to
+    ``work_height`` rows, aspect ratio kept; a frame no taller, or ``work_height`` 0: its own size."""
+    if work_height <= 0 or height <= work_height:
+        return height, width
+    return work_height, max(1, round(width * work_height / height))
+
+
+def working(video: Video, work_height: int) -> Video:
+    """``video`` read at its working resolution (:func:`work_size`) by :func:`iter_frames`."""
+    return replace(video, work=work_size(*frame_size(video), work_height))
+
+
+def at_work_size(video: Video, img: np.ndarray) -> np.ndarray:
+    """``img`` scaled to ``video.work`` (area averaging: no aliasing of fine texture)."""
+    if video.work is None or img.shape[:2] == tuple(video.work):
+        return img
+    return cv2.resize(img, (video.work[1], video.work[0]), interpolation=cv2.INTER_AREA)
+
+
 def iter_frames(video: Video, gray: bool = False) -> Iterator[np.ndarray]:
-    """Decode the frames in order, one in memory at a time; all must have the same size."""
+    """Decode the frames in order, one in memory at a time; all must have the same size. With
+    ``video.work`` set, each is then scaled to that working size."""
     frames = _decode(video, gray) if video.file is not None else (read_frame(p, gray) for p in video.frames)
     shape = None
     for t, img in enumerate(frames):
@@ -174,7 +196,7 @@ def iter_frames(video: Video, gray: bool = False) -> Iterator[np.ndarray]:
         elif img.shape != shape:
             where = video.frames[t] if video.file is None else f"{video.file} frame {t}"
             raise VadError(f"{where}: frame size {img.shape[:2]} differs from the video's {shape[:2]}")
-        yield img
+        yield at_work_size(video, img)
 
 
 def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarray]:

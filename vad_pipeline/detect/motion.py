@@ -1,4 +1,4 @@
-"""Detection backend ``motion`` (weight-free, CPU): foreground = (|frame - median background| >
+"""Detection backend ``motion`` (weight-free, CPU, at the working resolution): foreground = (|frame - median background| >
 diff_threshold) OR (|frame - previous| > frame_diff_threshold), cleaned by morphology; each
 connected component large enough is a box. The box helpers here serve ``mmdet`` too.
 """
@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from vad_pipeline.datasets import Video, iter_frames, read_frame
+from vad_pipeline.datasets.video import at_work_size
 from vad_pipeline.detect import COLUMNS
 from vad_pipeline.io import VadError
 
@@ -19,7 +20,7 @@ def median_background(video: Video, n: int, blur: int) -> np.ndarray:
     """Per-pixel median of ``n`` frames spread over the video (grey, float32)."""
     idx = set(np.linspace(0, video.n_frames - 1, min(n, video.n_frames)).astype(int).tolist())
     if video.file is None:  # image files: read only the sampled ones (sizes checked below)
-        frames = ((video.frames[i], read_frame(video.frames[i], gray=True)) for i in sorted(idx))
+        frames = ((video.frames[i], at_work_size(video, read_frame(video.frames[i], gray=True))) for i in sorted(idx))
     else:  # a container is decoded as a stream (iter_frames checks the sizes); keep the sampled frames
         frames = ((video.file, g) for t, g in enumerate(iter_frames(video, gray=True)) if t in idx)
     sampled, shape = [], None

@@ -3,9 +3,14 @@
 Backends, one module each in this package: ``dis`` (OpenCV DIS) and ``farneback``
 (:mod:`.opencv`) on grey frames, weight-free, CPU; ``flownet2`` (:mod:`.flownet2`) and ``raft``
 (:mod:`.raft`, torchvision) on RGB frames, from local weight files, on the GPU when one is
-present. ``flow[0]`` is zero (no previous frame). With ``downscale`` > 1 the field is stored at
-reduced resolution, its vectors still in full-resolution pixels, so crops read the same values
-either way; vectors are rounded to ``quantum`` px.
+present. ``flow[0]`` is zero (no previous frame). Every flow is stored at the dataset's working
+resolution (``dataset.work_height``; attrs ``work_height``, ``work_width``), its vectors in pixels
+of that resolution whatever the frame size, so thresholds and statistics in pixels mean the same
+on small and large footage; the weight-free backends also compute it there (large frames cost
+less), the networks at their own input size. With ``downscale`` > 1 the field is stored at a
+further reduced resolution, its vectors still in working pixels, so crops read the same values
+either way; vectors are rounded to ``quantum`` px. :func:`box_scale` maps frame-pixel boxes onto
+the stored field.
 
 Adding a backend: a module here with a factory ``(settings) -> FlowBackend``, one line in
 ``BACKENDS``, and its name in the schema's ``flow.backend`` enum (tests/test_registries.py checks that
@@ -17,7 +22,7 @@ from __future__ import annotations
 import importlib
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import h5py
@@ -25,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vad_pipeline.datasets import Video, iter_frames
+from vad_pipeline.datasets.video import frame_size, work_size
 from vad_pipeline.io import VadError, atomic_path
 
 PairsFn = Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
@@ -61,11 +67,25 @@ def make_backend(cfg: dict) -> FlowBackend:
     return factory(backend)(cfg["flow"].get(backend, {}))
 
 
-def downscale_flow(flow: np.ndarray, factor: int) -> np.ndarray:
-    if factor == 1:
-        return flow
+# backends that compute at the working resolution (the networks: at their own input size)
+AT_WORK_SIZE = ("dis", "farneback")
+
+
+def to_stored(flow: np.ndarray, work: tuple[int, int], factor: int) -> np.ndarray:
+    """A flow (h, w, 2) in pixels of its own resolution as stored: vectors in pixels of the
+    ``work`` (height, width) resolution, the field at 1/``factor`` of it (area averaging)."""
     h, w = flow.shape[:2]
-    return cv2.resize(flow, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    if (h, w) != tuple(work):
+        flow = flow * np.asarray([work[1] / w, work[0] / h], np.float32)
+    size = (work[1] // factor, work[0] // factor)
+    return flow if size == (w, h) else cv2.resize(flow, size, interpolation=cv2.INTER_AREA)
+
+
+def box_scale(f: h5py.File) -> tuple[float, float]:
+    """Frame pixels per stored flow pixel (x, y) of an open flow file: a box in frame pixels
+    divided by these lies on the stored field (:func:`vad_pipeline.stc.clip_box`)."""
+    fl = f["flow"]
+    return float(f.attrs["width"]) / fl.shape[2], float(f.attrs["height"]) / fl.shape[1]
 
 
 def quantize(flow: np.ndarray, quantum: float) -> np.ndarray:
@@ -104,24 +124,28 @@ def flow_video(video: Video, cfg: dict, out: str) -> None:
     backend = make_backend(cfg)
     factor, level, quantum = cfg["flow"]["downscale"], cfg["flow"]["compression"], cfg["flow"]["quantum"]
     batcher = Batcher(backend.batch_size, f"flow {video.source}")
+    h, w = frame_size(video)
+    work = work_size(h, w, cfg["dataset"]["work_height"])
+    if cfg["flow"]["backend"] in AT_WORK_SIZE:
+        video = replace(video, work=work)
     frames = iter_frames(video, gray=backend.gray)
     head = next(frames, None)
     if head is None:
         raise VadError(f"{video.source}: no frames")
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        h, w = head.shape[:2]
-        hs, ws = h // factor, w // factor
+        hs, ws = work[0] // factor, work[1] // factor
         dset = f.create_dataset(
             "flow", shape=(video.n_frames, hs, ws, 2), dtype=np.float16,
             chunks=(1, hs, ws, 2), compression="gzip" if level else None,
             compression_opts=level or None, shuffle=bool(level),
         )
-        f.attrs.update(height=h, width=w, downscale=factor, quantum=quantum, backend=cfg["flow"]["backend"])
+        f.attrs.update(height=h, width=w, work_height=work[0], work_width=work[1], downscale=factor,
+                       quantum=quantum, backend=cfg["flow"]["backend"])
         dset[0] = 0
         bar = tqdm(total=video.n_frames, desc=f"flow {video.split}/{video.name}", leave=False)
         for first, pairs in frame_pairs(itertools.chain([head], frames), backend.batch_size):
             flows = batcher(lambda ps: backend.fn([a for a, _ in ps], [b for _, b in ps]), pairs)
             for k, fl in enumerate(flows):
-                dset[first + k] = quantize(downscale_flow(np.asarray(fl, np.float32), factor), quantum)
+                dset[first + k] = quantize(to_stored(np.asarray(fl, np.float32), work, factor), quantum)
             bar.update(len(pairs))
         bar.close()
