@@ -8,6 +8,9 @@ cube exists there) are marked excluded. Each score term the objects carry (``s_f
 Given the cell stage's frame-level S_c (:mod:`vad_pipeline.cells`), the frame score adds
 ``score.w_c`` times its z-score (mean and standard deviation of the training frames' S_c, each
 scored without its own video); S_c alone is ``score_c``.
+A test video without any scored object (nothing detected: a frozen camera, an empty corridor) is
+normal footage, scored like any other: its frames take ``fill``, plus the weighted S_c of its
+windows; ``frame_scores`` warns with their names and auc.json lists them (``videos_without_objects``).
 ``evaluate``: micro AUC (all frames pooled), macro AUC (mean over videos that have both classes),
 average precision and equal error rate (scikit-learn's ``roc_auc_score``, ``roc_curve``,
 ``average_precision_score``), and the micro AUC of each term alone.
@@ -15,6 +18,7 @@ average precision and equal error rate (scikit-learn's ``roc_auc_score``, ``roc_
 
 from __future__ import annotations
 
+import logging
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +30,8 @@ from sklearn import metrics as _sk
 
 from vad_pipeline.intervals import runs
 from vad_pipeline.io import VadError, atomic_path, read_csv, write_csv, write_json
+
+log = logging.getLogger(__name__)
 
 
 def labels_table(videos, labels: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -100,7 +106,21 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
                 s[keep] = gaussian_filter1d(s[keep], p["smoothing"], mode="nearest")
             g[c] = s
         out.append(g)
-    return pd.concat(out)[["video", "frame", "score", "label", "n_objects", "excluded", *list(pooled)[1:]]]
+    df = pd.concat(out)[["video", "frame", "score", "label", "n_objects", "excluded", *list(pooled)[1:]]]
+    quiet = quiet_videos(df)
+    if quiet:
+        log.warning("%d test video(s) with no scored object in any frame (nothing detected, or only in their "
+                    "first frames): %s; their frames take the no-object score (frame_scores.fill)%s",
+                    len(quiet), ", ".join(quiet), " plus w_c times S_c" if cells is not None else "")
+    return df
+
+
+def quiet_videos(frames: pd.DataFrame) -> list[str]:
+    """The test videos none of whose frames has a scored object (frame_scores' ``n_objects``)."""
+    if "n_objects" not in frames:   # a frame_scores.csv of older code
+        return []
+    n = frames.groupby(frames["video"].astype(str), sort=False)["n_objects"].sum()
+    return [str(v) for v in n.index[n == 0]]
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,7 +202,8 @@ def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str, extra: dic
                         "no AUC; see frame_scores.csv, scores.png and top_anomalies.csv"}
     else:
         body = metrics(frames)
-    result = {"dataset": dataset, **body, **(extra or {}), "protocol": protocol, "versions": versions()}
+    result = {"dataset": dataset, **body, "videos_without_objects": quiet_videos(frames), **(extra or {}),
+              "protocol": protocol, "versions": versions()}
     write_json(out, result)
     return result
 
@@ -224,6 +245,9 @@ def html_summary(result: dict, bench: dict | None, out: str, figures: list[str] 
                 *((f"AUC of {t} alone", v) for t, v in result.get("auc_terms", {}).items()),
                 ("frames evaluated", result["n_frames"]), ("abnormal frames", result["n_abnormal"])]
         parts.append(table(rows, ("metric", "value")))
+    if result.get("videos_without_objects"):
+        parts.append(f"<p>Test videos without any scored object (their frames take the no-object score): "
+                     f"{html.escape(', '.join(result['videos_without_objects']))}</p>")
     loc = result.get("localisation")
     if loc:
         p = loc["protocol"]

@@ -7,6 +7,8 @@ The adapter is chosen by ``dataset.layout`` (see :mod:`vad_pipeline.datasets.lay
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,8 @@ SPLIT_DIRS = Frames.SPLIT_DIRS
 SPLITS = ("train", "test")
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "SPLIT_DIRS", "Video", "frame_size", "iter_frames", "read_frame", "read_frames",
-    "layout_of", "root_of", "video_names", "video_source", "get_video", "frame_labels",
-    "pixel_masks", "has_pixel_masks", "gt_summary",
+    "layout_of", "root_of", "video_names", "video_source", "video_sources", "get_video", "frame_labels",
+    "pixel_masks", "has_pixel_masks", "gt_summary", "fingerprint", "fingerprints", "gt_fingerprint",
 ]
 
 
@@ -69,6 +71,12 @@ def video_names(cfg: dict, split: str) -> list[str]:
     return sorted(_sources(cfg, split), key=natural_key)
 
 
+def video_sources(cfg: dict, split: str) -> dict[str, Path]:
+    """{video name: the folder or file it is read from} of one split, in natural name order."""
+    sources = _sources(cfg, split)
+    return {n: sources[n] for n in sorted(sources, key=natural_key)}
+
+
 def video_source(cfg: dict, split: str, name: str) -> Path:
     """The folder or file one video is read from (what a Snakemake rule takes as input)."""
     sources = _sources(cfg, split)
@@ -76,6 +84,73 @@ def video_source(cfg: dict, split: str, name: str) -> Path:
         raise VadError(f"{layout_of(cfg).split_folder(Path(cfg['dataset']['root']), split) / name}: "
                        f"video not found")
     return sources[name]
+
+
+def _files(folder: Path) -> list[os.DirEntry]:
+    """A folder's files, hidden ones left out (as :func:`~vad_pipeline.datasets.video.listed`)."""
+    with os.scandir(folder) as it:
+        return [e for e in it if not e.name.startswith(".") and e.is_file()]
+
+
+def fingerprint(source: Path) -> str:
+    """What a video's results depend on, cheaply (no frame is decoded): a frame folder's number of
+    image files, their total size and a hash of their names; a container's file name and size.
+    Paths and times are left out, so a moved, copied or remounted video keeps it; a frame added,
+    removed or renamed, or a re-encoded file changes it. One ``stat`` per frame file."""
+    source = Path(source)
+    try:
+        if source.is_dir():
+            frames = sorted((e for e in _files(source) if Path(e.name).suffix.lower() in IMAGE_EXTS),
+                            key=lambda e: e.name)
+            names = hashlib.sha256("\n".join(e.name for e in frames).encode()).hexdigest()[:16]
+            return f"{len(frames)} frames, {sum(e.stat().st_size for e in frames)} bytes, names {names}"
+        return f"{source.name}, {source.stat().st_size} bytes"
+    except OSError as exc:
+        raise VadError(f"{source}: video not readable ({exc.strerror})") from exc
+
+
+def fingerprints(cfg: dict, split: str, names: list[str] | None = None) -> dict[str, str | None]:
+    """{video name: :func:`fingerprint`} of a split (or of its videos ``names``; the folder is
+    listed once): what the workflow tracks, so that adding, removing, renaming or replacing a
+    video reruns what depends on it. The generated demo's are None (it is an output of the
+    workflow, tracked as such)."""
+    if layout_of(cfg).name == "demo":
+        return dict.fromkeys(names if names is not None else video_names(cfg, split))
+    sources = video_sources(cfg, split)
+    for n in names or []:
+        if n not in sources:
+            video_source(cfg, split, n)   # raises, naming the folder
+    return {n: fingerprint(sources[n]) for n in (names if names is not None else sources)}
+
+
+GT_HASH_BYTES = 64 * 2**20  # ground-truth files up to this size are hashed; larger ones by size
+
+
+def _file_id(path: Path, rel: str) -> str:
+    size = path.stat().st_size
+    if size > GT_HASH_BYTES:
+        return f"{rel} {size} bytes"
+    return f"{rel} {hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+
+
+def gt_fingerprint(cfg: dict) -> str | None:
+    """What the frame ground truth is, by content: a hash of the ground-truth file (a folder: of
+    each of its files' names and content; files over 64 MiB by size), independent of where the
+    dataset lives. None where the dataset has none (``labelled: false``, no ``gt``) or it is the
+    generated demo's."""
+    if not cfg["dataset"].get("labelled", True) or layout_of(cfg).name == "demo":
+        return None
+    path = layout_of(cfg).gt_path(cfg)
+    if path is None or not path.exists():
+        return None  # the labels stage names what is missing
+    try:
+        if path.is_file():
+            return _file_id(path, path.name)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        h = hashlib.sha256("\n".join(_file_id(p, p.relative_to(path).as_posix()) for p in files).encode())
+        return f"{path.name}/: {len(files)} files, {h.hexdigest()[:16]}"
+    except OSError as exc:
+        raise VadError(f"{path}: ground truth not readable ({exc.strerror})") from exc
 
 
 def get_video(cfg: dict, split: str, name: str) -> Video:

@@ -3,6 +3,7 @@ import functools
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -12,7 +13,7 @@ from vad_pipeline import ablation as vabl  # noqa: E402
 from vad_pipeline import cells as vcells  # noqa: E402
 from vad_pipeline import config as vconf  # noqa: E402
 from vad_pipeline import datasets as vdata  # noqa: E402
-from vad_pipeline.io import VadError  # noqa: E402
+from vad_pipeline.io import VadError, atomic_path  # noqa: E402
 
 # --config reads nested values as strings ('cells={"frames": 16}' gives "16"): convert those the schema types
 vconf.coerce_strings(config)
@@ -92,23 +93,99 @@ def video_names(dataset, split):
 # Where a dataset lives is not what its results depend on: moving or remounting it must not redo
 # hours of detection, flow and training. So the stages' params leave dataset.root out
 # (config.stage_params), and the stages that open videos read it from results/<d>/dataset_root.txt
-# (written by the dataset_root job), an ancient input. A dataset's own files are not inputs at all: a copy, a
-# restore or a remount gives them new timestamps and paths without new content. After really
-# changing a video, rerun its stages: snakemake -R detect flow (README, Rerunning). The generated
-# demo is the exception: it is make_demo's output, so regenerating it reruns everything.
+# (--root @{params.root:q}): a file whose path is the param, so a new root reruns nothing. It is
+# written whenever the root differs from what it holds, by the process that evaluates a job's
+# params (Snakemake's, locally; the job's own on a cluster), not by a job: a job rewriting it made,
+# in Snakemake (9.x, dag.py update_needrun), every job downstream of it "masked", and a masked job
+# reached only through ancient inputs was never checked itself, so a new root hid every other
+# change (new videos, new settings) from that run and the next run found them. Nor is it an
+# input: Snakemake lists a folder's files once while it builds the DAG, so a file written then
+# may be missing to it. What a stage does depend on is its videos: rules that read one video
+# carry that video's fingerprint as a param, rules that read a split's list of videos the
+# fingerprints of the split (videos_param), labels also the ground truth's (gt_param). A video
+# added, removed, renamed or replaced reruns exactly what depends on it, in the same run; a copy,
+# a restore or a remount (same names and sizes, new paths and timestamps) reruns nothing. The
+# generated demo is the exception: it is make_demo's output, so regenerating it reruns everything.
 ROOT_FILE = "results/{dataset}/dataset_root.txt"
 
 
+@functools.cache
+def root_file(dataset):
+    """results/<dataset>/dataset_root.txt, (re)written when the dataset's root differs from it."""
+    cfg = RESOLVED[dataset]
+    if cfg["dataset"]["layout"] != "demo":   # (the demo's is make_demo's output)
+        try:
+            vdata.root_of(cfg)
+        except VadError as exc:
+            raise WorkflowError(str(exc))
+    path = Path(ROOT_FILE.format(dataset=dataset))
+    text = f"{cfg['dataset']['root']}\n"
+    if not path.is_file() or path.read_text() != text:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return str(path)
+
+
+def root_param(wildcards):
+    """Params entry of a stage that opens videos: the dataset's root file (root_file), passed as
+    --root @{params.root:q}."""
+    return root_file(wildcards.dataset)
+
+
 def dataset_input(wildcards):
-    """What a stage that opens videos reads (with unpack): the dataset's root file, passed as
-    --root @{input.root:q}, and the generated demo."""
+    """What a stage that opens videos takes as input (with unpack): the generated demo."""
     cfg = RESOLVED[wildcards.dataset]
-    demo = [cfg["dataset"]["root"]] if cfg["dataset"]["layout"] == "demo" else []
-    return {"root": ancient(ROOT_FILE.format(dataset=wildcards.dataset)), "demo": demo}
+    return {"demo": [cfg["dataset"]["root"]] if cfg["dataset"]["layout"] == "demo" else []}
 
 
-# Backends that run a network: their weight file is an input (a new file reruns the stage) and
-# their jobs ask for a GPU (resources.gpu, which the cluster profiles map to the scheduler's).
+@functools.cache
+def _sources(dataset, split):
+    try:
+        return vdata.video_sources(RESOLVED[dataset], split)
+    except VadError as exc:
+        raise WorkflowError(str(exc))
+
+
+@functools.cache
+def _fingerprint(dataset, split, video):
+    """One video's fingerprint (vdata.fingerprint), computed once per Snakemake process: a job
+    that reads one video (a cluster job) stats only that video's files, a split's list reuses
+    them. None for the generated demo (make_demo's output: regenerating it reruns everything)."""
+    if RESOLVED[dataset]["dataset"]["layout"] == "demo":
+        return None
+    sources = _sources(dataset, split)
+    if video not in sources:
+        raise WorkflowError(f"dataset {dataset}: no {split} video {video!r} (have {', '.join(sources)})")
+    try:
+        return vdata.fingerprint(sources[video])
+    except VadError as exc:
+        raise WorkflowError(str(exc))
+
+
+def videos_param(split=None):
+    """Params entry of what the job's videos are (vdata.fingerprint): with a {video} wildcard
+    that video's fingerprint, else {video: fingerprint} of the job's split (or of ``split``)."""
+
+    def fn(wildcards):
+        d, s = wildcards.dataset, split or wildcards.split
+        if "video" in wildcards.keys():
+            return _fingerprint(d, s, wildcards.video)
+        return json.dumps({v: _fingerprint(d, s, v) for v in _sources(d, s)})
+
+    return fn
+
+
+def gt_param(wildcards):
+    """Params entry of the frame ground truth's content (vdata.gt_fingerprint)."""
+    try:
+        return vdata.gt_fingerprint(RESOLVED[wildcards.dataset]) or ""
+    except VadError as exc:
+        raise WorkflowError(str(exc))
+
+
+# Backends that run a network: their weight file (and mmdet's config file) is an input (a new
+# file reruns the stage) and their jobs ask for a GPU (resources.gpu, which the cluster profiles
+# map to the scheduler's).
 NETWORK_BACKENDS = {"detect": ("mmdet",), "flow": ("flownet2", "raft")}
 
 
@@ -118,11 +195,12 @@ def _backend(wildcards, stage):
 
 
 def weights_input(stage):
-    """The local weight file of the stage's backend (none for the weight-free ones)."""
+    """The local weight file of the stage's backend (none for the weight-free ones), and the
+    config file it is built from where one is set (detect.mmdet.config): both are read by the job."""
 
     def fn(wildcards):
         name, p = _backend(wildcards, stage)
-        return [p["checkpoint"]] if name in NETWORK_BACKENDS[stage] and p.get("checkpoint") else []
+        return [p[k] for k in ("checkpoint", "config") if p.get(k)] if name in NETWORK_BACKENDS[stage] else []
 
     return fn
 

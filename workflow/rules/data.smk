@@ -12,21 +12,6 @@ rule make_demo:
         "{VAD} make-demo --params {params.cfg:q} --out {output:q} 2> {log:q}"
 
 
-rule dataset_root:
-    """Where the dataset's files are (datasets.<d>.root): the one file that changes when it moves."""
-    output:
-        ROOT_FILE,
-    params:
-        root=lambda w: RESOLVED[w.dataset]["dataset"]["root"],
-    log:
-        "results/logs/{dataset}/dataset_root.log",
-    localrule: True
-    conda:
-        f"{ENVS}/eval.yaml"
-    shell:
-        "printf '%s\\n' {params.root:q} > {output:q} 2> {log:q}"
-
-
 rule labels:
     """Read the ground truth, check it against the test videos: one row per frame, plus a summary."""
     input:
@@ -35,11 +20,14 @@ rule labels:
         labels="results/{dataset}/labels.csv",
         summary="results/{dataset}/gt_summary.json",
     params:
+        root=root_param,
         cfg=params_json("demo"),
+        videos=videos_param("test"),
+        gt=gt_param,
     log:
         "results/logs/{dataset}/labels.log",
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} labels --params {params.cfg:q} --root @{input.root:q} --out {output.labels:q} "
+        "{VAD} labels --params {params.cfg:q} --root @{params.root:q} --out {output.labels:q} "
         "--summary {output.summary:q} 2> {log:q}"

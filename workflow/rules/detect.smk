@@ -6,7 +6,9 @@ rule detect:
     output:
         "results/{dataset}/detect/{split}/{video}.csv",
     params:
+        root=root_param,
         cfg=params_json("detect", "demo"),
+        video=videos_param(),
     log:
         "results/logs/{dataset}/detect/{split}/{video}.log",
     benchmark:
@@ -18,5 +20,5 @@ rule detect:
     conda:
         detect_env
     shell:
-        "{VAD} detect --params {params.cfg:q} --root @{input.root:q} --split {wildcards.split:q} "
+        "{VAD} detect --params {params.cfg:q} --root @{params.root:q} --split {wildcards.split:q} "
         "--video {wildcards.video:q} --out {output:q} 2> {log:q}"

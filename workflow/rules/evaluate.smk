@@ -50,13 +50,14 @@ rule pictures:
         report(directory("results/{dataset}/top_anomalies"), patterns=["{name}.png"],
                caption="../report/pictures.rst", category="Top anomalies"),
     params:
+        root=root_param,
         cfg=params_json("report", "demo"),
     log:
         "results/logs/{dataset}/pictures.log",
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} pictures --params {params.cfg:q} --root @{input.root:q} --top {input.top:q} --objects {input.objects:q} "
+        "{VAD} pictures --params {params.cfg:q} --root @{params.root:q} --top {input.top:q} --objects {input.objects:q} "
         "--frames {input.frames:q} --cells {input.cells:q} --out {output:q} 2> {log:q}"
 
 
@@ -71,13 +72,14 @@ rule localisation:
         json="results/{dataset}/localisation.json",
         plot=report("results/{dataset}/localisation.png", caption="../report/localisation.rst", category="Localisation"),
     params:
+        root=root_param,
         cfg=params_json("localisation", "demo"),
     log:
         "results/logs/{dataset}/localisation.log",
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} localise --params {params.cfg:q} --root @{input.root:q} --objects {input.objects:q} --frames {input.frames:q} "
+        "{VAD} localise --params {params.cfg:q} --root @{params.root:q} --objects {input.objects:q} --frames {input.frames:q} "
         "--out {output.json:q} --plot {output.plot:q} 2> {log:q}"
 
 
@@ -122,10 +124,11 @@ rule benchmark:
     output:
         report("results/{dataset}/benchmark.json", caption="../report/benchmark.rst", category="Benchmark"),
     params:
+        root=root_param,
         cfg=params_json("demo", "detect", "flow", "frame_scores"),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} bench --params {params.cfg:q} --root @{input.root:q} --results results --out {output:q} > /dev/null 2> {log:q}"
+        "{VAD} bench --params {params.cfg:q} --root @{params.root:q} --results results --out {output:q} > /dev/null 2> {log:q}"

@@ -6,7 +6,9 @@ rule flow:
     output:
         "results/{dataset}/flow/{split}/{video}.h5",
     params:
+        root=root_param,
         cfg=params_json("flow", "demo"),
+        video=videos_param(),
     log:
         "results/logs/{dataset}/flow/{split}/{video}.log",
     benchmark:
@@ -18,5 +20,5 @@ rule flow:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} flow --params {params.cfg:q} --root @{input.root:q} --split {wildcards.split:q} "
+        "{VAD} flow --params {params.cfg:q} --root @{params.root:q} --split {wildcards.split:q} "
         "--video {wildcards.video:q} --out {output:q} 2> {log:q}"

@@ -28,6 +28,7 @@ rule motion_features:
         "results/{dataset}/motion/features_{split}.csv",
     params:
         cfg=params_json("motion"),
+        videos=videos_param(),
     log:
         "results/logs/{dataset}/motion/features_{split}.log",
     benchmark:
@@ -70,6 +71,7 @@ rule cell_layout:
         "results/{dataset}/cells/layout.json",
     params:
         cfg=params_json("cells", only={"cells": vcells.LAYOUT_KEYS}),
+        videos=videos_param("train"),
     log:
         "results/logs/{dataset}/cells/layout.log",
     benchmark:
@@ -90,6 +92,7 @@ rule cell_stats:
         "results/{dataset}/cells/stats_{split}.h5",
     params:
         cfg=params_json("cells", only={"cells": vcells.STATS_KEYS}),
+        videos=videos_param(),
     log:
         "results/logs/{dataset}/cells/stats_{split}.log",
     benchmark:

@@ -7,7 +7,9 @@ rule stc:
     output:
         "results/{dataset}/stc/{split}.h5",
     params:
+        root=root_param,
         cfg=params_json("stc", "demo"),
+        videos=videos_param(),
     log:
         "results/logs/{dataset}/stc/{split}.log",
     benchmark:
@@ -15,5 +17,5 @@ rule stc:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} stc --params {params.cfg:q} --root @{input.root:q} --split {wildcards.split:q} "
+        "{VAD} stc --params {params.cfg:q} --root @{params.root:q} --split {wildcards.split:q} "
         "--boxes {input.boxes:q} --flows {input.flows:q} --out {output:q} 2> {log:q}"
