@@ -82,7 +82,7 @@ def test_perspective_fitted_to_the_training_boxes(tmp_path, caplog):
     one = C.fit_perspective(np.repeat([[0, 10, 6, 30]], 25, axis=0), 10)
     assert one == {"height": [0.0, 20.0], "width": [0.0, 6.0]}
     flows = [_video(tmp_path / "tr.h5", [(10, 0, 1.0)])]
-    grid = json.loads(Path(_layout(tmp_path, flows, {**P, "windows": "perspective"})).read_text())
+    grid = json.loads(Path(_layout(tmp_path, flows, {**P, "windows": "perspective"})).read_text())["cameras"]["all"]
     assert grid["windows"] == "grid" and "square cells instead" in caplog.text
 
 
@@ -123,8 +123,11 @@ def test_row_band_neighbourhood_and_k():
     assert np.allclose(same[1], 0) and np.allclose(band[1], 0)   # a training frame itself
     k3 = C.cell_scores(train, query, np.ones(5), layout, {"k": 3, "rows": 0, "cols": 0})
     assert (k3[1] > 0).all()   # with k 3 the frame's own statistics are one of three
-    self_left_out = C.cell_scores(train, train[:2], np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0}, skip_self=True)
-    assert (self_left_out > 0).all()
+    one_video = C.training_cell_scores(train, np.zeros(20), np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0})
+    assert (one_video > 0).all()   # a frame's own statistics left out
+    lovo = C.training_cell_scores(train, np.arange(20) % 4, np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0})
+    np.testing.assert_allclose(lovo[np.arange(20) % 4 == 1], C.cell_scores(
+        train[np.arange(20) % 4 != 1], train[np.arange(20) % 4 == 1], np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0}))
     with pytest.raises(VadError, match="window layouts differ"):
         C.cell_scores(train, query[:, :6], np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0})
 
@@ -170,7 +173,7 @@ def test_cell_stage_from_the_command_line(tmp_path, capsys):
     boxes = [_boxes(tmp_path / f"tr{i}.csv", walkers) for i in range(2)]
     assert cli.main(["cell-layout", "--params", params, "--boxes", *boxes, "--flows", *train,
                      "--out", str(c / "layout.json")]) == 0
-    layout = json.loads((c / "layout.json").read_text())
+    layout = json.loads((c / "layout.json").read_text())["cameras"]["all"]
     assert layout["windows"] == "perspective" and layout["perspective"]["height"] == pytest.approx([1 / 3, 40 / 3])
     for split, vids in (("train", train), ("test", [test])):
         assert cli.main(["cell-stats", "--params", params, "--flows", *vids, "--layout", str(c / "layout.json"),

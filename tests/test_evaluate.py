@@ -130,7 +130,8 @@ def test_frame_score_is_max_over_objects():
     assert list(df["frame"]) == [0, 1, 2, 3]
     np.testing.assert_allclose(df["score"], [-7.0, 0.9, -1.0, 3.0])
     assert list(df["n_objects"]) == [0, 3, 1, 1]
-    assert list(df.columns) == ["video", "frame", "score", "label", "n_objects", "excluded"]
+    assert list(df.columns) == ["video", "frame", "score", "label", "n_objects", "excluded", "camera"]
+    assert (df["camera"] == "all").all()   # one camera unless the dataset says otherwise
 
 
 def test_fill_min_is_lowest_object_score_of_the_dataset():
@@ -274,7 +275,7 @@ def test_each_score_term_is_pooled_and_evaluated_on_its_own():
     objects = pd.DataFrame(rows, columns=["video", "frame", "s_f", "s_p", "score"])
     df = E.frame_scores(objects, labels, _cfg(fill="min"))
     assert list(df.columns) == ["video", "frame", "score", "label", "n_objects", "excluded",
-                                "score_f", "score_p"]
+                                "score_f", "score_p", "camera"]
     # frame 0 has no object: each column gets its own lowest value
     np.testing.assert_allclose(df["score_f"], [0.1, 0.2, 0.3, 0.7, 0.9])
     np.testing.assert_allclose(df["score_p"], [0.05, 0.9, 0.8, 0.2, 0.05])

@@ -115,7 +115,7 @@ def test_cell_statistics_of_thousands_of_windows_are_stored(tmp_path):
     Cells.split_stats([str(flow)], str(tmp_path / "layout.json"), str(tmp_path / "stats.h5"),
                       {"frames": 2, "moving_px": 1.0})
     back, stats = Cells.read_stats(str(tmp_path / "stats.h5"))
-    assert back == layout
+    assert back == {"cameras": {"all": layout}}
     values, boxes = stats["01"]
     assert values.shape == (3, n, len(Cells.STATS)) and boxes.shape == (n, 4)
     with h5py.File(tmp_path / "stats.h5") as f:

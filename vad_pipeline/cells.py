@@ -35,13 +35,15 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from vad_pipeline.datasets.cameras import ONE
 from vad_pipeline.io import VadError, atomic_path, read_csv, write_csv, write_json
+from vad_pipeline.reference import Reference
 
 log = logging.getLogger(__name__)
 
 # The cells keys each stage reads: the rules track only these, so a new k rescores without
 # refitting the layout or recomputing the statistics.
-LAYOUT_KEYS = ("windows", "scale", "row_step", "size", "stride")
+LAYOUT_KEYS = ("reference", "windows", "scale", "row_step", "size", "stride")
 STATS_KEYS = ("frames", "moving_px")
 TERMS_KEYS = ("k", "rows", "cols")
 
@@ -103,13 +105,11 @@ def perspective_windows(height: int, width: int, fit: dict, scale: float,
     return np.asarray(out, float), np.asarray(rows), np.asarray(steps)
 
 
-def make_layout(box_paths: list[str], flow_paths: list[str], out: str, p: dict) -> dict:
-    """The windows of ``cells.windows`` for the training videos' most common working frame size
-    (pixel settings are pixels of it), written to ``out`` in fractions of the frame (JSON); the
-    perspective is fitted to the training boxes (``box_paths``, one CSV per video; ``flow_paths``
-    give each video's frame and working size). Too few boxes for a fit: the grid, with a warning."""
-    if len(box_paths) != len(flow_paths):
-        raise VadError("--boxes and --flows must list the same videos")
+def fit_layout(box_paths: list[str], flow_paths: list[str], p: dict, what: str = "") -> dict:
+    """The windows of ``cells.windows`` for these training videos' most common working frame size
+    (pixel settings are pixels of it), in fractions of the frame; the perspective is fitted to
+    their boxes (``box_paths``, one CSV per video; ``flow_paths`` give each video's frame and
+    working size). Too few boxes for a fit: the grid, with a warning."""
     sizes, boxes = [], []
     for bp, fp in zip(box_paths, flow_paths):
         with h5py.File(fp, "r") as f:
@@ -118,34 +118,71 @@ def make_layout(box_paths: list[str], flow_paths: list[str], out: str, p: dict) 
         b = read_csv(bp, ["x1", "y1", "x2", "y2"])[["x1", "y1", "x2", "y2"]].to_numpy(float)
         boxes.append(b / [w, h, w, h])   # fractions of its frame: sizes may differ between videos
     if not sizes:
-        raise VadError("cell layout: no training video")
+        raise VadError(f"cell layout{what}: no training video")
     height, width = pd.Series(sizes).value_counts().index[0]
     ref = np.concatenate(boxes) * [width, height, width, height]
     kind, fit = p["windows"], None
     if kind == "perspective":
         fit = fit_perspective(ref, p["row_step"])
         if fit is None:
-            log.warning("cell layout: fewer than %d training boxes in any row band: square cells instead", MIN_BOXES)
+            log.warning("cell layout%s: fewer than %d training boxes in any row band: square cells instead",
+                        what, MIN_BOXES)
             kind = "grid"
     if kind == "perspective":
         win, rows, steps = perspective_windows(height, width, fit, float(p["scale"]), int(p["row_step"]))
     else:
         win, rows, steps = grid_windows(height, width, int(p["size"]), int(p["stride"]))
-    layout = {"windows": kind, "frame_size": [height, width], "perspective": fit,
-              "boxes": (win / [width, height, width, height]).round(6).tolist(),
-              "rows": rows.tolist(), "steps": (steps / width).round(6).tolist()}
-    log.info("cell layout: %s, %d windows in %d rows over %dx%d frames%s", kind, len(win), len(set(rows.tolist())),
-             height, width, f", object height {fit['height'][0]:.3f} x bottom + {fit['height'][1]:.1f} px" if fit else "")
-    write_json(out, layout)
-    return layout
+    log.info("cell layout%s: %s, %d windows in %d rows over %dx%d frames%s", what, kind, len(win),
+             len(set(rows.tolist())), height, width,
+             f", object height {fit['height'][0]:.3f} x bottom + {fit['height'][1]:.1f} px" if fit else "")
+    return {"windows": kind, "frame_size": [height, width], "perspective": fit,
+            "boxes": (win / [width, height, width, height]).round(6).tolist(),
+            "rows": rows.tolist(), "steps": (steps / width).round(6).tolist()}
+
+
+def make_layout(box_paths: list[str], flow_paths: list[str], out: str, p: dict,
+                cameras: dict[str, str] | None = None) -> dict:
+    """The layouts of the cell term, written to ``out`` (JSON ``{"cameras": {camera: layout}}``):
+    with ``cells.reference: camera``, one per camera of ``cameras`` ({video: camera}, videos
+    named by their files' stems), fitted to that camera's training videos; else one
+    (:data:`~vad_pipeline.datasets.cameras.ONE`) for all."""
+    if len(box_paths) != len(flow_paths):
+        raise VadError("--boxes and --flows must list the same videos")
+    groups: dict[str, list[int]] = {}
+    for i, bp in enumerate(box_paths):
+        cam = cameras.get(Path(bp).stem, ONE) if cameras and p["reference"] == "camera" else ONE
+        groups.setdefault(cam, []).append(i)
+    if len(groups) == 1:   # one camera, or pooled: the one layout of the whole training set
+        groups = {ONE: list(range(len(box_paths)))}
+    layouts = {cam: fit_layout([box_paths[i] for i in idx], [flow_paths[i] for i in idx], p,
+                               "" if cam == ONE else f" of camera {cam}") for cam, idx in sorted(groups.items())}
+    if not layouts:
+        raise VadError("cell layout: no training video")
+    out_layout = {"cameras": layouts}
+    write_json(out, out_layout)
+    return out_layout
 
 
 def read_layout(path: str) -> dict:
-    """A ``make_layout`` JSON file."""
+    """A ``make_layout`` JSON file: ``{"cameras": {camera: layout}}`` (a single layout, as older
+    versions wrote, is that of every camera)."""
     if not Path(path).is_file():
         raise VadError(f"{path}: cell layout not found; rerun the cell_layout rule")
     with open(path) as f:
-        return json.load(f)
+        layout = json.load(f)
+    return layout if "cameras" in layout else {"cameras": {ONE: layout}}
+
+
+def layout_for(layouts: dict, video: str, cameras: dict[str, str] | None) -> tuple[str, dict]:
+    """The camera whose layout covers ``video`` and that layout (the only one, if only one)."""
+    per = layouts["cameras"]
+    if len(per) == 1:
+        return next(iter(per.items()))
+    cam = (cameras or {}).get(video)
+    if cam not in per:
+        raise VadError(f"cell layout: no window layout for video {video} (camera {cam}); rerun the labels and "
+                       "cell_layout rules")
+    return cam, per[cam]
 
 
 def pixel_boxes(layout: dict, height: int, width: int) -> np.ndarray:
@@ -202,18 +239,20 @@ def video_stats(flow_h5: str, layout: dict, p: dict) -> tuple[np.ndarray, np.nda
     return pool(means, int(p["frames"])), full
 
 
-def split_stats(flow_paths: list[str], layout_path: str, out: str, p: dict) -> None:
+def split_stats(flow_paths: list[str], layout_path: str, out: str, p: dict,
+                cameras: dict[str, str] | None = None) -> None:
     """Every video's window statistics of a split into one HDF5 file: ``stats/<video>`` (frames,
-    windows, 5), ``boxes/<video>`` its windows in frame pixels, ``layout`` the layout's JSON.
-    Datasets, not attributes: HDF5 refuses attributes over 64 kB, and these grow with the frame
-    size and the number of windows."""
+    windows, 5), ``boxes/<video>`` its windows in frame pixels, ``layout`` the layouts' JSON; each
+    video under its camera's layout (``cameras``: {video: camera}). Datasets, not attributes: HDF5
+    refuses attributes over 64 kB, and these grow with the frame size and the number of windows."""
     from tqdm import tqdm
 
-    layout = read_layout(layout_path)
+    layouts = read_layout(layout_path)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
-        h.create_dataset("layout", data=json.dumps(layout, sort_keys=True), dtype=h5py.string_dtype())
+        h.create_dataset("layout", data=json.dumps(layouts, sort_keys=True), dtype=h5py.string_dtype())
         stats_group, boxes_group = h.create_group("stats"), h.create_group("boxes")
         for fp in tqdm(flow_paths, desc=f"cell statistics {Path(out).name}", unit="video"):
+            _, layout = layout_for(layouts, Path(fp).stem, cameras)
             stats, boxes = video_stats(fp, layout, p)
             stats_group.create_dataset(Path(fp).stem, data=stats, compression="gzip")
             boxes_group.create_dataset(Path(fp).stem, data=boxes, compression="gzip")
@@ -226,46 +265,68 @@ def read_stats(path: str) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]
     with h5py.File(path, "r") as h:
         if not {"layout", "stats", "boxes"} <= set(h):
             raise VadError(f"{path}: written by an older version; rerun the cell_stats rule")
-        layout = json.loads(h["layout"][()].decode() if isinstance(h["layout"][()], bytes) else h["layout"][()])
+        raw = h["layout"][()]
+        layout = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        layout = layout if "cameras" in layout else {"cameras": {ONE: layout}}
         return layout, {v: (h["stats"][v][:], h["boxes"][v][:]) for v in h["stats"]}
 
 
-def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict,
-                skip_self: bool = False) -> np.ndarray:
-    """(M, windows) mean distance of each query window to its ``k`` nearest training statistics
-    in its neighbourhood; ``train`` (N, windows, 5), ``query`` (M, windows, 5); ``skip_self``: the
-    query frames are among the training ones (leave each one's own statistics out)."""
+def _neighbourhoods(layout: dict, p: dict):
+    """(windows scored, windows they are compared with) as boolean masks over the layout's
+    windows: a row of windows and its row band (``cols`` -1), else each window and the windows of
+    the band within ``cols`` horizontal steps of it."""
+    rows = np.asarray(layout["rows"])
+    box = np.asarray(layout["boxes"], float).reshape(-1, 4)
+    centre, step = (box[:, 0] + box[:, 2]) / 2, np.asarray(layout["steps"], float)
+    dr, dc = int(p["rows"]), int(p["cols"])
+    for r in np.unique(rows):
+        mine, band = rows == r, np.abs(rows - r) <= dr
+        if dc < 0:   # every window of the row band: one pool for the whole row
+            yield mine, band
+            continue
+        for i in np.flatnonzero(mine):
+            one = np.zeros(len(rows), bool)
+            one[i] = True
+            yield one, band & (np.abs(centre - centre[i]) <= dc * step[i] + 1e-9)
+
+
+def _reference(train: np.ndarray, videos, pool: np.ndarray, k: int) -> Reference:
+    """The training statistics of the ``pool`` windows of every frame, each row's video kept."""
+    return Reference(train[:, pool].reshape(-1, train.shape[2]), np.repeat(np.asarray(videos), pool.sum()), k,
+                     "cell term")
+
+
+def _check(train: np.ndarray, query: np.ndarray) -> None:
     if train.shape[1:] != query.shape[1:]:
         raise VadError(f"window layouts differ between training {train.shape[1:]} and test {query.shape[1:]}: "
                        "rerun the cell_stats rule")
     if len(train) == 0:
         raise VadError("cell term: no training frame to compare with")
-    rows = np.asarray(layout["rows"])
-    box = np.asarray(layout["boxes"], float).reshape(-1, 4)
-    centre, step = (box[:, 0] + box[:, 2]) / 2, np.asarray(layout["steps"], float)
+
+
+def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict) -> np.ndarray:
+    """(M, windows) mean distance of each query window to its ``k`` nearest training statistics
+    in its neighbourhood; ``train`` (N, windows, 5), ``query`` (M, windows, 5)."""
+    _check(train, query)
     a, q = train / scale, query / scale
-    dr, dc, k, f = int(p["rows"]), int(p["cols"]), int(p["k"]), train.shape[2]
     out = np.zeros(query.shape[:2])
-    for r in np.unique(rows):
-        mine, pool_rows = rows == r, np.abs(rows - r) <= dr
-        if dc < 0:   # every window of the row band: one pool for the whole row
-            d = _knn(a[:, pool_rows].reshape(-1, f), q[:, mine].reshape(-1, f), k, skip_self)
-            out[:, mine] = d.reshape(len(q), -1)
-            continue
-        for i in np.flatnonzero(mine):
-            near = pool_rows & (np.abs(centre - centre[i]) <= dc * step[i] + 1e-9)
-            out[:, i] = _knn(a[:, near].reshape(-1, f), q[:, i], k, skip_self)
+    for mine, pool in _neighbourhoods(layout, p):
+        ref = _reference(a, np.zeros(len(a), int), pool, int(p["k"]))
+        out[:, mine] = ref.score(q[:, mine].reshape(-1, q.shape[2])).reshape(len(q), -1)
     return out
 
 
-def _knn(pool: np.ndarray, query: np.ndarray, k: int, skip_self: bool) -> np.ndarray:
-    """Mean distance of each query row to its k nearest pool rows (the nearest left out when the
-    query rows are themselves in the pool)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(k + skip_self, len(pool))
-    d, _ = NearestNeighbors(n_neighbors=k).fit(pool).kneighbors(query)
-    return d[:, int(skip_self):].mean(axis=1) if d.shape[1] > int(skip_self) else np.zeros(len(query))
+def training_cell_scores(train: np.ndarray, videos, scale: np.ndarray, layout: dict, p: dict) -> np.ndarray:
+    """(N, windows) :func:`cell_scores` of the training frames themselves, each frame's windows
+    against the other videos' frames (``videos``: the video of each frame; a single video: its
+    other frames)."""
+    _check(train, train)
+    a = train / scale
+    out = np.zeros(train.shape[:2])
+    for mine, pool in _neighbourhoods(layout, p):
+        s = _reference(a, videos, pool, int(p["k"])).score_training().reshape(len(a), -1)
+        out[:, mine] = s[:, mine[pool]]   # the pool's columns that are the scored windows
+    return out
 
 
 def frame_table(video: str, scores: np.ndarray, boxes: np.ndarray) -> pd.DataFrame:
@@ -277,34 +338,51 @@ def frame_table(video: str, scores: np.ndarray, boxes: np.ndarray) -> pd.DataFra
                          "x1": b[:, 0], "y1": b[:, 1], "x2": b[:, 2], "y2": b[:, 3]})[COLUMNS]
 
 
-def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict) -> None:
-    """S_c of every training frame (its video left out) and every test frame."""
-    p = cfg["cells"]
-    layout, train = read_stats(train_stats)
-    test_layout, test = read_stats(test_stats)
-    if test_layout != layout:
-        raise VadError(f"{train_stats} and {test_stats} have different window layouts; rerun the cell_stats rule")
-    if not train:
-        raise VadError(f"{train_stats}: no training video")
-    train_boxes, test_boxes = {v: b for v, (_, b) in train.items()}, {v: b for v, (_, b) in test.items()}
-    train, test = {v: x for v, (x, _) in train.items()}, {v: x for v, (x, _) in test.items()}
+def _terms(train: dict, test: dict, layout: dict, p: dict) -> tuple[dict, dict]:
+    """Window scores of the training frames (their video left out) and the test frames of one
+    layout's videos ({video: (frames, windows, 5)}), statistics divided by their standard
+    deviation over these training windows."""
     everything = np.concatenate(list(train.values()))
     sd = everything.reshape(-1, len(STATS)).std(axis=0)
     scale = np.where(sd > 0, sd, 1.0)
     names = list(train)
-    rows_train = []
-    for v in names:
-        others = [train[u] for u in names if u != v]
-        if others:
-            s = cell_scores(np.concatenate(others), train[v], scale, layout, p)
-        else:   # a single training video: against its own other frames
-            s = cell_scores(train[v], train[v], scale, layout, p, skip_self=True)
-        rows_train.append(frame_table(v, s, train_boxes[v]))
-    rows_test = [frame_table(v, cell_scores(everything, x, scale, layout, p), test_boxes[v]) for v, x in test.items()]
+    videos = np.repeat(np.arange(len(names)), [len(train[v]) for v in names])
+    scores = training_cell_scores(everything, videos, scale, layout, p)
+    return ({v: scores[videos == i] for i, v in enumerate(names)},
+            {v: cell_scores(everything, x, scale, layout, p) for v, x in test.items()})
+
+
+def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict,
+               cameras: dict[str, str] | None = None) -> None:
+    """S_c of every training frame (its video left out) and every test frame, each camera of the
+    layouts against its own training videos (one layout: all against all)."""
+    p = cfg["cells"]
+    layouts, train = read_stats(train_stats)
+    test_layouts, test = read_stats(test_stats)
+    if test_layouts != layouts:
+        raise VadError(f"{train_stats} and {test_stats} have different window layouts; rerun the cell_stats rule")
+    if not train:
+        raise VadError(f"{train_stats}: no training video")
+    groups: dict[str, tuple[dict, dict]] = {cam: ({}, {}) for cam in layouts["cameras"]}
+    for split, videos in ((0, train), (1, test)):
+        for v, (x, _) in videos.items():
+            groups[layout_for(layouts, v, cameras)[0]][split][v] = x
+    scores_train, scores_test = {}, {}
+    for cam, (tr_c, te_c) in groups.items():
+        if not tr_c:
+            if te_c:
+                raise VadError(f"{train_stats}: no training video of camera {cam}")
+            continue
+        a, b = _terms(tr_c, te_c, layouts["cameras"][cam], p)
+        scores_train.update(a)
+        scores_test.update(b)
+    rows_train = [frame_table(v, scores_train[v], b) for v, (_, b) in train.items()]
+    rows_test = [frame_table(v, scores_test[v], b) for v, (_, b) in test.items()]
     tr = pd.concat(rows_train, ignore_index=True) if rows_train else pd.DataFrame(columns=COLUMNS)
     te = pd.concat(rows_test, ignore_index=True) if rows_test else pd.DataFrame(columns=COLUMNS)
-    log.info("S_c: %d training frames (mean %.3f), %d test frames (mean %.3f)", len(tr),
-             tr["s_c"].mean() if len(tr) else float("nan"), len(te), te["s_c"].mean() if len(te) else float("nan"))
+    log.info("S_c: %d training frames (mean %.3f), %d test frames (mean %.3f), %d layout(s)", len(tr),
+             tr["s_c"].mean() if len(tr) else float("nan"), len(te), te["s_c"].mean() if len(te) else float("nan"),
+             len(layouts["cameras"]))
     write_csv(train_out, tr)
     write_csv(test_out, te)
 

@@ -56,14 +56,20 @@ def cmd_make_demo(cfg, a):
 
 
 def cmd_labels(cfg, a):
+    from vad_pipeline.datasets import cameras as cam
     from vad_pipeline.datasets import frame_labels, get_video, gt_summary, video_names
     from vad_pipeline.evaluate import labels_table
     from vad_pipeline.io import write_csv, write_json
 
     videos = [get_video(cfg, "test", n) for n in video_names(cfg, "test")]
     labels = frame_labels(cfg, videos)
+    train = [get_video(cfg, "train", n) for n in video_names(cfg, "train")]
+    table = cam.camera_table(cfg, {"train": {v.name: v.n_frames for v in train},
+                                   "test": {v.name: v.n_frames for v in videos}})
+    if a.cameras:
+        write_csv(a.cameras, table)
     if a.summary:
-        summary = gt_summary(cfg, videos, labels)
+        summary = {**gt_summary(cfg, videos, labels), "cameras": cam.summary(table)}
         write_json(a.summary, summary)
         log.info("%s: %d test videos, %d frames, %s abnormal, %d with pixel masks", cfg["name"],
                  summary["videos"], summary["frames"], summary["abnormal_frames"], summary["frames_with_pixel_masks"])
@@ -109,8 +115,8 @@ def cmd_infer(cfg, a):
 
 
 def cmd_motion_features(cfg, a):
-    from vad_pipeline.density import split_features
     from vad_pipeline.io import write_csv
+    from vad_pipeline.motion import split_features
 
     df = split_features(a.flows, a.boxes, cfg["motion"])
     write_csv(a.out, df)
@@ -118,9 +124,9 @@ def cmd_motion_features(cfg, a):
 
 
 def cmd_motion_terms(cfg, a):
-    from vad_pipeline.density import motion_terms
+    from vad_pipeline.motion import motion_terms
 
-    motion_terms(a.train, a.test, a.train_out, a.test_out, cfg)
+    motion_terms(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras))
 
 
 def _pair(command: str, stage: str, train: str | None, test: str | None) -> tuple[str, str] | None:
@@ -133,31 +139,33 @@ def _pair(command: str, stage: str, train: str | None, test: str | None) -> tupl
 def cmd_score(cfg, a):
     from vad_pipeline.score import fuse
 
-    fuse(a.train, a.test, a.out, cfg, a.stats, _pair("score", "motion", a.motion_train, a.motion_test))
+    fuse(a.train, a.test, a.out, cfg, a.stats, _pair("score", "motion", a.motion_train, a.motion_test),
+         read_cameras(a.cameras))
 
 
 def cmd_cell_layout(cfg, a):
     from vad_pipeline.cells import make_layout
 
-    make_layout(a.boxes, a.flows, a.out, cfg["cells"])
+    make_layout(a.boxes, a.flows, a.out, cfg["cells"], read_cameras(a.cameras))
 
 
 def cmd_cell_stats(cfg, a):
     from vad_pipeline.cells import split_stats
 
-    split_stats(a.flows, a.layout, a.out, cfg["cells"])
+    split_stats(a.flows, a.layout, a.out, cfg["cells"], read_cameras(a.cameras))
 
 
 def cmd_cell_terms(cfg, a):
     from vad_pipeline.cells import cell_terms
 
-    cell_terms(a.train, a.test, a.train_out, a.test_out, cfg)
+    cell_terms(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras))
 
 
 def cmd_frame_scores(cfg, a):
     from vad_pipeline.evaluate import write_frame_scores
 
-    write_frame_scores(a.objects, a.labels, a.out, cfg, _pair("frame-scores", "cells", a.cells_train, a.cells_test))
+    write_frame_scores(a.objects, a.labels, a.out, cfg, _pair("frame-scores", "cells", a.cells_train, a.cells_test),
+                       read_cameras(a.cameras))
 
 
 def _figures(paths: list[str | None]) -> list[Path]:
@@ -185,7 +193,7 @@ def cmd_evaluate(cfg, a):
         loc = json.loads(Path(a.localisation).read_text())
         extra["localisation"] = {k: v for k, v in loc.items() if k != "dataset"}
     result = evaluate(a.frames, a.out, protocol, cfg["name"], extra)
-    frames = pd.read_csv(a.frames, dtype={"video": str})
+    frames = pd.read_csv(a.frames, dtype={"video": str, "camera": str})
     if a.top:
         from vad_pipeline.evaluate import top_anomalies
         from vad_pipeline.io import write_csv
@@ -214,7 +222,7 @@ def cmd_top_anomalies(cfg, a):
     from vad_pipeline.evaluate import top_anomalies
     from vad_pipeline.io import write_csv
 
-    frames = pd.read_csv(a.frames, dtype={"video": str})
+    frames = pd.read_csv(a.frames, dtype={"video": str, "camera": str})
     fps = {}
     if a.summary:
         fps = {k: v["fps"] for k, v in json.loads(Path(a.summary).read_text())["per_video"].items()}
@@ -272,7 +280,7 @@ def cmd_bench(cfg, a):
     for stage in ("detect", "flow"):  # frames/s per backend
         if stage in cfg and stage in result["stages"]:
             result["stages"][stage]["backend"] = cfg[stage]["backend"]
-    from vad_pipeline.density import best_box_flow_auc
+    from vad_pipeline.motion import best_box_flow_auc
 
     # proposals: how well the best box's mean flow magnitude alone ranks frames (issue 14)
     result["best_box_flow_auc"] = best_box_flow_auc(a.results, cfg["name"], cfg["frame_scores"]["exclude_first"])
@@ -297,13 +305,21 @@ def cmd_config(cfg, a):
         rows = [(k, v, "--preset" if k == "preset" else layer) for k, v, layer in rows]
     print(C.format_explained(rows))
 
+def read_cameras(path: str | None) -> dict[str, str]:
+    from vad_pipeline.datasets.cameras import read_cameras as read
+
+    return read(path)
+
+
 REQ = {"required": True}
+CAMERAS = ("--cameras", {"help": "cameras.csv of the labels rule: each camera on its own (default: one camera)"})
 SPLIT = ("--split", {"required": True, "choices": ["train", "test"]})
 # subcommand: (function, help, [(flag, argparse options), ...])
 COMMANDS = {
     "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
     "labels": (cmd_labels, "check the ground truth and write per-frame labels",
-               [("--out", REQ), ("--summary", {"help": "also write gt_summary.json here"})]),
+               [("--out", REQ), ("--summary", {"help": "also write gt_summary.json here"}),
+                ("--cameras", {"help": "also write cameras.csv (split, video, camera, frames) here"})]),
     "detect": (cmd_detect, "detect objects in one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
     "flow": (cmd_flow, "optical flow of one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
     "stc": (cmd_stc, "build the spatio-temporal cubes of a split",
@@ -315,21 +331,21 @@ COMMANDS = {
     "motion-features": (cmd_motion_features, "per-object flow statistics, size and place of a split",
                         [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
     "motion-terms": (cmd_motion_terms, "motion-density term S_m of every training and test object",
-                     [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ)]),
+                     [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS]),
     "score": (cmd_score, "z-score with training statistics and fuse",
               [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {}),
                ("--motion-train", {"help": "the motion stage's S_m of the training objects"}),
-               ("--motion-test", {"help": "... and of the test objects"})]),
+               ("--motion-test", {"help": "... and of the test objects"}), CAMERAS]),
     "cell-layout": (cmd_cell_layout, "the windows of the cell term, fitted to the training boxes (JSON)",
-                    [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
+                    [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ), CAMERAS]),
     "cell-stats": (cmd_cell_stats, "per window flow statistics of every video of a split (HDF5)",
-                   [("--flows", {"nargs": "+", **REQ}), ("--layout", REQ), ("--out", REQ)]),
+                   [("--flows", {"nargs": "+", **REQ}), ("--layout", REQ), ("--out", REQ), CAMERAS]),
     "cell-terms": (cmd_cell_terms, "cell motion term S_c of every training and test frame",
-                   [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ)]),
+                   [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS]),
     "frame-scores": (cmd_frame_scores, "max-pool object scores to frames (plus the cell term S_c)",
                      [("--objects", REQ), ("--labels", REQ), ("--out", REQ),
                       ("--cells-train", {"help": "the cell stage's S_c of the training frames"}),
-                      ("--cells-test", {"help": "... and of the test frames"})]),
+                      ("--cells-test", {"help": "... and of the test frames"}), CAMERAS]),
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
                  [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
                   ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"}),

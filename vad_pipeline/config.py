@@ -315,8 +315,10 @@ def stage_params(resolved: dict, *sections: str, only: dict[str, tuple[str, ...]
     """The part of a resolved config one stage depends on (what Snakemake tracks as params).
 
     ``dataset.root`` is left out: moving a dataset changes no result (the rules pass it as
-    ``--root``). ``only`` narrows a section to the keys the stage reads."""
-    keep = {"name": resolved["name"], "dataset": {k: v for k, v in resolved["dataset"].items() if k != "root"}}
+    ``--root``); so is ``dataset.cameras``: the labels rule resolves it into cameras.csv, an input
+    of the stages that treat cameras apart. ``only`` narrows a section to the keys the stage reads."""
+    keep = {"name": resolved["name"],
+            "dataset": {k: v for k, v in resolved["dataset"].items() if k not in ("root", "cameras")}}
     for s in sections:
         keep[s] = resolved[s]
         if only and s in only:

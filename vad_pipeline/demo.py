@@ -73,17 +73,27 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(base[..., None] * tint, 0, 255).astype(np.float32)
 
 
+def depth(cfg: dict, y: float, h: int) -> float:
+    """Size and speed factor of an object at row ``y``: ``object_scale``, times 1 +- ``perspective``
+    / 2 from the middle row to the bottom (near) and top (far) rows."""
+    return cfg["object_scale"] * (1.0 + cfg["perspective"] * (y / h - 0.5))
+
+
 def _walker(rng, cfg, h, w, x=None, vx=None, abnormal=False) -> Actor:
     height = int(rng.integers(18, 25))
     dark = rng.random() < 0.5
     color = tuple(int(c) for c in (rng.integers(15, 70, 3) if dark else rng.integers(185, 245, 3)))
-    return Actor(
+    a = Actor(
         x=float(-8 if x is None else x),
         y=float(rng.uniform(18, h - 18)),
         vx=float(rng.uniform(*cfg["walker_speed"]) if vx is None else vx),
         h=height, w=int(rng.integers(8, 12)), color=color, abnormal=abnormal,
         phase=float(rng.uniform(0, 6.28)),
     )
+    f = depth(cfg, a.y, h)
+    if f != 1.0:   # after every draw: the defaults give the same scene as before these settings
+        a.h, a.w, a.vx = max(4, round(a.h * f)), max(3, round(a.w * f)), a.vx * f
+    return a
 
 
 def render_video(cfg: dict, rng: np.random.Generator, bg: np.ndarray, anomaly: str | None):
@@ -106,6 +116,8 @@ def render_video(cfg: dict, rng: np.random.Generator, bg: np.ndarray, anomaly: s
             elif anomaly == "shape":
                 cart = Actor(x=-14, y=float(rng.uniform(22, h - 22)), vx=float(rng.uniform(*cfg["walker_speed"])),
                              h=18, w=28, color=(40, 160, 200), kind="cart", abnormal=True)
+                f = depth(cfg, cart.y, h)
+                cart.h, cart.w, cart.vx = max(4, round(18 * f)), max(6, round(28 * f)), cart.vx * f
                 actors.append(cart)
         img = bg.copy()
         mask = np.zeros((h, w), np.uint8)

@@ -13,7 +13,7 @@ normal footage, scored like any other: its frames take ``fill``, plus the weight
 windows; ``frame_scores`` warns with their names and auc.json lists them (``videos_without_objects``).
 ``evaluate``: micro AUC (all frames pooled), macro AUC (mean over videos that have both classes),
 average precision and equal error rate (scikit-learn's ``roc_auc_score``, ``roc_curve``,
-``average_precision_score``), and the micro AUC of each term alone.
+``average_precision_score``), and the micro AUC of each term alone; the AUCs also per camera.
 """
 
 from __future__ import annotations
@@ -52,25 +52,33 @@ def terms(objects: pd.DataFrame) -> list[str]:
     return [t for t in TERMS if t in objects.columns and objects[t].notna().any()]
 
 
-def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: float, exclude_first: int) -> pd.DataFrame:
-    """``df`` (one row per test frame, object-pooled ``score``) with ``score_c`` = S_c and
-    ``score`` + ``w_c`` * z(S_c); z from the training frames that are not excluded."""
-    from vad_pipeline.score import zstats
+def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: float, exclude_first: int,
+              cameras: dict[str, str] | None = None) -> pd.DataFrame:
+    """``df`` (one row per test frame, object-pooled ``score``, its ``camera``) with ``score_c`` =
+    S_c and ``score`` + ``w_c`` * z(S_c); z from the training frames that are not excluded (of the
+    frame's own camera, given ``cameras``)."""
+    from vad_pipeline.datasets.cameras import of
+    from vad_pipeline.score import camera_z
 
     train, test = cells
     df = df.merge(test[["video", "frame", "s_c"]].rename(columns={"s_c": "score_c"}), on=["video", "frame"], how="left")
     if df["score_c"].isna().any():
         row = df[df["score_c"].isna()].iloc[0]
         raise VadError(f"the cell term has no score for video {row['video']} frame {row['frame']}: rerun cell_stats")
-    mu, sd = zstats(train.loc[train["frame"] >= exclude_first, "s_c"].to_numpy(float))
+    ref = train.loc[train["frame"] >= exclude_first].rename(columns={"s_c": "score_c"})
+    z, _ = camera_z(ref.assign(camera=of(ref["video"], cameras or {})), df, "score_c", bool(cameras))
     if w_c != 0:   # w_c = 0 leaves the object-pooled score untouched, bit for bit
-        df["score"] = df["score"] + w_c * (df["score_c"] - mu) / sd
+        df["score"] = df["score"] + w_c * z
     return df
 
 
 def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
-                 cells: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """``cells``: the cell stage's (training, test) frame tables, for S_c."""
+                 cells: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                 cameras: dict[str, str] | None = None) -> pd.DataFrame:
+    """``cells``: the cell stage's (training, test) frame tables, for S_c; ``cameras``: {video:
+    camera} (the ``camera`` column; S_c z-scored per camera with ``score.normalize: camera``)."""
+    from vad_pipeline.datasets.cameras import of
+
     p = cfg["frame_scores"]
     objects = objects.astype({"video": str})
     labels = labels.astype({"video": str})
@@ -89,8 +97,10 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
         else:
             fill = float(p["fill"])
         df[c] = df[c].fillna(fill)
+    df["camera"] = of(df["video"], cameras or {})
     if cells is not None:
-        df = add_cells(df, cells, float(cfg["score"]["w_c"]), int(p["exclude_first"]))
+        by_camera = bool(cameras) and cfg["score"]["normalize"] == "camera"
+        df = add_cells(df, cells, float(cfg["score"]["w_c"]), int(p["exclude_first"]), cameras if by_camera else None)
         pooled["score_c"] = "s_c"
     df["excluded"] = df["frame"] < p["exclude_first"]
     out = []
@@ -106,7 +116,7 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
                 s[keep] = gaussian_filter1d(s[keep], p["smoothing"], mode="nearest")
             g[c] = s
         out.append(g)
-    df = pd.concat(out)[["video", "frame", "score", "label", "n_objects", "excluded", *list(pooled)[1:]]]
+    df = pd.concat(out)[["video", "frame", "score", "label", "n_objects", "excluded", *list(pooled)[1:], "camera"]]
     quiet = quiet_videos(df)
     if quiet:
         log.warning("%d test video(s) with no scored object in any frame (nothing detected, or only in their "
@@ -164,31 +174,50 @@ def versions() -> dict[str, str]:
     return out
 
 
-def metrics(frames: pd.DataFrame) -> dict:
-    used = frames[~frames["excluded"] & (frames["label"] >= 0)]
-    y, s = used["label"].to_numpy().astype(bool), used["score"].to_numpy(float)
-    if len(used) == 0 or y.all() or not y.any():
-        raise VadError("the evaluated frames hold only one class: AUC is undefined (check the ground truth)")
+def _aucs(used: pd.DataFrame) -> tuple[dict, dict]:
+    """Micro AUC, each term alone, macro AUC of some frames (None where they hold one class), and
+    the AUC of each video that has both classes."""
+    y = used["label"].to_numpy().astype(bool)
     per_video = {}
     for name, g in used.groupby("video"):
         gy = g["label"].to_numpy().astype(bool)
         if gy.any() and not gy.all():
             per_video[str(name)] = auc(gy, g["score"].to_numpy(float))
-    # each term alone (frame_scores' score_f / score_p), to see which one carries the detection
-    term_aucs = {t: auc(y, used[c].to_numpy(float)) for t, c in TERMS.items() if c in used}
+    both = y.any() and not y.all()
     return {
-        "auc_micro": auc(y, s),
-        "auc_terms": term_aucs,
+        "auc_micro": auc(y, used["score"].to_numpy(float)) if both else None,
+        # each term alone (frame_scores' score_f / score_p / ...), to see which one carries the detection
+        "auc_terms": {t: auc(y, used[c].to_numpy(float)) for t, c in TERMS.items() if c in used} if both else {},
         "auc_macro": float(np.mean(list(per_video.values()))) if per_video else None,
-        "ap": average_precision(y, s),
-        "eer": eer(y, s),
         "n_frames": int(len(used)),
         "n_abnormal": int(y.sum()),
+    }, per_video
+
+
+def metrics(frames: pd.DataFrame) -> dict:
+    used = frames[~frames["excluded"] & (frames["label"] >= 0)]
+    y, s = used["label"].to_numpy().astype(bool), used["score"].to_numpy(float)
+    if len(used) == 0 or y.all() or not y.any():
+        raise VadError("the evaluated frames hold only one class: AUC is undefined (check the ground truth)")
+    pooled, per_video = _aucs(used)
+    cams = used["camera"].astype(str) if "camera" in used else pd.Series("all", index=used.index)
+    return {
+        "auc_micro": pooled["auc_micro"],
+        "auc_terms": pooled["auc_terms"],
+        "auc_macro": pooled["auc_macro"],
+        "ap": average_precision(y, s),
+        "eer": eer(y, s),
+        "n_frames": pooled["n_frames"],
+        "n_abnormal": pooled["n_abnormal"],
+        # the same figures camera by camera (frame scores are comparable across cameras when each
+        # camera is normalised against its own training data: score.normalize)
+        "cameras": {str(c): _aucs(g)[0] for c, g in used.groupby(cams, sort=True)},
         "auc_per_video": per_video,
     }
 
 
-NO_GT = {"auc_micro": None, "auc_terms": {}, "auc_macro": None, "ap": None, "eer": None, "auc_per_video": {}}
+NO_GT = {"auc_micro": None, "auc_terms": {}, "auc_macro": None, "ap": None, "eer": None, "cameras": {},
+         "auc_per_video": {}}
 
 
 def evaluate(frames_csv: str, out: str, protocol: dict, dataset: str, extra: dict | None = None) -> dict:
@@ -245,6 +274,14 @@ def html_summary(result: dict, bench: dict | None, out: str, figures: list[str] 
                 *((f"AUC of {t} alone", v) for t, v in result.get("auc_terms", {}).items()),
                 ("frames evaluated", result["n_frames"]), ("abnormal frames", result["n_abnormal"])]
         parts.append(table(rows, ("metric", "value")))
+    cams = result.get("cameras") or {}
+    if len(cams) > 1:
+        parts.append("<h3>Per camera</h3>")
+        terms = sorted({t for c in cams.values() for t in c.get("auc_terms", {})})
+        rows = [{"camera": c, "AUC micro": v["auc_micro"], "AUC macro": v["auc_macro"],
+                 **{f"{t} alone": v.get("auc_terms", {}).get(t) for t in terms},
+                 "frames": v["n_frames"], "abnormal": v["n_abnormal"]} for c, v in cams.items()]
+        parts.append(pd.DataFrame(rows).to_html(index=False, border=0, na_rep="-", float_format="%.4f"))
     if result.get("videos_without_objects"):
         parts.append(f"<p>Test videos without any scored object (their frames take the no-object score): "
                      f"{html.escape(', '.join(result['videos_without_objects']))}</p>")
@@ -334,12 +371,12 @@ def top_anomalies(frames: pd.DataFrame, fps: dict[str, float | None], p: dict) -
 
 
 def write_frame_scores(objects_csv: str, labels_csv: str, out: str, cfg: dict,
-                       cells: tuple[str, str] | None = None) -> pd.DataFrame:
-    """``cells``: the cell stage's (training, test) CSVs."""
+                       cells: tuple[str, str] | None = None, cameras: dict[str, str] | None = None) -> pd.DataFrame:
+    """``cells``: the cell stage's (training, test) CSVs; ``cameras``: {video: camera}."""
     from vad_pipeline.cells import read_terms
 
     objects = read_csv(objects_csv, ["video", "frame", "score"])
     labels = read_csv(labels_csv, ["video", "frame", "label"])
-    df = frame_scores(objects, labels, cfg, (read_terms(cells[0]), read_terms(cells[1])) if cells else None)
+    df = frame_scores(objects, labels, cfg, (read_terms(cells[0]), read_terms(cells[1])) if cells else None, cameras)
     write_csv(out, df)
     return df

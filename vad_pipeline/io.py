@@ -105,7 +105,7 @@ def read_csv(path: str | os.PathLike, required: list[str]):
     if not path.is_file():
         raise VadError(f"{path}: file not found")
     try:
-        df = pd.read_csv(path, dtype={"video": str})  # video names like '01' stay strings
+        df = pd.read_csv(path, dtype={"video": str, "camera": str})  # names like "01" stay strings
     except Exception as exc:  # pandas raises several types for broken files
         raise VadError(f"{path}: not a readable CSV ({exc})") from exc
     missing = [c for c in required if c not in df.columns]

@@ -1,8 +1,9 @@
 """Per-object anomaly scores from the raw terms that :mod:`vad_pipeline.infer` wrote.
 
-``fuse`` z-scores S_f and S_p with the mean/std of the *training* cubes and forms
+``fuse`` z-scores S_f and S_p with the mean/std of the *training* cubes (of the object's own
+camera, ``score.normalize``) and forms
 S = w_f * z(S_f) + w_p * z(S_p), so a change of weights never needs the model again. Given the
-motion stage's S_m (:mod:`vad_pipeline.density`, one row per detected object, joined on ``INDEX``),
+motion stage's S_m (:mod:`vad_pipeline.motion`, one row per detected object, joined on ``INDEX``),
 it is z-scored with the training objects' S_m the same way and ``w_m * z(S_m)`` added; with
 ``w_m: 0`` the score is exactly the two-term one. No torch import: rescoring runs without it.
 """
@@ -35,26 +36,48 @@ def _join_motion(df: pd.DataFrame, motion_csv: str) -> pd.DataFrame:
     return df.drop(columns=["s_m"], errors="ignore").merge(m, on=INDEX, how="left")
 
 
+def camera_z(train: pd.DataFrame, test: pd.DataFrame, col: str, by_camera: bool) -> tuple[np.ndarray, dict]:
+    """z-scores of ``test[col]`` with the mean and spread of ``train[col]``: of the same camera
+    (``camera`` columns) when ``by_camera``, else of all training rows; and those statistics
+    (pooled ones first, then per camera where there are several)."""
+    mu, sd = zstats(train[col].to_numpy(float))
+    stats: dict = {"mean": mu, "std": sd}
+    z = (test[col].to_numpy(float) - mu) / sd
+    cams = sorted(set(train["camera"]))
+    if by_camera and len(cams) > 1:
+        stats["cameras"] = {}
+        for cam in cams:
+            m_mu, m_sd = zstats(train.loc[train["camera"] == cam, col].to_numpy(float))
+            stats["cameras"][str(cam)] = {"mean": m_mu, "std": m_sd}
+            mine = (test["camera"] == cam).to_numpy()
+            z[mine] = (test.loc[mine, col].to_numpy(float) - m_mu) / m_sd
+    return z, stats
+
+
 def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | None = None,
-         motion: tuple[str, str] | None = None) -> pd.DataFrame:
-    """``motion``: the motion stage's (train, test) CSVs, for S_m."""
+         motion: tuple[str, str] | None = None, cameras: dict[str, str] | None = None) -> pd.DataFrame:
+    """``motion``: the motion stage's (train, test) CSVs, for S_m; ``cameras``: {video: camera}
+    (``score.normalize: camera`` z-scores each object with its own camera's training objects)."""
+    from vad_pipeline.datasets.cameras import of
+
     cols = INDEX + ["s_f", "s_p"]
     train, test = read_csv(train_csv, cols), read_csv(test_csv, cols)
     if motion:
         train, test = _join_motion(train, motion[0]), _join_motion(test, motion[1])
+    train["camera"], test["camera"] = of(train["video"], cameras or {}), of(test["video"], cameras or {})
+    by_camera = bool(cameras) and cfg["score"]["normalize"] == "camera"
     w_f, w_p = cfg["score"]["w_f"], cfg["score"]["w_p"]
     stats = {}
     for term, w in (("f", w_f), ("p", w_p)):
-        mu, sd = zstats(train[f"s_{term}"].to_numpy())
-        z = (test[f"s_{term}"].to_numpy() - mu) / sd
+        z, st = camera_z(train, test, f"s_{term}", by_camera)
         test[f"z_{term}"] = np.nan_to_num(z, nan=0.0)  # a model without a motion stream has no S_f
-        stats[f"s_{term}"] = {"mean": mu, "std": sd, "weight": w}
+        stats[f"s_{term}"] = {**st, "weight": w}
     test["score"] = w_f * test["z_f"] + w_p * test["z_p"]
     if motion:
         w_m = cfg["score"]["w_m"]
-        mu, sd = zstats(train["s_m"].to_numpy(float))
-        test["z_m"] = np.nan_to_num((test["s_m"].to_numpy(float) - mu) / sd, nan=0.0)
-        stats["s_m"] = {"mean": mu, "std": sd, "weight": w_m}
+        z, st = camera_z(train, test, "s_m", by_camera)
+        test["z_m"] = np.nan_to_num(z, nan=0.0)
+        stats["s_m"] = {**st, "weight": w_m}
         if w_m != 0:   # w_m = 0 leaves the two-term score untouched, bit for bit
             test["score"] = test["score"] + w_m * test["z_m"]
     log.info("z-score statistics from %d training cubes: %s", len(train), stats)

@@ -60,11 +60,13 @@ def scaled_masks(masks: dict[str, np.ndarray | None], size: tuple[int, int]) -> 
 
 def export(train: list[Video], test: list[Video], labels: dict[str, np.ndarray],
            masks: dict[str, np.ndarray | None], layout: str, root: Path, fps: float = 10.0,
-           size: tuple[int, int] | None = None) -> dict:
+           size: tuple[int, int] | None = None, cameras: dict[str, str] | None = None) -> dict:
     """Write the videos and ground truth under ``root`` in ``layout``; return the dataset
     section (layout, root, gt) that reads it back. Videos are renamed as the archive names them;
     the order is kept. ``size`` (height, width): frames and masks scaled to it (footage of
-    another frame size, e.g. a small generated scene as 1920x1080)."""
+    another frame size, e.g. a small generated scene as 1920x1080). ``cameras`` ({video name:
+    camera}): shanghaitech names the videos ``<camera>_NNN`` (numbered per camera), videos writes
+    them to ``cameras.csv``; frames keeps the names as given."""
     root = Path(root)
     gray = layout == "ucsd"  # the UCSD archive is greyscale TIFF
     if size is not None:
@@ -114,10 +116,17 @@ def export(train: list[Video], test: list[Video], labels: dict[str, np.ndarray],
                 vol[0, t] = (m & labels[v.name][t]).astype(np.uint8)
             scipy.io.savemat(gtdir / f"{i}_label.mat", {"volLabel": vol})
     elif layout == "shanghaitech":
-        for i, v in enumerate(train, 1):
-            write_video_file(root / "training" / "videos" / f"01_{i:03d}.avi", frames(v), fps)
-        for i, v in enumerate(test, 1):
-            name = f"01_{i:04d}"
+        cam = {v.name: (cameras or {}).get(v.name, "01") for v in [*train, *test]}
+        count: dict[tuple[str, str], int] = {}
+
+        def number(v, split):
+            count[split, cam[v.name]] = count.get((split, cam[v.name]), 0) + 1
+            return count[split, cam[v.name]]
+
+        for v in train:
+            write_video_file(root / "training" / "videos" / f"{cam[v.name]}_{number(v, 'train'):03d}.avi", frames(v), fps)
+        for v in test:
+            name = f"{cam[v.name]}_{number(v, 'test'):04d}"
             write_image_folder(root / "testing" / "frames" / name, frames(v), "{:03d}.jpg")
             for sub, arr in (("test_frame_mask", labels[v.name].astype(np.int64)),
                              ("test_pixel_mask", masks[v.name].astype(np.uint8))):
@@ -135,6 +144,9 @@ def export(train: list[Video], test: list[Video], labels: dict[str, np.ndarray],
         for v in test:
             rows += [f"{v.name},{a - 1},{b - 1}" for a, b in _ranges(labels[v.name])]
         (root / "labels.csv").write_text("\n".join(rows) + "\n")
+        if cameras:
+            (root / "cameras.csv").write_text("video,camera\n" + "".join(
+                f"{v.name},{cameras[v.name]}\n" for v in [*train, *test]))
         section["fps"] = fps
     else:
         raise ValueError(f"cannot export to layout {layout!r}")

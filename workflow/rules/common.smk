@@ -12,6 +12,7 @@ sys.path.insert(0, workflow.basedir)  # the package, also when it is not install
 from vad_pipeline import ablation as vabl  # noqa: E402
 from vad_pipeline import cells as vcells  # noqa: E402
 from vad_pipeline import config as vconf  # noqa: E402
+from vad_pipeline.datasets import cameras as vcams  # noqa: E402
 from vad_pipeline import datasets as vdata  # noqa: E402
 from vad_pipeline.io import VadError, atomic_path  # noqa: E402
 

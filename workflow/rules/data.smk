@@ -13,16 +13,19 @@ rule make_demo:
 
 
 rule labels:
-    """Read the ground truth, check it against the test videos: one row per frame, plus a summary."""
+    """Read the ground truth, check it against the test videos: one row per frame, plus a summary;
+    the camera of every video (cameras.csv)."""
     input:
         unpack(dataset_input),
     output:
         labels="results/{dataset}/labels.csv",
         summary="results/{dataset}/gt_summary.json",
+        cameras="results/{dataset}/cameras.csv",
     params:
         root=root_param,
-        cfg=params_json("demo"),
+        cfg=params_json("demo", extra=lambda c: {"cameras": vcams.mode(c)}),
         videos=videos_param("test"),
+        train_videos=videos_param("train"),
         gt=gt_param,
     log:
         "results/logs/{dataset}/labels.log",
@@ -30,4 +33,4 @@ rule labels:
         f"{ENVS}/vision.yaml"
     shell:
         "{VAD} labels --params {params.cfg:q} --root @{params.root:q} --out {output.labels:q} "
-        "--summary {output.summary:q} 2> {log:q}"
+        "--summary {output.summary:q} --cameras {output.cameras:q} 2> {log:q}"

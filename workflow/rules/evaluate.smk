@@ -6,17 +6,19 @@ rule frame_scores:
         labels="results/{dataset}/labels.csv",
         cells_train="results/{dataset}/cells/train.csv",
         cells_test="results/{dataset}/cells/test.csv",
+        cameras="results/{dataset}/cameras.csv",
     output:
         "results/{dataset}/frame_scores.csv",
     params:
-        cfg=params_json("frame_scores", extra=lambda c: {"score": {"w_c": c["score"]["w_c"]}}),
+        cfg=params_json("frame_scores", extra=lambda c: {"score": {k: c["score"][k] for k in ("w_c", "normalize")}}),
     log:
         "results/logs/{dataset}/frame_scores.log",
     conda:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} frame-scores --params {params.cfg:q} --objects {input.objects:q} --labels {input.labels:q} "
-        "--cells-train {input.cells_train:q} --cells-test {input.cells_test:q} --out {output:q} 2> {log:q}"
+        "--cells-train {input.cells_train:q} --cells-test {input.cells_test:q} --cameras {input.cameras:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule top_anomalies:

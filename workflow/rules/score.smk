@@ -41,11 +41,12 @@ rule motion_features:
 
 
 rule motion_terms:
-    """Motion-density term S_m of every object: distance to the k nearest training objects
+    """Motion term S_m of every object (vad_pipeline.motion): distance to the k nearest training objects
     (training objects: against the other training videos)."""
     input:
         train="results/{dataset}/motion/features_train.csv",
         test="results/{dataset}/motion/features_test.csv",
+        cameras="results/{dataset}/cameras.csv",
     output:
         train="results/{dataset}/motion/train.csv",
         test="results/{dataset}/motion/test.csv",
@@ -59,7 +60,7 @@ rule motion_terms:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} motion-terms --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
-        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+        "--cameras {input.cameras:q} --train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
 rule cell_layout:
@@ -67,6 +68,7 @@ rule cell_layout:
     input:
         boxes=per_video("results/{dataset}/detect/{split}/{video}.csv", split="train"),
         flows=per_video("results/{dataset}/flow/{split}/{video}.h5", split="train"),
+        cameras="results/{dataset}/cameras.csv",
     output:
         "results/{dataset}/cells/layout.json",
     params:
@@ -80,7 +82,7 @@ rule cell_layout:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} cell-layout --params {params.cfg:q} --boxes {input.boxes:q} --flows {input.flows:q} "
-        "--out {output:q} 2> {log:q}"
+        "--cameras {input.cameras:q} --out {output:q} 2> {log:q}"
 
 
 rule cell_stats:
@@ -88,6 +90,7 @@ rule cell_stats:
     input:
         flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
         layout="results/{dataset}/cells/layout.json",
+        cameras="results/{dataset}/cameras.csv",
     output:
         "results/{dataset}/cells/stats_{split}.h5",
     params:
@@ -101,7 +104,7 @@ rule cell_stats:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} cell-stats --params {params.cfg:q} --flows {input.flows:q} --layout {input.layout:q} "
-        "--out {output:q} 2> {log:q}"
+        "--cameras {input.cameras:q} --out {output:q} 2> {log:q}"
 
 
 rule cell_terms:
@@ -110,6 +113,7 @@ rule cell_terms:
     input:
         train="results/{dataset}/cells/stats_train.h5",
         test="results/{dataset}/cells/stats_test.h5",
+        cameras="results/{dataset}/cameras.csv",
     output:
         train="results/{dataset}/cells/train.csv",
         test="results/{dataset}/cells/test.csv",
@@ -123,7 +127,7 @@ rule cell_terms:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} cell-terms --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
-        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+        "--cameras {input.cameras:q} --train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
 rule score:
@@ -133,6 +137,7 @@ rule score:
         test="results/{dataset}/infer/test.csv",
         motion_train="results/{dataset}/motion/train.csv",
         motion_test="results/{dataset}/motion/test.csv",
+        cameras="results/{dataset}/cameras.csv",
     output:
         scores="results/{dataset}/object_scores.csv",
         stats="results/{dataset}/score_stats.json",
@@ -146,5 +151,5 @@ rule score:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} score --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
-        "--motion-train {input.motion_train:q} --motion-test {input.motion_test:q} "
+        "--motion-train {input.motion_train:q} --motion-test {input.motion_test:q} --cameras {input.cameras:q} "
         "--out {output.scores:q} --stats {output.stats:q} 2> {log:q}"

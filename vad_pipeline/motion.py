@@ -1,21 +1,24 @@
-"""Motion-density score term S_m: how unusual an object's motion is for where it is in the image.
+"""Motion term S_m (rules ``motion_features``, ``motion_terms``): how unusual an object's motion
+is for where it is in the image.
 
 Per detected object (one row of the detector's boxes, the same ``INDEX`` as the cubes, so S_m joins
 the model's terms), :func:`object_features` summarises the flow inside its box over the last
 ``motion.frames`` flows ending at its frame: the mean and 95th-percentile flow magnitude (pixels of
 the working resolution, ``dataset.work_height``), the fraction of pixels moving more than
-``motion.moving_px`` of them, the mean dx and dy, the box's
-width and height; and where the box is (centre x, y as fractions of the frame's width and height).
+``motion.moving_px`` of them, the mean dx and dy, the box's width and height; and where the box is
+(centre x, y as fractions of the frame's width and height).
 
 :func:`fit` standardises the motion and size features with the mean and standard deviation of the
 *training* objects and appends the location scaled by ``motion.location_weight`` (perspective
 makes speed and size depend on the image row: a walker far away moves fewer pixels than a cyclist
 close by, and only the location tells them apart). :func:`density_scores` is the mean Euclidean
-distance of each object to its ``motion.k`` nearest training objects (scikit-learn
-NearestNeighbors): low where many training objects moved alike at that place, high elsewhere.
-The training objects' own S_m (what ``score`` z-scores with) is computed leaving out each training
-video in turn (:func:`training_scores`), so that near-duplicates from neighbouring frames of the
-same video do not make training scores smaller than the test scores would be for normal objects.
+distance of each object to its ``motion.k`` nearest training objects (a
+:class:`~vad_pipeline.reference.Reference`): low where many training objects moved alike at that
+place, high elsewhere. The training objects' own S_m (what ``score`` z-scores with) is computed
+leaving out each training video in turn (:func:`training_scores`), so that near-duplicates from
+neighbouring frames of the same video do not make training scores smaller than the test scores
+would be for normal objects. With ``motion.reference: camera`` every camera (``dataset.cameras``)
+has its own standardisation and reference.
 
 No torch: this stage reads only the boxes and the stored flow.
 """
@@ -30,6 +33,7 @@ import pandas as pd
 
 from vad_pipeline.flow import box_scale
 from vad_pipeline.io import VadError, read_csv, write_csv
+from vad_pipeline.reference import Reference
 from vad_pipeline.stc import INDEX, clip_box
 
 log = logging.getLogger(__name__)
@@ -103,50 +107,41 @@ def embed(df: pd.DataFrame, model: dict) -> np.ndarray:
 
 def density_scores(train: pd.DataFrame, query: pd.DataFrame, p: dict, model: dict | None = None) -> np.ndarray:
     """Mean distance of each ``query`` object to its ``k`` nearest ``train`` objects."""
-    from sklearn.neighbors import NearestNeighbors
-
     if len(query) == 0:
         return np.zeros(0)
     if len(train) == 0:
         raise VadError("motion density: no training object to compare with")
     model = model or fit(train, p)
-    k = min(int(p["k"]), len(train))
-    nn = NearestNeighbors(n_neighbors=k).fit(embed(train, model))
-    dist, _ = nn.kneighbors(embed(query, model))
-    return dist.mean(axis=1)
+    return Reference(embed(train, model), train["video"], p["k"], "motion density").score(embed(query, model))
 
 
 def training_scores(train: pd.DataFrame, p: dict) -> np.ndarray:
     """S_m of the training objects, each video scored against the other training videos (with
     the standardisation of all of them); a single training video: each object against the others
     of its video, itself left out."""
-    model = fit(train, p)
-    out = np.zeros(len(train))
-    videos = train["video"].to_numpy()
-    names = pd.unique(videos)
-    if len(names) > 1:
-        for v in names:
-            m = videos == v
-            out[m] = density_scores(train[~m], train[m], p, model)
-        return out
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(int(p["k"]), len(train) - 1)
-    if k < 1:
-        return out
-    e = embed(train, model)
-    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(e).kneighbors(e)
-    return dist[:, 1:].mean(axis=1)
+    return Reference(embed(train, fit(train, p)), train["video"], p["k"], "motion density").score_training()
 
 
-def motion_terms(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict) -> None:
-    """``INDEX`` + ``s_m`` of every training object (leave-one-video-out) and test object."""
+def motion_terms(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict,
+                 cameras: dict[str, str] | None = None) -> None:
+    """``INDEX`` + ``s_m`` of every training object (leave-one-video-out) and test object; with
+    ``motion.reference: camera`` each camera of ``cameras`` ({video: camera}) on its own."""
+    from vad_pipeline.datasets.cameras import ONE, of
+
     p = cfg["motion"]
     cols = INDEX + FEATURES
     train, test = read_csv(train_features, cols), read_csv(test_features, cols)
     train, test = train.astype({"video": str}), test.astype({"video": str})
-    train["s_m"] = training_scores(train, p)
-    test["s_m"] = density_scores(train, test, p)
+    per_camera = bool(cameras) and p["reference"] == "camera"
+    cam_train = of(train["video"], cameras) if per_camera else pd.Series(ONE, index=train.index)
+    cam_test = of(test["video"], cameras) if per_camera else pd.Series(ONE, index=test.index)
+    train["s_m"], test["s_m"] = np.nan, np.nan
+    for cam in sorted(set(cam_train) | set(cam_test)):
+        tr, te = (cam_train == cam).to_numpy(), (cam_test == cam).to_numpy()
+        if not tr.any():
+            raise VadError(f"motion density: no training object of camera {cam}")
+        train.loc[tr, "s_m"] = training_scores(train[tr], p)
+        test.loc[te, "s_m"] = density_scores(train[tr], test[te], p)
     log.info("S_m: %d training objects (mean %.3f), %d test objects (mean %.3f)",
              len(train), train["s_m"].mean() if len(train) else float("nan"),
              len(test), test["s_m"].mean() if len(test) else float("nan"))

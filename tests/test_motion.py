@@ -1,4 +1,4 @@
-"""Motion-density term S_m (vad_pipeline.density), its fusion (score.fuse) and its pooling to frames."""
+"""Motion-density term S_m (vad_pipeline.motion), its fusion (score.fuse) and its pooling to frames."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from vad_pipeline import cli
-from vad_pipeline import density as D
 from vad_pipeline import evaluate as E
+from vad_pipeline import motion as D
 from vad_pipeline.config import defaults
 from vad_pipeline.score import fuse
 
@@ -74,7 +74,7 @@ def test_motion_stage_cli_and_fusion(tmp_path):
     score bit for bit, with w_m > 0 it adds w_m * z(S_m) (z with the training objects' S_m)."""
     tr = [_perspective(tmp_path, f"tr{i}", shift=2 * i) for i in range(3)]
     te = _scene(tmp_path, "te", [(60, 5, 4.0), (20, 5, 1.0)])
-    params = '{"motion": {"frames": 1, "moving_px": 1.0, "k": 3, "location_weight": 4.0}}'
+    params = '{"motion": {"frames": 1, "moving_px": 1.0, "k": 3, "location_weight": 4.0, "reference": "camera"}}'
     m = tmp_path / "motion"
     for split, vids in (("train", tr), ("test", [te])):
         assert cli.main(["motion-features", "--params", params, "--boxes", *[b for _, b in vids],

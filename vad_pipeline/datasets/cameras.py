@@ -1,0 +1,100 @@
+"""Which camera each video comes from (``dataset.cameras``): scores are normalised, and the
+weight-free references fitted, camera by camera, so that one camera's normal frames do not
+outscore another's anomalies.
+
+- ``prefix``: the video name up to its first ``_`` (ShanghaiTech: training ``01_001`` and test
+  ``01_0014`` are camera ``01``);
+- ``file``: a CSV ``cameras.csv`` in the dataset's root, columns ``video,camera`` (own footage);
+- ``one``: a single camera (:data:`ONE`);
+- ``auto`` (the default): ``prefix`` for the ``shanghaitech`` layout, ``file`` where the root holds
+  a ``cameras.csv``, else ``one``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from vad_pipeline.io import VadError, read_csv
+
+ONE = "all"          # the camera of a single-camera dataset
+CAMERAS_CSV = "cameras.csv"
+COLUMNS = ["split", "video", "camera", "frames"]
+
+
+def mode(cfg: dict) -> str:
+    """The dataset's ``cameras`` setting with ``auto`` resolved."""
+    m = cfg["dataset"].get("cameras", "auto")
+    if m != "auto":
+        return m
+    if cfg["dataset"]["layout"] == "shanghaitech":
+        return "prefix"
+    if (Path(cfg["dataset"]["root"]) / CAMERAS_CSV).is_file():
+        return "file"
+    return "one"
+
+
+def _from_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise VadError(f"{path}: camera list not found (dataset.cameras: file wants a CSV video,camera here)")
+    df = read_csv(path, ["video", "camera"]).astype({"video": str, "camera": str}).drop_duplicates(["video", "camera"])
+    twice = df["video"][df["video"].duplicated()]
+    if len(twice):   # a name in both splits is one video name: one camera
+        raise VadError(f"{path}: video {twice.iloc[0]} is listed with two cameras")
+    return dict(zip(df["video"], df["camera"]))
+
+
+def camera_table(cfg: dict, videos: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """``COLUMNS``: every video of ``videos`` ({split: {name: frames}}) with its camera. A test
+    video whose camera has no training video is an error naming it (nothing to judge it by)."""
+    m = mode(cfg)
+    listed = _from_file(Path(cfg["dataset"]["root"]) / CAMERAS_CSV) if m == "file" else {}
+    rows = []
+    for split, names in videos.items():
+        for name, frames in names.items():
+            if m == "prefix":
+                cam = name.split("_", 1)[0]
+            elif m == "file":
+                if name not in listed:
+                    raise VadError(f"{Path(cfg['dataset']['root']) / CAMERAS_CSV}: no camera for {split} video {name}")
+                cam = listed[name]
+            else:
+                cam = ONE
+            rows.append((split, name, cam, int(frames)))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    trained = set(df.loc[df["split"] == "train", "camera"])
+    orphans = df[(df["split"] == "test") & ~df["camera"].isin(trained)]
+    if len(orphans):
+        o = orphans.iloc[0]
+        raise VadError(f"test video {o['video']} is from camera {o['camera']}, which has no training video "
+                       f"(cameras with training videos: {', '.join(sorted(trained)) or 'none'}); add normal "
+                       "footage of that camera to the training split, or set dataset.cameras")
+    return df
+
+
+def summary(table: pd.DataFrame) -> dict[str, dict]:
+    """Per camera: its training and test videos and frames (for gt_summary.json)."""
+    out = {}
+    for cam, g in table.groupby("camera", sort=True):
+        out[str(cam)] = {f"{s}_{k}": (int(g.loc[g["split"] == s, "frames"].sum()) if k == "frames"
+                                      else int((g["split"] == s).sum()))
+                         for s in ("train", "test") for k in ("videos", "frames")}
+    return out
+
+
+def read_cameras(path: str | None) -> dict[str, str]:
+    """{video: camera} of a ``cameras.csv`` the labels rule wrote (None: one camera)."""
+    if not path:
+        return {}
+    return dict(zip(*(read_csv(path, COLUMNS).astype({"video": str, "camera": str})[c] for c in ("video", "camera"))))
+
+
+def of(videos: pd.Series, cameras: dict[str, str]) -> pd.Series:
+    """The camera of each entry of ``videos`` (:data:`ONE` for all without a camera list)."""
+    if not cameras:
+        return pd.Series(ONE, index=videos.index)
+    cam = videos.astype(str).map(cameras)
+    if cam.isna().any():
+        raise VadError(f"video {videos[cam.isna()].iloc[0]} is not in the camera list; rerun the labels rule")
+    return cam
