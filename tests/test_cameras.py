@@ -3,7 +3,6 @@ own training data (z-scores, S_m and S_c references), and results per camera."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -145,11 +144,9 @@ def test_three_cameras_end_to_end(tmp_path):
 
     from tests.test_workflow import snakemake
 
-    specs = copy.deepcopy(make_camera_set.CAMERAS)
-    for s in specs:   # short and small: the point is the wiring
-        s.update(n_frames=30, n_train=min(s["n_train"], 2), n_test=1, height=96, width=128)
-    make_camera_set.CAMERAS[:] = specs
-    section = make_camera_set.build(tmp_path / "data", "shanghaitech", (240, 320), 3)["joint"]
+    # short and small: the point is the wiring
+    section = make_camera_set.build(tmp_path / "data", "shanghaitech", (240, 320), 3, n_frames=30, n_train=2,
+                                    n_test=1, height=96, width=128)["joint"]
     wd = tmp_path / "run"
     wd.mkdir()
     cfg = C.deep_merge(C.load(REPO / "config.yaml"), {k: v for k, v in tiny_overlay().items() if k != "demo"})
@@ -167,13 +164,15 @@ def test_three_cameras_end_to_end(tmp_path):
     auc = json.loads((res / "auc.json").read_text())
     assert set(auc["cameras"]) == {"01", "02", "03"} and "s_c" in auc["cameras"]["01"]["auc_terms"]
     layouts = json.loads((res / "cells" / "layout.json").read_text())["cameras"]
-    assert set(layouts) == {"01", "02", "03"}
+    assert set(layouts) == {"all"}   # cells.reference: pooled, the default
     assert "Per camera" in (res / "summary.html").read_text()
-    # the camera list changes: only the stages that treat cameras apart rerun
+    # S_c per camera: the cell stages and what follows rerun, nothing before them
+    snakemake(wd, "results/shanghaitech/auc.json", "--config", 'cells={"reference": "camera"}')
+    assert set(json.loads((res / "cells" / "layout.json").read_text())["cameras"]) == {"01", "02", "03"}
     from tests.test_workflow import planned_rules
 
-    rules = planned_rules(wd, "results/shanghaitech/auc.json", "--config", 'cells={"reference": "pooled"}')
-    assert {"cell_layout", "cell_terms", "frame_scores"} <= rules and not rules & {"train", "detect", "flow", "stc"}
+    rules = planned_rules(wd, "results/shanghaitech/auc.json", "--config", 'score={"normalize": "pooled"}')
+    assert {"score", "frame_scores"} <= rules and not rules & {"train", "detect", "flow", "stc", "cell_layout"}
 
 
 def test_labels_cli_writes_the_camera_list(tmp_path):

@@ -64,6 +64,8 @@ def cmd_labels(cfg, a):
     videos = [get_video(cfg, "test", n) for n in video_names(cfg, "test")]
     labels = frame_labels(cfg, videos)
     train = [get_video(cfg, "train", n) for n in video_names(cfg, "train")]
+    if "cameras" in cfg:   # the labels rule passes dataset.cameras, resolved, beside the dataset section
+        cfg = {**cfg, "dataset": {**cfg["dataset"], "cameras": cfg["cameras"]}}
     table = cam.camera_table(cfg, {"train": {v.name: v.n_frames for v in train},
                                    "test": {v.name: v.n_frames for v in videos}})
     if a.cameras:

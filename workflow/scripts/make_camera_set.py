@@ -72,17 +72,18 @@ def ped2(root: Path, camera: str):
 
 
 def build(out: Path, layout: str, size: tuple[int, int], n_cameras: int, ped2_root: Path | None = None,
-          seed: int = 11) -> dict:
+          seed: int = 11, **override) -> dict:
     """Write the set; returns {"joint": the dataset section that reads every camera (with
     ``cameras``), camera: the section of that camera alone}. frames: each generated camera is
     written on its own under ``out/cameras/<camera>``, and ``out/joint`` links every camera's
     video folders (Ped2's where they are: give it already at the frame size wanted) with a gt.json,
-    so one camera alone and the joint set read the same files. Other layouts: one set."""
+    so one camera alone and the joint set read the same files. Other layouts: one set.
+    ``override``: demo settings every generated camera takes instead (e.g. ``n_frames``)."""
     out = Path(out)
     first = 2 if ped2_root is not None else 1
     sections: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="vad-cameras-") as tmp:
-        parts = {f"{first + i:02d}": generated(f"{first + i:02d}", copy.deepcopy(CAMERAS[i % len(CAMERAS)]),
+        parts = {f"{first + i:02d}": generated(f"{first + i:02d}", {**copy.deepcopy(CAMERAS[i % len(CAMERAS)]), **override},
                                               seed + i, Path(tmp)) for i in range(n_cameras)}
         if layout != "frames":
             train = [v for p in parts.values() for v in p[0]]
