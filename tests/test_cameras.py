@@ -187,9 +187,12 @@ def test_labels_cli_writes_the_camera_list(tmp_path):
     for split in ("training", "testing"):   # rename 01 -> 05_01: camera 05
         for d in sorted((tmp_path / "demo" / split / "frames").iterdir()):
             d.rename(d.with_name(f"05_{d.name}"))
-    params = json.dumps({**res, "dataset": {**res["dataset"], "layout": "frames", "cameras": "prefix"}})
+    # as the labels rule passes them: stage_params leaves dataset.cameras out, the resolved mode beside it
+    frames = {**res, "dataset": {**res["dataset"], "layout": "frames", "cameras": "prefix"}}
+    params = json.dumps({**C.stage_params(frames, "demo"), "cameras": K.mode(frames)})
+    assert "cameras" not in json.loads(params)["dataset"]
     out = tmp_path / "out"
-    assert cli.main(["labels", "--params", params, "--out", str(out / "labels.csv"), "--summary",
+    assert cli.main(["labels", "--params", params, "--root", str(tmp_path / "demo"), "--out", str(out / "labels.csv"), "--summary",
                      str(out / "gt.json"), "--cameras", str(out / "cameras.csv")]) == 0
     table = pd.read_csv(out / "cameras.csv", dtype=str)
     assert set(table["camera"]) == {"05"} and len(table) == 4
