@@ -290,10 +290,11 @@ def _neighbourhoods(layout: dict, p: dict):
             yield one, band & (np.abs(centre - centre[i]) <= dc * step[i] + 1e-9)
 
 
-def _reference(train: np.ndarray, videos, pool: np.ndarray, k: int) -> Reference:
-    """The training statistics of the ``pool`` windows of every frame, each row's video kept."""
-    return Reference(train[:, pool].reshape(-1, train.shape[2]), np.repeat(np.asarray(videos), pool.sum()), k,
-                     "cell term")
+def _reference(train: np.ndarray, videos, pool: np.ndarray, scale: np.ndarray, k: int) -> Reference:
+    """The training statistics of the ``pool`` windows of every frame, divided by ``scale`` (one
+    row band at a time: no scaled copy of all the statistics), each row's video kept."""
+    return Reference((train[:, pool] / scale).reshape(-1, train.shape[2]), np.repeat(np.asarray(videos), pool.sum()),
+                     k, "cell term")
 
 
 def _check(train: np.ndarray, query: np.ndarray) -> None:
@@ -304,29 +305,35 @@ def _check(train: np.ndarray, query: np.ndarray) -> None:
         raise VadError("cell term: no training frame to compare with")
 
 
-def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict) -> np.ndarray:
-    """(M, windows) mean distance of each query window to its ``k`` nearest training statistics
-    in its neighbourhood; ``train`` (N, windows, 5), ``query`` (M, windows, 5)."""
+def window_scores(train: np.ndarray, videos, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict,
+                  training: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """Mean distance of each window to its ``k`` nearest training statistics in its
+    neighbourhood, of the training frames ``train`` (N, windows, 5; with ``training``, each
+    against the other videos' frames, ``videos`` the video of each frame, a single video: its
+    other frames) and of the ``query`` frames (M, windows, 5). One reference per neighbourhood,
+    built once for both."""
     _check(train, query)
-    a, q = train / scale, query / scale
+    out_train = np.zeros(train.shape[:2]) if training else None
     out = np.zeros(query.shape[:2])
     for mine, pool in _neighbourhoods(layout, p):
-        ref = _reference(a, np.zeros(len(a), int), pool, int(p["k"]))
-        out[:, mine] = ref.score(q[:, mine].reshape(-1, q.shape[2])).reshape(len(q), -1)
-    return out
+        ref = _reference(train, videos, pool, scale, int(p["k"]))
+        if training:
+            s = ref.score_training().reshape(len(train), -1)
+            out_train[:, mine] = s[:, mine[pool]]   # the pool's columns that are the scored windows
+        if len(query):
+            out[:, mine] = ref.score((query[:, mine] / scale).reshape(-1, query.shape[2])).reshape(len(query), -1)
+    return out_train, out
+
+
+def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict) -> np.ndarray:
+    """(M, windows) :func:`window_scores` of the ``query`` frames against all of ``train``."""
+    return window_scores(train, np.zeros(len(train), int), query, scale, layout, p, training=False)[1]
 
 
 def training_cell_scores(train: np.ndarray, videos, scale: np.ndarray, layout: dict, p: dict) -> np.ndarray:
-    """(N, windows) :func:`cell_scores` of the training frames themselves, each frame's windows
-    against the other videos' frames (``videos``: the video of each frame; a single video: its
-    other frames)."""
-    _check(train, train)
-    a = train / scale
-    out = np.zeros(train.shape[:2])
-    for mine, pool in _neighbourhoods(layout, p):
-        s = _reference(a, videos, pool, int(p["k"])).score_training().reshape(len(a), -1)
-        out[:, mine] = s[:, mine[pool]]   # the pool's columns that are the scored windows
-    return out
+    """(N, windows) :func:`window_scores` of the training frames themselves, each frame's windows
+    against the other videos' frames."""
+    return window_scores(train, videos, train[:0], scale, layout, p)[0]
 
 
 def frame_table(video: str, scores: np.ndarray, boxes: np.ndarray) -> pd.DataFrame:
@@ -338,18 +345,35 @@ def frame_table(video: str, scores: np.ndarray, boxes: np.ndarray) -> pd.DataFra
                          "x1": b[:, 0], "y1": b[:, 1], "x2": b[:, 2], "y2": b[:, 3]})[COLUMNS]
 
 
+def _stack(arrays: dict) -> tuple[list[str], list[int], np.ndarray]:
+    """Names, lengths and the concatenation of {video: (frames, windows, 5)}, emptying ``arrays``
+    as it goes (ShanghaiTech's training statistics are gigabytes: never two copies at once)."""
+    names = list(arrays)
+    lens = [len(arrays[v]) for v in names]
+    first = arrays[names[0]] if names else np.zeros((0, 0, len(STATS)), np.float32)
+    out = np.empty((sum(lens), *first.shape[1:]), first.dtype)
+    at = 0
+    for v, n in zip(names, lens):
+        out[at : at + n] = arrays.pop(v)
+        at += n
+    return names, lens, out
+
+
 def _terms(train: dict, test: dict, layout: dict, p: dict) -> tuple[dict, dict]:
     """Window scores of the training frames (their video left out) and the test frames of one
-    layout's videos ({video: (frames, windows, 5)}), statistics divided by their standard
+    layout's videos ({video: (frames, windows, 5)}, emptied), statistics divided by their standard
     deviation over these training windows."""
-    everything = np.concatenate(list(train.values()))
+    names, lens, everything = _stack(train)
     sd = everything.reshape(-1, len(STATS)).std(axis=0)
     scale = np.where(sd > 0, sd, 1.0)
-    names = list(train)
-    videos = np.repeat(np.arange(len(names)), [len(train[v]) for v in names])
-    scores = training_cell_scores(everything, videos, scale, layout, p)
-    return ({v: scores[videos == i] for i, v in enumerate(names)},
-            {v: cell_scores(everything, x, scale, layout, p) for v, x in test.items()})
+    videos = np.repeat(np.arange(len(names)), lens)
+    test_names, test_lens, query = _stack(test)
+    if not test_names:
+        query = everything[:0]
+    tr, te = window_scores(everything, videos, query, scale, layout, p)
+    ends, test_ends = np.cumsum([0, *lens]), np.cumsum([0, *test_lens])
+    return ({v: tr[ends[i] : ends[i + 1]] for i, v in enumerate(names)},
+            {v: te[test_ends[i] : test_ends[i + 1]] for i, v in enumerate(test_names)})
 
 
 def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict,
@@ -367,6 +391,8 @@ def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str,
     for split, videos in ((0, train), (1, test)):
         for v, (x, _) in videos.items():
             groups[layout_for(layouts, v, cameras)[0]][split][v] = x
+    # the statistics now live in the groups only (each emptied as it is scored): boxes kept
+    train, test = {v: (None, b) for v, (_, b) in train.items()}, {v: (None, b) for v, (_, b) in test.items()}
     scores_train, scores_test = {}, {}
     for cam, (tr_c, te_c) in groups.items():
         if not tr_c:

@@ -66,9 +66,16 @@ def run_workflow(work: Path, name: str, section: dict, epochs: int) -> dict:
     # the last epoch's rate: the job's wall time also holds start-up and the first, slower epoch
     loss = pd.read_csv(work / "results" / name / "train" / "loss.csv")
     bench["train_cubes_per_s"] = float(loss["samples_per_s"].iloc[-1])
-    layout = json.loads((work / "results" / name / "cells" / "layout.json").read_text())
-    bench["cell_windows"], bench["cell_rows"] = len(layout["rows"]), len(set(layout["rows"]))
-    return bench
+    return {**bench, **cell_layout_size(work / "results" / name / "cells" / "layout.json")}
+
+
+def cell_layout_size(path: Path) -> dict:
+    """Windows and rows of windows of a run's cell layout (the largest, with one per camera)."""
+    from vad_pipeline.cells import read_layout
+
+    layouts = read_layout(str(path))["cameras"].values()
+    big = max(layouts, key=lambda lay: len(lay["rows"]))
+    return {"cell_windows": len(big["rows"]), "cell_rows": len(set(big["rows"]))}
 
 
 def loader_rate(stc: Path, block: int = 8192) -> float:
@@ -112,7 +119,8 @@ def per_frame(bench: dict) -> dict:
                 "peak_rss_mb": v["peak_rss_mb"]} for s, v in bench["stages"].items()}
 
 
-def extrapolate(bench: dict, knn: list[dict], loader: float, target: dict, epochs: int, cores: int = 8) -> dict:
+def extrapolate(bench: dict, knn: list[dict], loader: float, target: dict, epochs: int, cores: int = 8,
+                references: tuple[str, str] = ("camera", "camera")) -> dict:
     """Disk, CPU hours per stage and --cores wall time for ``target`` frames, linear in frames;
     training from the measured CPU cubes/s and epochs; the GPU bound from the loader's cubes/s."""
     frames = target["train_frames"] + target["test_frames"]
@@ -132,12 +140,13 @@ def extrapolate(bench: dict, knn: list[dict], loader: float, target: dict, epoch
                               "wall_h_cores": round(train_cubes * epochs / rate / 3600, 1),
                               "cpu_cubes_per_s": rate, "epochs": epochs,
                               "gpu_h_at_loader_rate": round(train_cubes * epochs / loader / 3600, 2)}
-    # the references are per camera (motion.reference, cells.reference: camera): each camera's
-    # training data, rebuilt once per training video of the camera (leave its video out)
-    big, cams = knn[-1], target["cameras"]
-    ref_m = train_cubes / cams
+    # a reference (motion.reference, cells.reference: ``references``) holds one camera's training
+    # data or all cameras', and is rebuilt once per training video (leave its video out)
+    big = knn[-1]
+    cams_m, cams_c = (target["cameras"] if r == "camera" else 1 for r in references)
+    ref_m = train_cubes / cams_m
     q_ms = big["s_m"]["query_ms_per_1000"] / 1000 * max(1.0, np.log2(ref_m / big["n"]) + 1)
-    out["knn"] = {"s_m_reference_objects": round(ref_m),
+    out["knn"] = {"references": list(references), "s_m_reference_objects": round(ref_m),
                   "s_m_reference_mb": round(ref_m * 7 * 8 / 2**20),
                   "s_m_rebuilds": target["train_videos"],
                   "s_m_build_h": round(big["s_m"]["build_s"] * ref_m / big["n"] * target["train_videos"] / 3600, 2),
@@ -145,7 +154,7 @@ def extrapolate(bench: dict, knn: list[dict], loader: float, target: dict, epoch
     # S_c: one reference per row of windows (a camera's training frames x windows of the row),
     # rebuilt per row and training video; every window of every frame a query
     per_row = bench["cell_windows"] / bench["cell_rows"]
-    ref_c = target["train_frames"] / cams * per_row
+    ref_c = target["train_frames"] / cams_c * per_row
     qc_ms = big["s_c"]["query_ms_per_1000"] / 1000 * max(1.0, np.log2(ref_c / big["n"]) + 1)
     out["knn"].update({
         "s_c_reference_per_row": round(ref_c), "s_c_rows": bench["cell_rows"],
@@ -170,9 +179,9 @@ def table(name: str, ex: dict) -> str:
     lines.append(f"train: {t['epochs']} epochs at {t['cpu_cubes_per_s']} cubes/s on this CPU; a GPU fed by the "
                  f"loader at its measured rate: {t['gpu_h_at_loader_rate']} h")
     k = ex["knn"]
-    lines.append(f"S_m reference per camera: {k['s_m_reference_objects']:,} objects ({k['s_m_reference_mb']} MB), rebuilt "
+    lines.append(f"S_m reference ({k['references'][0]}): {k['s_m_reference_objects']:,} objects ({k['s_m_reference_mb']} MB), rebuilt "
                  f"{k['s_m_rebuilds']} times (leave one video out): ~{k['s_m_build_h']} h; queries ~{k['s_m_query_h']} h")
-    lines.append(f"S_c reference per camera: {k['s_c_rows']} rows of ~{k['s_c_reference_per_row']:,} entries (all cameras' "
+    lines.append(f"S_c reference ({k['references'][1]}): {k['s_c_rows']} rows of ~{k['s_c_reference_per_row']:,} entries (all cameras' "
                  f"statistics {k['s_c_reference_mb']} MB float32), rebuilt per row and training video: ~{k['s_c_build_h']} h; "
                  f"queries ~{k['s_c_query_h']} h")
     return "\n".join(lines)
@@ -194,7 +203,8 @@ def main() -> None:
     h, w = (int(v) for v in a.size.lower().split("x"))
     base = C.load(REPO / "config.yaml")
     layout = a.layout or base["datasets"][a.name]["layout"]
-    epochs = C.resolve(base, a.name)["train"]["epochs"]
+    resolved = C.resolve(base, a.name)
+    epochs, refs = resolved["train"]["epochs"], (resolved["motion"]["reference"], resolved["cells"]["reference"])
     with tempfile.TemporaryDirectory(prefix="vad-bench-scale-") as tmp:
         work = Path(a.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -204,8 +214,8 @@ def main() -> None:
     knn = knn_scaling([int(n) for n in a.knn.split(",")])
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
               "size": [h, w], "run": bench, "loader_cubes_per_s": round(loader, 1), "knn": knn,
-              "shanghaitech": extrapolate(bench, knn, loader, SHANGHAITECH, epochs),
-              "hour_1080p": extrapolate(bench, knn, loader, HOUR_1080P, epochs)}
+              "shanghaitech": extrapolate(bench, knn, loader, SHANGHAITECH, epochs, references=refs),
+              "hour_1080p": extrapolate(bench, knn, loader, HOUR_1080P, epochs, references=refs)}
     pf = per_frame(bench)
     print(f"measured on {bench['n_frames']} frames of {w}x{h} ({a.cameras} cameras), workflow {bench['workflow_wall_s']} s")
     for s, v in bench["stages"].items():
