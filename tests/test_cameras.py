@@ -4,7 +4,6 @@ own training data (z-scores, S_m and S_c references), and results per camera."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -164,19 +163,21 @@ def test_three_cameras_end_to_end(tmp_path):
     auc = json.loads((res / "auc.json").read_text())
     assert set(auc["cameras"]) == {"01", "02", "03"} and "s_c" in auc["cameras"]["01"]["auc_terms"]
     layouts = json.loads((res / "cells" / "layout.json").read_text())["cameras"]
-    assert set(layouts) == {"all"}   # cells.reference: pooled, the default
+    assert set(layouts) == {"01", "02", "03"}   # the shanghaitech section: cells.reference camera
     assert "Per camera" in (res / "summary.html").read_text()
-    # S_c per camera: the cell stages and what follows rerun, nothing before them
-    snakemake(wd, "results/shanghaitech/auc.json", "--config", 'cells={"reference": "camera"}')
-    assert set(json.loads((res / "cells" / "layout.json").read_text())["cameras"]) == {"01", "02", "03"}
+    # S_c pooled (the default elsewhere): the cell stages and what follows rerun, nothing before them
+    (wd / "pooled.yaml").write_text("datasets: {shanghaitech: {cells: {reference: pooled}}}\n")
+    snakemake(wd, "results/shanghaitech/auc.json", "--configfile", "config.yaml", "pooled.yaml")
+    assert set(json.loads((res / "cells" / "layout.json").read_text())["cameras"]) == {"all"}
     from tests.test_workflow import planned_rules
 
-    rules = planned_rules(wd, "results/shanghaitech/auc.json", "--config", 'score={"normalize": "pooled"}')
+    rules = planned_rules(wd, "results/shanghaitech/auc.json", "--configfile", "config.yaml", "pooled.yaml",
+                          "--config", 'score={"normalize": "pooled"}')
     assert {"score", "frame_scores"} <= rules and not rules & {"train", "detect", "flow", "stc", "cell_layout"}
 
 
-def test_labels_cli_writes_the_camera_list(tmp_path):
-    """frames layout with cameras: prefix (names <camera>_<video>), via the CLI."""
+def test_cameras_cli_writes_the_camera_lists(tmp_path):
+    """frames layout with cameras: prefix (names <camera>_<video>), via the CLI as the rules call it."""
     from vad_pipeline.demo import generate
 
     cfg = C.load(REPO / "config.yaml")
@@ -192,9 +193,11 @@ def test_labels_cli_writes_the_camera_list(tmp_path):
     params = json.dumps({**C.stage_params(frames, "demo"), "cameras": K.mode(frames)})
     assert "cameras" not in json.loads(params)["dataset"]
     out = tmp_path / "out"
-    assert cli.main(["labels", "--params", params, "--root", str(tmp_path / "demo"), "--out", str(out / "labels.csv"), "--summary",
-                     str(out / "gt.json"), "--cameras", str(out / "cameras.csv")]) == 0
-    table = pd.read_csv(out / "cameras.csv", dtype=str)
-    assert set(table["camera"]) == {"05"} and len(table) == 4
+    for split in ("train", "test"):
+        assert cli.main(["cameras", "--params", params, "--root", str(tmp_path / "demo"), "--split", split,
+                         "--out", str(out / f"{split}.csv")]) == 0
+    assert cli.main(["labels", "--params", params, "--root", str(tmp_path / "demo"), "--out", str(out / "labels.csv"),
+                     "--summary", str(out / "gt.json"), "--cameras", str(out / "train.csv"), str(out / "test.csv")]) == 0
+    table = pd.concat([pd.read_csv(out / f"{s}.csv", dtype=str) for s in ("train", "test")])
+    assert set(table["camera"]) == {"05"} and len(table) == 4 and set(pd.read_csv(out / "train.csv")["split"]) == {"train"}
     assert json.loads((out / "gt.json").read_text())["cameras"]["05"]["train_videos"] == 2
-    Path(out / "labels.csv").unlink()

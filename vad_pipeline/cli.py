@@ -63,19 +63,31 @@ def cmd_labels(cfg, a):
 
     videos = [get_video(cfg, "test", n) for n in video_names(cfg, "test")]
     labels = frame_labels(cfg, videos)
-    train = [get_video(cfg, "train", n) for n in video_names(cfg, "train")]
-    if "cameras" in cfg:   # the labels rule passes dataset.cameras, resolved, beside the dataset section
-        cfg = {**cfg, "dataset": {**cfg["dataset"], "cameras": cfg["cameras"]}}
-    table = cam.camera_table(cfg, {"train": {v.name: v.n_frames for v in train},
-                                   "test": {v.name: v.n_frames for v in videos}})
-    if a.cameras:
-        write_csv(a.cameras, table)
     if a.summary:
-        summary = {**gt_summary(cfg, videos, labels), "cameras": cam.summary(table)}
+        summary = gt_summary(cfg, videos, labels)
+        if a.cameras:
+            import pandas as pd
+
+            from vad_pipeline.io import read_csv
+
+            summary["cameras"] = cam.summary(pd.concat([read_csv(p, cam.COLUMNS) for p in a.cameras]))
         write_json(a.summary, summary)
         log.info("%s: %d test videos, %d frames, %s abnormal, %d with pixel masks", cfg["name"],
                  summary["videos"], summary["frames"], summary["abnormal_frames"], summary["frames_with_pixel_masks"])
     write_csv(a.out, labels_table(videos, labels))
+
+
+def cmd_cameras(cfg, a):
+    from vad_pipeline.datasets import cameras as cam
+    from vad_pipeline.datasets import get_video, video_names
+    from vad_pipeline.io import write_csv
+
+    if "cameras" in cfg:   # the cameras rule passes dataset.cameras, resolved, beside the dataset section
+        cfg = {**cfg, "dataset": {**cfg["dataset"], "cameras": cfg["cameras"]}}
+    table = cam.camera_table(cfg, {s: {n: get_video(cfg, s, n).n_frames for n in video_names(cfg, s)}
+                                   for s in ("train", "test")})
+    write_csv(a.out, table[table["split"] == a.split])
+    log.info("%s: %d cameras", a.split, table.loc[table["split"] == a.split, "camera"].nunique())
 
 
 def cmd_detect(cfg, a):
@@ -307,21 +319,25 @@ def cmd_config(cfg, a):
         rows = [(k, v, "--preset" if k == "preset" else layer) for k, v, layer in rows]
     print(C.format_explained(rows))
 
-def read_cameras(path: str | None) -> dict[str, str]:
+def read_cameras(paths: list[str] | None) -> dict[str, str]:
     from vad_pipeline.datasets.cameras import read_cameras as read
 
-    return read(path)
+    return read(paths)
 
 
 REQ = {"required": True}
-CAMERAS = ("--cameras", {"help": "cameras.csv of the labels rule: each camera on its own (default: one camera)"})
+CAMERAS = ("--cameras", {"nargs": "+", "help": "the labels rule's cameras/<split>.csv: each camera on its own "
+                                                "(default: one camera)"})
 SPLIT = ("--split", {"required": True, "choices": ["train", "test"]})
 # subcommand: (function, help, [(flag, argparse options), ...])
 COMMANDS = {
     "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
     "labels": (cmd_labels, "check the ground truth and write per-frame labels",
                [("--out", REQ), ("--summary", {"help": "also write gt_summary.json here"}),
-                ("--cameras", {"help": "also write cameras.csv (split, video, camera, frames) here"})]),
+                ("--cameras", {"nargs": "+", "help": "the cameras rule's files: each camera's videos and frames "
+                                                     "in the summary"})]),
+    "cameras": (cmd_cameras, "the camera of every video of a split (cameras/<split>.csv)",
+                [SPLIT, ("--out", REQ)]),
     "detect": (cmd_detect, "detect objects in one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
     "flow": (cmd_flow, "optical flow of one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
     "stc": (cmd_stc, "build the spatio-temporal cubes of a split",

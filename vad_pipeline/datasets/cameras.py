@@ -83,11 +83,14 @@ def summary(table: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def read_cameras(path: str | None) -> dict[str, str]:
-    """{video: camera} of a ``cameras.csv`` the labels rule wrote (None: one camera)."""
-    if not path:
-        return {}
-    return dict(zip(*(read_csv(path, COLUMNS).astype({"video": str, "camera": str})[c] for c in ("video", "camera"))))
+def read_cameras(paths: str | list[str] | None) -> dict[str, str]:
+    """{video: camera} of the camera lists the labels rule wrote (cameras/<split>.csv; None: one
+    camera)."""
+    out: dict[str, str] = {}
+    for path in [paths] if isinstance(paths, str) else paths or []:
+        df = read_csv(path, COLUMNS).astype({"video": str, "camera": str})
+        out.update(zip(df["video"], df["camera"]))
+    return out
 
 
 def of(videos: pd.Series, cameras: dict[str, str]) -> pd.Series:

@@ -44,7 +44,7 @@ use rule score as ablation_score with:
         test=f"{ABL}/infer/test.csv",
         motion_train="results/{dataset}/motion/train.csv",
         motion_test="results/{dataset}/motion/test.csv",
-        cameras="results/{dataset}/cameras.csv",
+        cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
         scores=f"{ABL}/object_scores.csv",
         stats=f"{ABL}/score_stats.json",
@@ -60,7 +60,7 @@ use rule frame_scores as ablation_frame_scores with:
         labels="results/{dataset}/labels.csv",
         cells_train="results/{dataset}/cells/train.csv",
         cells_test="results/{dataset}/cells/test.csv",
-        cameras="results/{dataset}/cameras.csv",
+        cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
         f"{ABL}/frame_scores.csv",
     log:

@@ -13,19 +13,18 @@ rule make_demo:
 
 
 rule labels:
-    """Read the ground truth, check it against the test videos: one row per frame, plus a summary;
-    the camera of every video (cameras.csv)."""
+    """Read the ground truth, check it against the test videos: one row per frame, plus a summary
+    (with each camera's videos and frames)."""
     input:
         unpack(dataset_input),
+        cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
         labels="results/{dataset}/labels.csv",
         summary="results/{dataset}/gt_summary.json",
-        cameras="results/{dataset}/cameras.csv",
     params:
         root=root_param,
-        cfg=params_json("demo", extra=lambda c: {"cameras": vcams.mode(c)}),
+        cfg=params_json("demo"),
         videos=videos_param("test"),
-        train_videos=videos_param("train"),
         gt=gt_param,
     log:
         "results/logs/{dataset}/labels.log",
@@ -33,4 +32,24 @@ rule labels:
         f"{ENVS}/vision.yaml"
     shell:
         "{VAD} labels --params {params.cfg:q} --root @{params.root:q} --out {output.labels:q} "
-        "--summary {output.summary:q} --cameras {output.cameras:q} 2> {log:q}"
+        "--summary {output.summary:q} --cameras {input.cameras:q} 2> {log:q}"
+
+
+rule cameras:
+    """The camera of every video of a split (dataset.cameras), one file per split: a test video
+    added leaves the training split's file, and what was fitted to it, as it was."""
+    input:
+        unpack(dataset_input),
+    output:
+        "results/{dataset}/cameras/{split}.csv",
+    params:
+        root=root_param,
+        cfg=params_json("demo", extra=lambda c: {"cameras": vcams.mode(c)}),
+        videos=videos_param(),
+    log:
+        "results/logs/{dataset}/cameras_{split}.log",
+    conda:
+        f"{ENVS}/vision.yaml"
+    shell:
+        "{VAD} cameras --params {params.cfg:q} --root @{params.root:q} --split {wildcards.split} "
+        "--out {output:q} 2> {log:q}"

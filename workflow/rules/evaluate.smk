@@ -6,7 +6,7 @@ rule frame_scores:
         labels="results/{dataset}/labels.csv",
         cells_train="results/{dataset}/cells/train.csv",
         cells_test="results/{dataset}/cells/test.csv",
-        cameras="results/{dataset}/cameras.csv",
+        cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
         "results/{dataset}/frame_scores.csv",
     params:

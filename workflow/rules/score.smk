@@ -46,7 +46,7 @@ rule motion_terms:
     input:
         train="results/{dataset}/motion/features_train.csv",
         test="results/{dataset}/motion/features_test.csv",
-        cameras="results/{dataset}/cameras.csv",
+        cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
         train="results/{dataset}/motion/train.csv",
         test="results/{dataset}/motion/test.csv",
@@ -68,7 +68,7 @@ rule cell_layout:
     input:
         boxes=per_video("results/{dataset}/detect/{split}/{video}.csv", split="train"),
         flows=per_video("results/{dataset}/flow/{split}/{video}.h5", split="train"),
-        cameras="results/{dataset}/cameras.csv",
+        cameras="results/{dataset}/cameras/train.csv",
     output:
         "results/{dataset}/cells/layout.json",
     params:
@@ -90,7 +90,7 @@ rule cell_stats:
     input:
         flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
         layout="results/{dataset}/cells/layout.json",
-        cameras="results/{dataset}/cameras.csv",
+        cameras="results/{dataset}/cameras/{split}.csv",
     output:
         "results/{dataset}/cells/stats_{split}.h5",
     params:
@@ -113,7 +113,7 @@ rule cell_terms:
     input:
         train="results/{dataset}/cells/stats_train.h5",
         test="results/{dataset}/cells/stats_test.h5",
-        cameras="results/{dataset}/cameras.csv",
+        cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
         train="results/{dataset}/cells/train.csv",
         test="results/{dataset}/cells/test.csv",
@@ -137,7 +137,7 @@ rule score:
         test="results/{dataset}/infer/test.csv",
         motion_train="results/{dataset}/motion/train.csv",
         motion_test="results/{dataset}/motion/test.csv",
-        cameras="results/{dataset}/cameras.csv",
+        cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
         scores="results/{dataset}/object_scores.csv",
         stats="results/{dataset}/score_stats.json",

@@ -106,7 +106,7 @@ def report(rows: pd.DataFrame) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--results", required=True, help="results/<dataset> of a run (detect, flow, motion, cameras.csv)")
+    ap.add_argument("--results", required=True, help="results/<dataset> of a run (detect, flow, motion, cameras/)")
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
     ap.add_argument("--also", nargs="*", default=[], help="more config files merged over --config")
@@ -118,9 +118,8 @@ def main() -> None:
         cfg = C.deep_merge(cfg, yaml.safe_load(Path(extra).read_text()))
     res = C.resolve(cfg, a.dataset)
     root = Path(a.results)
-    cams = read_cameras(str(root / "cameras.csv"))
-    train_videos = pd.read_csv(root / "cameras.csv", dtype={"video": str, "camera": str})
-    train_videos = train_videos[train_videos["split"] == "train"]
+    cams = read_cameras(str(root / "cameras" / "train.csv"))
+    train_videos = pd.read_csv(root / "cameras" / "train.csv", dtype={"video": str, "camera": str})
     fl = folds(train_videos, a.folds)
     features = M.read_csv(root / "motion" / "features_train.csv", M.INDEX + M.FEATURES).astype({"video": str})
     boxes = [str(root / "detect" / "train" / f"{v}.csv") for v in train_videos["video"]]
