@@ -51,5 +51,5 @@ rule cameras:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} cameras --params {params.cfg:q} --root @{params.root:q} --split {wildcards.split} "
+        "{VAD} cameras --params {params.cfg:q} --root @{params.root:q} --split {wildcards.split:q} "
         "--out {output:q} 2> {log:q}"
