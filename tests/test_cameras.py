@@ -17,7 +17,7 @@ from vad_pipeline.io import VadError
 
 
 def _cfg(layout="frames", cameras="auto", root="/nowhere"):
-    return {"dataset": {"layout": layout, "cameras": cameras, "root": str(root)}}
+    return {"dataset": {"layout": layout, "root": str(root)}, "cameras": {"assign": cameras}}
 
 
 VIDEOS = {"train": {"01_001": 10, "01_002": 10, "02_001": 5}, "test": {"01_0014": 8, "02_0001": 6}}
@@ -33,8 +33,11 @@ def test_cameras_by_layout_and_setting(tmp_path):
     table = K.camera_table(_cfg("shanghaitech"), VIDEOS)
     assert dict(zip(table["video"], table["camera"])) == {"01_001": "01", "01_002": "01", "02_001": "02",
                                                           "01_0014": "01", "02_0001": "02"}
-    assert K.summary(table) == {"01": {"train_videos": 2, "train_frames": 20, "test_videos": 1, "test_frames": 8},
-                                "02": {"train_videos": 1, "train_frames": 5, "test_videos": 1, "test_frames": 6}}
+    assert K.summary(table, min_train_frames=10) == {
+        "01": {"train_videos": 2, "train_frames": 20, "test_videos": 1, "test_frames": 8, "leave_out": "videos",
+               "too_little_footage": False},
+        "02": {"train_videos": 1, "train_frames": 5, "test_videos": 1, "test_frames": 6, "leave_out": "time blocks",
+               "too_little_footage": True}}
     assert set(K.camera_table(_cfg("frames"), VIDEOS)["camera"]) == {K.ONE}
 
 
@@ -72,7 +75,7 @@ def test_each_camera_is_z_scored_with_its_own_training_data(tmp_path):
     from vad_pipeline.score import fuse
 
     paths, cams = _two_camera_terms(tmp_path)
-    cfg = {"score": {"w_f": 1.0, "w_p": 0.0, "w_m": 0.0, "normalize": "camera"}}
+    cfg = {"score": {"w_f": 1.0, "w_p": 0.0, "w_m": 0.0}, "cameras": {"normalize": "camera"}}
     per = fuse(str(paths["train"]), str(paths["test"]), str(tmp_path / "o.csv"), cfg, str(tmp_path / "s.json"),
                cameras=cams)
     means = per.groupby("camera")["score"].mean()
@@ -80,7 +83,7 @@ def test_each_camera_is_z_scored_with_its_own_training_data(tmp_path):
     stats = json.loads((tmp_path / "s.json").read_text())["s_f"]
     assert set(stats["cameras"]) == {"01", "02"} and stats["cameras"]["02"]["mean"] > 5 * stats["cameras"]["01"]["mean"]
     pooled = fuse(str(paths["train"]), str(paths["test"]), str(tmp_path / "p.csv"),
-                  {"score": {**cfg["score"], "normalize": "pooled"}}, cameras=cams)
+                  {**cfg, "cameras": {"normalize": "pooled"}}, cameras=cams)
     pm = pooled.groupby("camera")["score"].mean()
     assert pm["02"] - pm["01"] > 1.5   # pooled: camera 02's normal objects outscore 01's
     one = fuse(str(paths["train"]), str(paths["test"]), str(tmp_path / "n.csv"), cfg)   # no camera list
@@ -107,7 +110,7 @@ def test_motion_reference_per_camera(tmp_path):
     cams = {v: v[:2] for v in ("01_a", "01_b", "02_a", "02_b", "01_t")}
     out = {}
     for mode in ("camera", "pooled"):
-        cfg = {"motion": {**C.defaults()["motion"], "k": 3, "reference": mode}}
+        cfg = {"motion": {**C.defaults()["motion"], "k": 3}, "cameras": {**C.defaults()["cameras"], "motion": mode}}
         M.motion_terms(str(tmp_path / "ftr.csv"), str(tmp_path / "fte.csv"), str(tmp_path / f"tr_{mode}.csv"),
                        str(tmp_path / f"te_{mode}.csv"), cfg, cams)
         te = pd.read_csv(tmp_path / f"te_{mode}.csv")
@@ -131,21 +134,17 @@ def test_metrics_per_camera():
 
 
 # End to end: a ShanghaiTech-layout set of three generated cameras that differ in perspective,
-# object size, speed and amount of training footage (workflow/scripts/make_camera_set.py).
+# object size, speed and amount of training footage (vad_pipeline.camera_set).
 
 
 @pytest.mark.slow
 def test_three_cameras_end_to_end(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-    import make_camera_set
-
     from tests.test_workflow import snakemake
+    from vad_pipeline.camera_set import build
 
     # short and small: the point is the wiring
-    section = make_camera_set.build(tmp_path / "data", "shanghaitech", (240, 320), 3, n_frames=30, n_train=2,
-                                    n_test=1, height=96, width=128)["joint"]
+    section = build(tmp_path / "data", "shanghaitech", (240, 320), 3, n_frames=30, n_train=2, n_test=1,
+                    height=96, width=128)["joint"]
     wd = tmp_path / "run"
     wd.mkdir()
     cfg = C.deep_merge(C.load(REPO / "config.yaml"), {k: v for k, v in tiny_overlay().items() if k != "demo"})
@@ -163,16 +162,16 @@ def test_three_cameras_end_to_end(tmp_path):
     auc = json.loads((res / "auc.json").read_text())
     assert set(auc["cameras"]) == {"01", "02", "03"} and "s_c" in auc["cameras"]["01"]["auc_terms"]
     layouts = json.loads((res / "cells" / "layout.json").read_text())["cameras"]
-    assert set(layouts) == {"01", "02", "03"}   # the shanghaitech section: cells.reference camera
+    assert set(layouts) == {"01", "02", "03"}   # the shanghaitech section: cameras.cells camera
     assert "Per camera" in (res / "summary.html").read_text()
     # S_c pooled (the default elsewhere): the cell stages and what follows rerun, nothing before them
-    (wd / "pooled.yaml").write_text("datasets: {shanghaitech: {cells: {reference: pooled}}}\n")
+    (wd / "pooled.yaml").write_text("datasets: {shanghaitech: {cameras: {cells: pooled}}}\n")
     snakemake(wd, "results/shanghaitech/auc.json", "--configfile", "config.yaml", "pooled.yaml")
     assert set(json.loads((res / "cells" / "layout.json").read_text())["cameras"]) == {"all"}
     from tests.test_workflow import planned_rules
 
     rules = planned_rules(wd, "results/shanghaitech/auc.json", "--configfile", "config.yaml", "pooled.yaml",
-                          "--config", 'score={"normalize": "pooled"}')
+                          "--config", 'cameras={"normalize": "pooled"}')
     assert {"score", "frame_scores"} <= rules and not rules & {"train", "detect", "flow", "stc", "cell_layout"}
 
 
@@ -188,10 +187,9 @@ def test_cameras_cli_writes_the_camera_lists(tmp_path):
     for split in ("training", "testing"):   # rename 01 -> 05_01: camera 05
         for d in sorted((tmp_path / "demo" / split / "frames").iterdir()):
             d.rename(d.with_name(f"05_{d.name}"))
-    # as the labels rule passes them: stage_params leaves dataset.cameras out, the resolved mode beside it
-    frames = {**res, "dataset": {**res["dataset"], "layout": "frames", "cameras": "prefix"}}
-    params = json.dumps({**C.stage_params(frames, "demo"), "cameras": K.mode(frames)})
-    assert "cameras" not in json.loads(params)["dataset"]
+    # as the cameras and labels rules pass them: the resolved cameras.assign
+    frames = {**res, "dataset": {**res["dataset"], "layout": "frames"}, "cameras": {"assign": "prefix"}}
+    params = json.dumps({**C.stage_params(frames, "demo"), "cameras": {"assign": K.mode(frames)}})
     out = tmp_path / "out"
     for split in ("train", "test"):
         assert cli.main(["cameras", "--params", params, "--root", str(tmp_path / "demo"), "--split", split,

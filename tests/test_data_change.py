@@ -1,5 +1,6 @@
 """A dataset's videos change between runs (issue 24): one run brings every result up to date, a
-copy or a move reruns nothing; a test video in which nothing moves is scored, not refused."""
+copy or a move reruns nothing; a test video in which nothing moves is scored, not refused. So do
+cameras.csv, the pixel masks and a frame replaced at the same size (issue 27)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,102 @@ def test_gt_fingerprint_follows_the_content_not_the_place(tmp_path):
     assert D.gt_fingerprint({**cfg, "dataset": {**cfg["dataset"], "labelled": False}}) is None
 
 
+def test_sample_and_content_see_a_frame_replaced_at_the_same_size(tmp_path):
+    """Uncompressed frames (UCSD's TIFFs) all have one size: ``size`` cannot see one replaced by
+    another, ``sample`` (head, middle and tail blocks) and ``content`` can; a copy keeps all three.
+    An edit between the sampled blocks is seen by ``content`` only."""
+    rng = np.random.default_rng(0)
+    a = tmp_path / "a" / "01"
+    a.mkdir(parents=True)
+    frames = [rng.integers(0, 255, 40_000, dtype=np.uint8).tobytes() for _ in range(4)]
+    for t, data in enumerate(frames):
+        (a / f"{t:03d}.tif").write_bytes(data)
+    hows = ("size", "sample", "content")
+    before = {h: D.fingerprint(a, h) for h in hows}
+    assert before["sample"].startswith(before["size"] + ", sample ")
+    shutil.copytree(a, tmp_path / "b" / "01")
+    assert {h: D.fingerprint(tmp_path / "b" / "01", h) for h in hows} == before
+    (a / "002.tif").write_bytes(frames[3])   # frame 2 replaced by frame 3: same size
+    after = {h: D.fingerprint(a, h) for h in hows}
+    assert after["size"] == before["size"]
+    assert after["sample"] != before["sample"] and after["content"] != before["content"]
+    edited = bytearray(frames[2])
+    edited[10_000] ^= 0xFF   # one byte between the head and middle blocks
+    (a / "002.tif").write_bytes(bytes(edited))
+    after = {h: D.fingerprint(a, h) for h in hows}
+    assert after["sample"] == before["sample"] and after["content"] != before["content"]
+    container = tmp_path / "02.avi"
+    container.write_bytes(frames[0] * 10)
+    first = D.fingerprint(container, "sample")
+    container.write_bytes(frames[1] * 10)
+    assert D.fingerprint(container, "sample") != first and first.startswith("02.avi, 400000 bytes, sample ")
+    cfg = _cfg(tmp_path / "a")
+    cfg["dataset"]["fingerprint"] = "everything"
+    with pytest.raises(VadError, match="fingerprint 'everything' is unknown"):
+        D.fingerprint_mode(cfg)
+
+
+def test_mask_fingerprint_follows_each_layouts_masks(tmp_path):
+    """The pixel masks of every layout that has them, by content: a mask fixed (same size)
+    changes the fingerprint, a copy of the dataset keeps it, other files beside them do not count."""
+    import cv2
+
+    root = tmp_path / "data"
+    ucsd = root / "ucsd" / "Test" / "Test001_gt"
+    ucsd.mkdir(parents=True)
+    st = root / "shanghaitech" / "testing" / "test_pixel_mask"
+    st.mkdir(parents=True)
+    avenue = root / "avenue" / "ground_truth_demo" / "testing_label_mask"
+    avenue.mkdir(parents=True)
+    frames = root / "frames" / "testing" / "pixel_masks"
+    frames.mkdir(parents=True)
+    mask = np.zeros((4, 8, 8), np.uint8)
+    mask[:, 2:4, 2:4] = 1
+
+    def write(m: np.ndarray) -> None:
+        for t, f in enumerate(m):
+            cv2.imwrite(str(ucsd / f"{t:03d}.bmp"), f * 255)
+        np.save(st / "01_0001.npy", m)
+        (avenue / "1_label.mat").write_bytes(m.tobytes())   # (the fingerprint reads bytes only)
+        np.savez_compressed(frames / "01.npz", bits=np.packbits(m.astype(bool), axis=-1), width=8)
+
+    write(mask)
+    (ucsd / "Thumbs.db").write_bytes(b"not a mask")
+    (st / "README.txt").write_text("not a mask")
+    cfgs = {name: {"name": name, "dataset": {"layout": name, "root": str(root / name), "labelled": True}}
+            for name in ("ucsd", "shanghaitech", "avenue", "frames")}
+    before = {n: D.mask_fingerprint(c) for n, c in cfgs.items()}
+    assert all(before.values()) and before["ucsd"].startswith("4 mask files, ")
+    shutil.copytree(root, tmp_path / "copy")
+    for n, c in cfgs.items():
+        assert D.mask_fingerprint({**c, "dataset": {**c["dataset"], "root": str(tmp_path / "copy" / n)}}) == before[n]
+    (ucsd / "Thumbs.db").write_bytes(b"still not a mask")
+    assert D.mask_fingerprint(cfgs["ucsd"]) == before["ucsd"]
+    fixed = mask.copy()
+    fixed[2, 2:4, 2:4] = 0   # one frame's region removed: every file keeps its size
+    write(fixed)
+    assert all(D.mask_fingerprint(c) != before[n] for n, c in cfgs.items())
+    videos = {"name": "v", "dataset": {"layout": "videos", "root": str(root), "labelled": True}}
+    unlabelled = {**cfgs["ucsd"], "dataset": {**cfgs["ucsd"]["dataset"], "labelled": False}}
+    assert D.mask_fingerprint(videos) is None and D.mask_fingerprint(unlabelled) is None
+
+
+def test_camera_fingerprints_hold_each_splits_rows(tmp_path):
+    root = tmp_path / "data"
+    for split, names in (("training", ("a1", "b1")), ("testing", ("t1", "t2"))):
+        for n in names:
+            _frames(root / split / "frames" / n)
+    cfg = _cfg(root)
+    assert D.camera_fingerprints(cfg, "test") is None   # no cameras.csv: one camera
+    (root / "cameras.csv").write_text("video,camera\na1,A\nb1,B\nt1,A\nt2,A\n")
+    train, test = D.camera_fingerprints(cfg, "train"), D.camera_fingerprints(cfg, "test")
+    assert train == {"a1": ["A"], "b1": ["B"]} and test == {"t1": ["A"], "t2": ["A"]}
+    (root / "cameras.csv").write_text("video,camera\nt2,B\nt1,A\nb1,B\na1,A\n")   # t2 moved, rows reordered
+    assert D.camera_fingerprints(cfg, "train") == train and D.camera_fingerprints(cfg, "test")["t2"] == ["B"]
+    (root / "cameras.csv").write_text("video,camera\na1,A\nb1,B\nt1,A\n")   # t2 left out: the stage says so
+    assert D.camera_fingerprints(cfg, "test")["t2"] == []
+
+
 # --------------------------------------------------------------------------- videos without objects
 
 
@@ -115,7 +212,7 @@ def test_frame_scores_name_the_test_videos_without_objects(caplog):
     labels = pd.DataFrame({"video": ["01"] * 6 + ["02"] * 6, "frame": list(range(6)) * 2, "label": [0, 0, 1, 1, 0, 0] + [0] * 6})
     objects = pd.DataFrame({"video": ["01"] * 3, "frame": [2, 3, 4], "score": [1.0, 2.0, 0.5]})
     cells = pd.DataFrame({"video": labels["video"], "frame": labels["frame"], "s_c": np.linspace(0, 1, 12)})
-    cfg = {"frame_scores": {"fill": "min", "exclude_first": 1, "normalize": "none", "smoothing": 0},
+    cfg = {"frame_scores": {"fill": "min", "exclude_first": 1, "per_video": "none", "smoothing": 0},
            "score": {"w_c": 1.0}}
     with caplog.at_level(logging.WARNING, logger="vad_pipeline"):
         df = frame_scores(objects, labels, cfg, (cells, cells))
@@ -143,9 +240,11 @@ def _source(tiny_config, tmp_path, n_train: int, n_test: int) -> dict:
     return demo
 
 
-def _copy_video(demo: dict, split: str, name: str, root: Path, quiet: bool = False) -> None:
-    """One demo video into ``root`` in the frames layout; ``quiet``: its first frame throughout
-    (a frozen camera: nothing moves, so nothing is detected)."""
+def _copy_video(demo: dict, split: str, name: str, root: Path, quiet: bool = False, as_name: str | None = None,
+                pattern: str = "{:03d}.jpg") -> None:
+    """One demo video into ``root`` in the frames layout (named ``as_name``, frame files named by
+    ``pattern``); ``quiet``: its first frame throughout (a frozen camera: nothing moves, so nothing
+    is detected)."""
     from vad_pipeline.datasets.export import write_image_folder
 
     video = D.get_video(demo, split, name)
@@ -153,7 +252,7 @@ def _copy_video(demo: dict, split: str, name: str, root: Path, quiet: bool = Fal
     if quiet:
         first = next(frames)
         frames = (first for _ in range(video.n_frames))
-    write_image_folder(root / D.SPLIT_DIRS[split] / "frames" / name, frames, "{:03d}.jpg")
+    write_image_folder(root / D.SPLIT_DIRS[split] / "frames" / (as_name or name), frames, pattern)
 
 
 def _write_gt(demo: dict, root: Path, test: list[str], quiet: tuple[str, ...] = ()) -> None:
@@ -297,3 +396,116 @@ def test_a_quiet_test_video_is_scored_a_quiet_training_video_refused(workdir, ti
     assert "no object detected" in log and "training video" in log and "detect.allow_empty" in log, text
     snakemake(workdir, "results/quiet_train/detect/train/02.csv", "--config", 'detect={"allow_empty": true}')
     assert len(pd.read_csv(workdir / "results" / "quiet_train" / "detect" / "train" / "02.csv")) == 0
+
+
+@SLOW
+def test_one_run_follows_a_video_moved_to_another_camera(workdir, tiny_config, tmp_path):
+    """Test video t2 moved to another camera in cameras.csv: one run rewrites the test split's
+    camera list and what follows it, not the training side's (its rows are as they were); a dry
+    run after it plans nothing. (Targets short of training: what reads the camera lists.)"""
+    from tests.test_workflow import planned_rules, snakemake
+
+    demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
+    data = tmp_path / "data"
+    for split, name, as_name in (("train", "01", "a1"), ("train", "02", "b1"), ("test", "01", "t1"),
+                                 ("test", "02", "t2")):
+        _copy_video(demo, split, name, data, as_name=as_name)
+    _write_gt(demo, data, ["01", "02"])   # t1, t2: test videos 01, 02
+    (data / "cameras.csv").write_text("video,camera\na1,A\nb1,B\nt1,A\nt2,A\n")
+    _dataset(tiny_config, "cams", data)
+    write_config(tiny_config, workdir / "config.yaml")
+    targets = [f"results/cams/{t}" for t in ("gt_summary.json", "cells/test.csv", "motion/test.csv")]
+    snakemake(workdir, *targets)
+    res = workdir / "results" / "cams"
+    first = _state(res)
+
+    (data / "cameras.csv").write_text("video,camera\na1,A\nb1,B\nt1,A\nt2,B\n")
+    snakemake(workdir, *targets)
+    second = _state(res)
+    redone = _rewritten(first, second)
+    test_cams = pd.read_csv(res / "cameras" / "test.csv", dtype=str)
+    assert dict(zip(test_cams["video"], test_cams["camera"])) == {"t1": "A", "t2": "B"}
+    assert {"cameras/test.csv", "gt_summary.json", "cells/stats_test.h5", "cells/test.csv",
+            "motion/test.csv"} <= redone, redone
+    summary = json.loads((res / "gt_summary.json").read_text())["cameras"]
+    assert summary["B"]["test_videos"] == 1
+    # (motion/train.csv and cells/train.csv are rewritten with the test side's: one job writes both)
+    assert not redone & {"cameras/train.csv", "cells/layout.json", "cells/stats_train.h5", "detect/test/t2.csv",
+                         "flow/test/t2.h5"}, redone
+    assert planned_rules(workdir, *targets) == set()
+
+
+@SLOW
+def test_one_run_follows_a_fixed_pixel_mask(workdir, tiny_config, tmp_path):
+    """A pixel mask fixed in place (same file name, new regions): one run recomputes the
+    localisation metrics and the ground-truth summary, nothing upstream of them; a dry run after
+    it plans nothing."""
+    from tests.test_workflow import planned_rules, snakemake
+
+    demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        for v in ("01", "02"):
+            _copy_video(demo, split, v, data)
+    _write_gt(demo, data, ["01", "02"])
+    shutil.copytree(Path(demo["dataset"]["root"]) / "testing" / "pixel_masks", data / "testing" / "pixel_masks")
+    _dataset(tiny_config, "masked", data)
+    write_config(tiny_config, workdir / "config.yaml")
+    targets = [f"results/masked/{t}" for t in ("localisation.json", "top_anomalies")]   # (the pictures draw masks)
+    snakemake(workdir, *targets)
+    res = workdir / "results" / "masked"
+    first = _state(res)
+    assert "localisation.json" in first
+
+    path = data / "testing" / "pixel_masks" / "01.npz"
+    with np.load(path) as f:
+        bits, width = f["bits"], int(f["width"])
+    masks = np.unpackbits(bits, axis=-1, count=width).astype(bool)
+    abnormal = np.flatnonzero(masks.reshape(len(masks), -1).any(1))
+    masks[abnormal[: len(abnormal) // 2]] = False   # the first half of its regions were not anomalies
+    np.savez_compressed(path, bits=np.packbits(masks, axis=-1), width=width)
+    snakemake(workdir, *targets)
+    second = _state(res)
+    redone = _rewritten(first, second)
+    assert {"localisation.json", "gt_summary.json", "top_anomalies/contact_sheet.png"} <= redone, redone
+    assert second["localisation.json"][1] != first["localisation.json"][1]
+    assert second["gt_summary.json"][1] != first["gt_summary.json"][1]
+    assert not redone & {"detect/test/01.csv", "flow/test/01.h5", "stc/test.h5", "train/model.pt",
+                         "object_scores.csv", "cameras/test.csv"}, redone
+    assert planned_rules(workdir, *targets) == set()
+
+
+@SLOW
+def test_one_run_follows_a_frame_replaced_at_the_same_size(workdir, tiny_config, tmp_path):
+    """Uncompressed frames (BMP: every file one size) and dataset.fingerprint content: a test
+    frame replaced by another reruns that video's detection and flow and what follows in one
+    run, not the other videos' nor training; a dry run after it plans nothing. (Targets short of
+    training: what reads the videos.)"""
+    from tests.test_workflow import planned_rules, snakemake
+
+    demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        for v in ("01", "02"):
+            _copy_video(demo, split, v, data, pattern="{:03d}.bmp")
+    _write_gt(demo, data, ["01", "02"])
+    _dataset(tiny_config, "bmp", data)
+    tiny_config["datasets"]["bmp"]["fingerprint"] = "content"
+    write_config(tiny_config, workdir / "config.yaml")
+    targets = [f"results/bmp/{t}" for t in ("stc/train.h5", "stc/test.h5", "cameras/train.csv", "gt_summary.json")]
+    snakemake(workdir, *targets)
+    res = workdir / "results" / "bmp"
+    first = _state(res)
+
+    frames = data / "testing" / "frames" / "02"
+    replaced, other = frames / "020.bmp", frames / "030.bmp"
+    size, by_size = replaced.stat().st_size, D.fingerprint(frames, "size")
+    shutil.copyfile(other, replaced)
+    assert replaced.stat().st_size == size and D.fingerprint(frames, "size") == by_size   # unseen by size
+    snakemake(workdir, *targets)
+    second = _state(res)
+    redone = _rewritten(first, second)
+    assert {"detect/test/02.csv", "flow/test/02.h5", "stc/test.h5", "labels.csv"} <= redone, redone
+    assert not redone & {"detect/test/01.csv", "flow/test/01.h5", "detect/train/02.csv", "stc/train.h5",
+                         "cameras/train.csv"}, redone
+    assert planned_rules(workdir, *targets) == set()

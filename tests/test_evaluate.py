@@ -106,7 +106,7 @@ def test_eer_is_where_fpr_meets_fnr_on_random_data():
 
 
 def _cfg(**over) -> dict:
-    p = {"fill": "min", "exclude_first": 0, "smoothing": 0, "normalize": "none"}
+    p = {"fill": "min", "exclude_first": 0, "smoothing": 0, "per_video": "none"}
     p.update(over)
     return {"frame_scores": p}
 
@@ -168,7 +168,7 @@ def test_minmax_normalisation_per_video():
         [("01", t, s) for t, s in enumerate([100.0, 2.0, 4.0, 6.0, 3.0])]
         + [("02", t, s) for t, s in enumerate([-5.0, 10.0, 30.0, 20.0, 10.0])]
     )
-    df = E.frame_scores(objects, labels, _cfg(exclude_first=1, normalize="minmax"))
+    df = E.frame_scores(objects, labels, _cfg(exclude_first=1, per_video="minmax"))
     v1 = df[df["video"] == "01"]
     v2 = df[df["video"] == "02"]
     # statistics come from the kept frames only (frame 0 is excluded)
@@ -178,7 +178,7 @@ def test_minmax_normalisation_per_video():
 
 def test_minmax_constant_video_gives_zeros():
     labels = _labels({"01": 4})
-    df = E.frame_scores(_objects([("01", t, 3.0) for t in range(4)]), labels, _cfg(normalize="minmax"))
+    df = E.frame_scores(_objects([("01", t, 3.0) for t in range(4)]), labels, _cfg(per_video="minmax"))
     np.testing.assert_allclose(df["score"], 0.0)
 
 

@@ -74,7 +74,7 @@ def test_motion_stage_cli_and_fusion(tmp_path):
     score bit for bit, with w_m > 0 it adds w_m * z(S_m) (z with the training objects' S_m)."""
     tr = [_perspective(tmp_path, f"tr{i}", shift=2 * i) for i in range(3)]
     te = _scene(tmp_path, "te", [(60, 5, 4.0), (20, 5, 1.0)])
-    params = '{"motion": {"frames": 1, "moving_px": 1.0, "k": 3, "location_weight": 4.0, "reference": "camera"}}'
+    params = '{"motion": {"frames": 1, "moving_px": 1.0, "k": 3, "location_weight": 4.0}}'
     m = tmp_path / "motion"
     for split, vids in (("train", tr), ("test", [te])):
         assert cli.main(["motion-features", "--params", params, "--boxes", *[b for _, b in vids],

@@ -52,12 +52,12 @@ def test_resolved_settings_are_unchanged(base_config):
 
 
 def test_results_tables_script(base_config, tmp_path, capsys):
-    """workflow/scripts/results_tables.py: the docs' table rows from auc.json files."""
+    """tools/results_tables.py: the docs' table rows from auc.json files."""
     import importlib.util
 
     from tests.conftest import REPO, write_config
 
-    spec = importlib.util.spec_from_file_location("results_tables", REPO / "workflow" / "scripts" / "results_tables.py")
+    spec = importlib.util.spec_from_file_location("results_tables", REPO / "tools" / "results_tables.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     res = tmp_path / "results"

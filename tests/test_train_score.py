@@ -502,10 +502,10 @@ def test_hflip_mirrors_frames_and_negates_horizontal_flow_of_selected_cubes_only
 
 
 def test_bench_models_script_runs_and_writes_json(tmp_path, capsys):
-    """workflow/scripts/bench_models.py at a toy size: the table, the FLOP counts, the JSON."""
+    """benchmarks/bench_models.py at a toy size: the table, the FLOP counts, the JSON."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_models", REPO / "workflow" / "scripts" / "bench_models.py")
+    spec = importlib.util.spec_from_file_location("bench_models", REPO / "benchmarks" / "bench_models.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
@@ -524,7 +524,7 @@ def test_bench_models_times_each_ablation_training_once(tmp_path, base_config):
     """--ablation DATASET: one row per training the ablation needs there, with its minutes."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_models", REPO / "workflow" / "scripts" / "bench_models.py")
+    spec = importlib.util.spec_from_file_location("bench_models", REPO / "benchmarks" / "bench_models.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"

@@ -19,8 +19,8 @@ over the training windows. :func:`cell_scores` gives each window the mean distan
 ``cells.k`` nearest training statistics among the windows of its row (``cells.rows`` rows either
 side; ``cells.cols`` >= 0: only those within that many horizontal steps), so speed is judged
 against what moved at that distance from the camera. A frame's S_c is its highest window, whose
-box is kept for the pictures. Training frames are scored leaving out their own video, for the
-z-score statistics. Pooled into the frame score in :mod:`vad_pipeline.evaluate` with ``score.w_c``.
+box is kept for the pictures. Training frames are scored leaving out their own video (a camera's
+single video: their time block, :mod:`vad_pipeline.reference`), for the z-score statistics. Pooled into the frame score in :mod:`vad_pipeline.evaluate` with ``score.w_c``.
 
 No torch: this stage reads only the stored flow and the training boxes.
 """
@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 
 # The cells keys each stage reads: the rules track only these, so a new k rescores without
 # refitting the layout or recomputing the statistics.
-LAYOUT_KEYS = ("reference", "windows", "scale", "row_step", "size", "stride")
+LAYOUT_KEYS = ("windows", "scale", "row_step", "size", "stride")
 STATS_KEYS = ("frames", "moving_px")
-TERMS_KEYS = ("k", "rows", "cols")
+TERMS_KEYS = ("k", "rows", "cols", "frames")   # frames: the leave-out's least margin
 
 STATS = ["mag_peak", "mag_mean", "moving", "dx", "dy"]
 COLUMNS = ["video", "frame", "s_c", "x1", "y1", "x2", "y2"]
@@ -143,14 +143,14 @@ def fit_layout(box_paths: list[str], flow_paths: list[str], p: dict, what: str =
 def make_layout(box_paths: list[str], flow_paths: list[str], out: str, p: dict,
                 cameras: dict[str, str] | None = None) -> dict:
     """The layouts of the cell term, written to ``out`` (JSON ``{"cameras": {camera: layout}}``):
-    with ``cells.reference: camera``, one per camera of ``cameras`` ({video: camera}, videos
-    named by their files' stems), fitted to that camera's training videos; else one
+    given ``cameras`` ({video: camera}, videos named by their files' stems; ``cameras.cells:
+    camera``), one per camera, fitted to that camera's training videos; else one
     (:data:`~vad_pipeline.datasets.cameras.ONE`) for all."""
     if len(box_paths) != len(flow_paths):
         raise VadError("--boxes and --flows must list the same videos")
     groups: dict[str, list[int]] = {}
     for i, bp in enumerate(box_paths):
-        cam = cameras.get(Path(bp).stem, ONE) if cameras and p["reference"] == "camera" else ONE
+        cam = cameras.get(Path(bp).stem, ONE) if cameras else ONE
         groups.setdefault(cam, []).append(i)
     if len(groups) == 1:   # one camera, or pooled: the one layout of the whole training set
         groups = {ONE: list(range(len(box_paths)))}
@@ -290,11 +290,15 @@ def _neighbourhoods(layout: dict, p: dict):
             yield one, band & (np.abs(centre - centre[i]) <= dc * step[i] + 1e-9)
 
 
-def _reference(train: np.ndarray, videos, pool: np.ndarray, scale: np.ndarray, k: int) -> Reference:
+def _reference(train: np.ndarray, videos, frames, cams, pool: np.ndarray, scale: np.ndarray, k: int,
+               leave: dict) -> Reference:
     """The training statistics of the ``pool`` windows of every frame, divided by ``scale`` (one
-    row band at a time: no scaled copy of all the statistics), each row's video kept."""
-    return Reference((train[:, pool] / scale).reshape(-1, train.shape[2]), np.repeat(np.asarray(videos), pool.sum()),
-                     k, "cell term")
+    row band at a time: no scaled copy of all the statistics), each row's video, frame and camera
+    kept."""
+    n = pool.sum()
+    return Reference((train[:, pool] / scale).reshape(-1, train.shape[2]), np.repeat(np.asarray(videos), n),
+                     k, "cell term", frames=np.repeat(np.asarray(frames), n),
+                     cameras=None if cams is None else np.repeat(np.asarray(cams), n), **leave)
 
 
 def _check(train: np.ndarray, query: np.ndarray) -> None:
@@ -306,17 +310,21 @@ def _check(train: np.ndarray, query: np.ndarray) -> None:
 
 
 def window_scores(train: np.ndarray, videos, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict,
-                  training: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+                  training: bool = True, frames=None, leave: dict | None = None,
+                  cams=None) -> tuple[np.ndarray | None, np.ndarray]:
     """Mean distance of each window to its ``k`` nearest training statistics in its
     neighbourhood, of the training frames ``train`` (N, windows, 5; with ``training``, each
-    against the other videos' frames, ``videos`` the video of each frame, a single video: its
-    other frames) and of the ``query`` frames (M, windows, 5). One reference per neighbourhood,
-    built once for both."""
+    against the other videos' frames, ``videos`` the video of each frame, ``frames`` its number,
+    ``cams`` its camera; a camera's single video: in time blocks, ``leave``,
+    :func:`vad_pipeline.reference.leave_out`) and of the ``query`` frames (M, windows, 5). One
+    reference per neighbourhood, built once for both."""
     _check(train, query)
     out_train = np.zeros(train.shape[:2]) if training else None
     out = np.zeros(query.shape[:2])
+    frames = np.arange(len(train)) if frames is None else frames
+    leave = leave or {"margin": int(p.get("frames", 0))}
     for mine, pool in _neighbourhoods(layout, p):
-        ref = _reference(train, videos, pool, scale, int(p["k"]))
+        ref = _reference(train, videos, frames, cams, pool, scale, int(p["k"]), leave)
         if training:
             s = ref.score_training().reshape(len(train), -1)
             out_train[:, mine] = s[:, mine[pool]]   # the pool's columns that are the scored windows
@@ -359,18 +367,22 @@ def _stack(arrays: dict) -> tuple[list[str], list[int], np.ndarray]:
     return names, lens, out
 
 
-def _terms(train: dict, test: dict, layout: dict, p: dict) -> tuple[dict, dict]:
-    """Window scores of the training frames (their video left out) and the test frames of one
-    layout's videos ({video: (frames, windows, 5)}, emptied), statistics divided by their standard
-    deviation over these training windows."""
+def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = None,
+           cameras: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """Window scores of the training frames (their video, or time block, left out: ``leave``;
+    ``cameras``: {video: camera} where the layout serves several) and the test frames of one
+    layout's videos ({video: (frames, windows, 5)}, emptied), statistics divided by their
+    standard deviation over these training windows."""
     names, lens, everything = _stack(train)
     sd = everything.reshape(-1, len(STATS)).std(axis=0)
     scale = np.where(sd > 0, sd, 1.0)
     videos = np.repeat(np.arange(len(names)), lens)
+    frames = np.concatenate([np.arange(n) for n in lens]) if lens else np.zeros(0, int)
+    cams = np.repeat([(cameras or {}).get(v, ONE) for v in names], lens) if cameras else None
     test_names, test_lens, query = _stack(test)
     if not test_names:
         query = everything[:0]
-    tr, te = window_scores(everything, videos, query, scale, layout, p)
+    tr, te = window_scores(everything, videos, query, scale, layout, p, frames=frames, leave=leave, cams=cams)
     ends, test_ends = np.cumsum([0, *lens]), np.cumsum([0, *test_lens])
     return ({v: tr[ends[i] : ends[i + 1]] for i, v in enumerate(names)},
             {v: te[test_ends[i] : test_ends[i + 1]] for i, v in enumerate(test_names)})
@@ -380,7 +392,9 @@ def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str,
                cameras: dict[str, str] | None = None) -> None:
     """S_c of every training frame (its video left out) and every test frame, each camera of the
     layouts against its own training videos (one layout: all against all)."""
-    p = cfg["cells"]
+    from vad_pipeline.reference import VIDEOS, leave_out, scheme
+
+    p, leave = cfg["cells"], leave_out(cfg, cfg["cells"]["frames"])
     layouts, train = read_stats(train_stats)
     test_layouts, test = read_stats(test_stats)
     if test_layouts != layouts:
@@ -399,7 +413,11 @@ def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str,
             if te_c:
                 raise VadError(f"{train_stats}: no training video of camera {cam}")
             continue
-        a, b = _terms(tr_c, te_c, layouts["cameras"][cam], p)
+        per = pd.Series([(cameras or {}).get(v, cam) for v in tr_c]).value_counts()
+        for c in per.index[per.map(scheme) != VIDEOS]:
+            log.warning("S_c, camera %s: a single training video; its training frames are scored in %d time blocks "
+                        "(each against the rest, %d frames either side left out)", c, leave["blocks"], leave["margin"])
+        a, b = _terms(tr_c, te_c, layouts["cameras"][cam], p, leave, cameras)
         scores_train.update(a)
         scores_test.update(b)
     rows_train = [frame_table(v, scores_train[v], b) for v, (_, b) in train.items()]
@@ -416,3 +434,12 @@ def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str,
 def read_terms(path: str) -> pd.DataFrame:
     """A ``cell_terms`` CSV."""
     return read_csv(path, COLUMNS).astype({"video": str})
+
+
+def layout_terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = None,
+                 cameras: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """Window scores of one layout's training frames (their video left out, or with ``leave`` a
+    time block) and test frames, from statistics in memory ({video: (frames, windows, 5)}; both
+    dicts are emptied): what :func:`cell_terms` computes per camera, for studies of the reference
+    (tools/validate_cameras.py)."""
+    return _terms(train, test, layout, p, leave, cameras)

@@ -34,6 +34,8 @@ def _settings(args) -> dict:
             cfg = json.loads(_text(args.params, "--params"))
         except json.JSONDecodeError as exc:
             raise VadError(f"--params: not valid JSON ({exc})") from exc
+        # the camera settings a stage is not given are the defaults (rules pass only those it reads)
+        cfg["cameras"] = {**C.defaults()["cameras"], **cfg.get("cameras", {})}
     elif not args.dataset:
         raise VadError("give --params, or --dataset (with --configfile)")
     else:
@@ -55,6 +57,21 @@ def cmd_make_demo(cfg, a):
     generate(cfg["demo"], a.out)
 
 
+def cmd_make_camera_set(cfg, a):
+    from vad_pipeline.camera_set import build, parse_counts, parse_sizes
+
+    try:
+        demo = json.loads(_text(a.demo, "--demo")) if a.demo else {}
+    except json.JSONDecodeError as exc:
+        raise VadError(f"--demo: not valid JSON ({exc})") from exc
+    if not isinstance(demo, dict):
+        raise VadError("--demo: expected a JSON object of demo settings")
+    clips = parse_counts(a.train_clips, "--train-clips") if a.train_clips else None
+    sections = build(Path(a.out), a.layout, parse_sizes(a.size), a.cameras, Path(a.ped2) if a.ped2 else None,
+                     seed=a.seed, train_clips=clips, **demo)
+    print(json.dumps(sections, indent=1))
+
+
 def cmd_labels(cfg, a):
     from vad_pipeline.datasets import cameras as cam
     from vad_pipeline.datasets import frame_labels, get_video, gt_summary, video_names
@@ -70,7 +87,8 @@ def cmd_labels(cfg, a):
 
             from vad_pipeline.io import read_csv
 
-            summary["cameras"] = cam.summary(pd.concat([read_csv(p, cam.COLUMNS) for p in a.cameras]))
+            summary["cameras"] = cam.summary(pd.concat([read_csv(p, cam.COLUMNS) for p in a.cameras]),
+                                             int(cfg["cameras"]["min_train_frames"]))
         write_json(a.summary, summary)
         log.info("%s: %d test videos, %d frames, %s abnormal, %d with pixel masks", cfg["name"],
                  summary["videos"], summary["frames"], summary["abnormal_frames"], summary["frames_with_pixel_masks"])
@@ -82,8 +100,6 @@ def cmd_cameras(cfg, a):
     from vad_pipeline.datasets import get_video, video_names
     from vad_pipeline.io import write_csv
 
-    if "cameras" in cfg:   # the cameras rule passes dataset.cameras, resolved, beside the dataset section
-        cfg = {**cfg, "dataset": {**cfg["dataset"], "cameras": cfg["cameras"]}}
     table = cam.camera_table(cfg, {s: {n: get_video(cfg, s, n).n_frames for n in video_names(cfg, s)}
                                    for s in ("train", "test")})
     write_csv(a.out, table[table["split"] == a.split])
@@ -160,7 +176,8 @@ def cmd_score(cfg, a):
 def cmd_cell_layout(cfg, a):
     from vad_pipeline.cells import make_layout
 
-    make_layout(a.boxes, a.flows, a.out, cfg["cells"], read_cameras(a.cameras))
+    per_camera = cfg["cameras"]["cells"] == "camera"   # else one layout for every camera
+    make_layout(a.boxes, a.flows, a.out, cfg["cells"], read_cameras(a.cameras) if per_camera else None)
 
 
 def cmd_cell_stats(cfg, a):
@@ -330,8 +347,21 @@ CAMERAS = ("--cameras", {"nargs": "+", "help": "the labels rule's cameras/<split
                                                 "(default: one camera)"})
 SPLIT = ("--split", {"required": True, "choices": ["train", "test"]})
 # subcommand: (function, help, [(flag, argparse options), ...])
+NO_SETTINGS = {"make-camera-set"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
 COMMANDS = {
     "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
+    "make-camera-set": (cmd_make_camera_set, "generate a multi-camera set: the demo's scene per camera "
+                        "(vad_pipeline.camera_set)",
+                        [("--out", REQ), ("--layout", {"default": "frames", "choices": ["frames", "shanghaitech", "videos"]}),
+                         ("--cameras", {"type": int, "default": 2, "help": "generated cameras (default: %(default)s)"}),
+                         ("--size", {"default": "480x856", "help": "frame size HxW, or one per camera in camera "
+                                                                   "order (Ped2 first): 480x856,360x640"}),
+                         ("--train-clips", {"help": "training videos per generated camera, one number for all or "
+                                                    "one per camera: 1,3 (default: each camera's own)"}),
+                         ("--demo", {"help": "demo settings (JSON, or @file) every generated camera takes: "
+                                             "'{\"n_frames\": 30}'"}),
+                         ("--seed", {"type": int, "default": 11}),
+                         ("--ped2", {"help": "UCSD Ped2 (frames layout) to add as camera 01"})]),
     "labels": (cmd_labels, "check the ground truth and write per-frame labels",
                [("--out", REQ), ("--summary", {"help": "also write gt_summary.json here"}),
                 ("--cameras", {"nargs": "+", "help": "the cameras rule's files: each camera's videos and frames "
@@ -402,10 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (fn, help_, args) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--params", help="stage settings as JSON (or @file)")
-        sp.add_argument("--configfile", default="config.yaml")
-        sp.add_argument("--dataset", help="dataset name in the config (with --configfile)")
-        sp.add_argument("--root", help="the dataset's folder (or @file holding it), over the settings' one")
+        if name not in NO_SETTINGS:
+            sp.add_argument("--params", help="stage settings as JSON (or @file)")
+            sp.add_argument("--configfile", default="config.yaml")
+            sp.add_argument("--dataset", help="dataset name in the config (with --configfile)")
+            sp.add_argument("--root", help="the dataset's folder (or @file holding it), over the settings' one")
         for flag, opts in args:
             sp.add_argument(flag, **opts)
         sp.set_defaults(fn=fn)
@@ -417,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        args.fn(_settings(args), args)
+        args.fn({} if args.command in NO_SETTINGS else _settings(args), args)
     except VadError as exc:
         print(f"vad-pipeline {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -15,8 +15,8 @@ import yaml
 from vad_pipeline.io import VadError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
-SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "motion", "cells", "score", "frame_scores", "report",
-            "localisation")
+SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "cameras", "motion", "cells", "score",
+            "frame_scores", "report", "localisation")
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,7 +148,10 @@ def load(path: str | Path, overrides: dict | None = None) -> dict:
 
 
 def _sections(layer: dict) -> dict:
-    return {k: v for k, v in layer.items() if k in SECTIONS}
+    out = {k: v for k, v in layer.items() if k in SECTIONS}
+    if isinstance(out.get("cameras"), str):   # datasets.<d>.cameras: prefix is short for {assign: prefix}
+        out["cameras"] = {"assign": out["cameras"]}
+    return out
 
 
 def layers(config: dict, dataset: str, overrides: dict | None = None) -> list[tuple[str, dict]]:
@@ -315,10 +318,11 @@ def stage_params(resolved: dict, *sections: str, only: dict[str, tuple[str, ...]
     """The part of a resolved config one stage depends on (what Snakemake tracks as params).
 
     ``dataset.root`` is left out: moving a dataset changes no result (the rules pass it as
-    ``--root``); so is ``dataset.cameras``: the labels rule resolves it into cameras.csv, an input
-    of the stages that treat cameras apart. ``only`` narrows a section to the keys the stage reads."""
+    ``--root``); so is ``dataset.fingerprint``: how videos are fingerprinted is not a result (the
+    fingerprints it gives are params of their own). ``only`` narrows a section to the keys the
+    stage reads."""
     keep = {"name": resolved["name"],
-            "dataset": {k: v for k, v in resolved["dataset"].items() if k not in ("root", "cameras")}}
+            "dataset": {k: v for k, v in resolved["dataset"].items() if k not in ("root", "fingerprint")}}
     for s in sections:
         keep[s] = resolved[s]
         if only and s in only:

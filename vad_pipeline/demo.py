@@ -3,7 +3,8 @@
 Training videos show people walking left to right at normal speed over a textured pavement.
 Each test video adds one anomalous object: a much faster walker, a walker moving against the
 flow, or an object of an unusual shape (a cart). Frame labels mark the frames where the
-anomalous object is mostly in view; pixel masks mark its pixels.
+anomalous object is mostly in view; pixel masks mark its pixels. The multi-camera sets of
+:mod:`vad_pipeline.camera_set` are this scene, generated once per camera with its own settings.
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 ``frame_scores``: each frame's score is the maximum over its objects; a frame with no object gets
 ``fill`` (``min``: the lowest object score of the dataset); optional per-video min-max
-normalisation and Gaussian smoothing; the first ``exclude_first`` frames of every video (no full
-cube exists there) are marked excluded. Each score term the objects carry (``s_f``, ``s_p``,
-``s_m``) is pooled the same way on its own (``score_f``, ``score_p``, ``score_m``), so a user sees which term detects.
-Given the cell stage's frame-level S_c (:mod:`vad_pipeline.cells`), the frame score adds
-``score.w_c`` times its z-score (mean and standard deviation of the training frames' S_c, each
-scored without its own video); S_c alone is ``score_c``.
+rescaling (``per_video``) and Gaussian smoothing; the first ``exclude_first`` frames of every
+video (no full cube exists there) are marked excluded. Each score term the objects carry is
+pooled the same way on its own, as the fused score uses it: z-scored (per camera with
+``cameras.normalize: camera``) before the maximum (``score_f``, ``score_p``, ``score_m`` from
+``z_f``, ``z_p``, ``z_m``), so a user sees which term detects and a term's pooled AUC compares
+with the fused one. Given the cell stage's frame-level S_c (:mod:`vad_pipeline.cells`), the frame
+score adds ``score.w_c`` times its z-score (mean and standard deviation of the training frames'
+S_c, each scored without its own video), which is ``score_c``.
 A test video without any scored object (nothing detected: a frozen camera, an empty corridor) is
 normal footage, scored like any other: its frames take ``fill``, plus the weighted S_c of its
 windows; ``frame_scores`` warns with their names and auc.json lists them (``videos_without_objects``).
@@ -55,8 +57,8 @@ def terms(objects: pd.DataFrame) -> list[str]:
 def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: float, exclude_first: int,
               cameras: dict[str, str] | None = None) -> pd.DataFrame:
     """``df`` (one row per test frame, object-pooled ``score``, its ``camera``) with ``score_c`` =
-    S_c and ``score`` + ``w_c`` * z(S_c); z from the training frames that are not excluded (of the
-    frame's own camera, given ``cameras``)."""
+    z(S_c) and ``score`` + ``w_c`` * z(S_c); z from the training frames that are not excluded (of
+    the frame's own camera, given ``cameras``)."""
     from vad_pipeline.datasets.cameras import of
     from vad_pipeline.score import camera_z
 
@@ -67,6 +69,7 @@ def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: f
         raise VadError(f"the cell term has no score for video {row['video']} frame {row['frame']}: rerun cell_stats")
     ref = train.loc[train["frame"] >= exclude_first].rename(columns={"s_c": "score_c"})
     z, _ = camera_z(ref.assign(camera=of(ref["video"], cameras or {})), df, "score_c", bool(cameras))
+    df["score_c"] = z
     if w_c != 0:   # w_c = 0 leaves the object-pooled score untouched, bit for bit
         df["score"] = df["score"] + w_c * z
     return df
@@ -76,7 +79,7 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
                  cells: tuple[pd.DataFrame, pd.DataFrame] | None = None,
                  cameras: dict[str, str] | None = None) -> pd.DataFrame:
     """``cells``: the cell stage's (training, test) frame tables, for S_c; ``cameras``: {video:
-    camera} (the ``camera`` column; S_c z-scored per camera with ``score.normalize: camera``)."""
+    camera} (the ``camera`` column; S_c z-scored per camera with ``cameras.normalize: camera``)."""
     from vad_pipeline.datasets.cameras import of
 
     p = cfg["frame_scores"]
@@ -85,8 +88,9 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
     unknown = set(objects["video"]) - set(labels["video"])
     if unknown:
         raise VadError(f"object scores name videos without labels: {sorted(unknown)}")
-    # frame column -> object column it max-pools; a raw term ranks frames as its z-score does
-    pooled = {"score": "score", **{TERMS[t]: t for t in terms(objects)}}
+    # frame column -> object column it max-pools: each term z-scored as the fused score takes it
+    # (score.fuse's z_*; the raw term where an older object_scores.csv has none)
+    pooled = {"score": "score", **{TERMS[t]: f"z_{t[2:]}" if f"z_{t[2:]}" in objects else t for t in terms(objects)}}
     agg = objects.groupby(["video", "frame"]).agg(
         n_objects=("score", "size"), **{c: (src, "max") for c, src in pooled.items()}).reset_index()
     df = labels.merge(agg, on=["video", "frame"], how="left")
@@ -99,7 +103,7 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
         df[c] = df[c].fillna(fill)
     df["camera"] = of(df["video"], cameras or {})
     if cells is not None:
-        by_camera = bool(cameras) and cfg["score"]["normalize"] == "camera"
+        by_camera = bool(cameras) and cfg["cameras"]["normalize"] == "camera"
         df = add_cells(df, cells, float(cfg["score"]["w_c"]), int(p["exclude_first"]), cameras if by_camera else None)
         pooled["score_c"] = "s_c"
     df["excluded"] = df["frame"] < p["exclude_first"]
@@ -109,7 +113,7 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
         keep = ~g["excluded"].to_numpy()
         for c in pooled:
             s = g[c].to_numpy(float).copy()
-            if p["normalize"] == "minmax" and keep.any():
+            if p["per_video"] == "minmax" and keep.any():
                 lo, hi = s[keep].min(), s[keep].max()
                 s = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
             if p["smoothing"] > 0 and keep.any():
@@ -186,7 +190,8 @@ def _aucs(used: pd.DataFrame) -> tuple[dict, dict]:
     both = y.any() and not y.all()
     return {
         "auc_micro": auc(y, used["score"].to_numpy(float)) if both else None,
-        # each term alone (frame_scores' score_f / score_p / ...), to see which one carries the detection
+        # each term alone (frame_scores' score_f / score_p / ...: z-scored as the fused score takes
+        # them), to see which one carries the detection
         "auc_terms": {t: auc(y, used[c].to_numpy(float)) for t, c in TERMS.items() if c in used} if both else {},
         "auc_macro": float(np.mean(list(per_video.values()))) if per_video else None,
         "n_frames": int(len(used)),
@@ -210,7 +215,7 @@ def metrics(frames: pd.DataFrame) -> dict:
         "n_frames": pooled["n_frames"],
         "n_abnormal": pooled["n_abnormal"],
         # the same figures camera by camera (frame scores are comparable across cameras when each
-        # camera is normalised against its own training data: score.normalize)
+        # camera is normalised against its own training data: cameras.normalize)
         "cameras": {str(c): _aucs(g)[0] for c, g in used.groupby(cams, sort=True)},
         "auc_per_video": per_video,
     }

@@ -5,6 +5,8 @@ term ``model.feature_term``) and S_p = ||x_hat - x||^2 (prediction error).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
@@ -16,13 +18,23 @@ from vad_pipeline.io import VadError, write_csv
 from vad_pipeline.stc import read_index
 from vad_pipeline.train import compute_terms, load_model
 
+log = logging.getLogger(__name__)
+
 
 @torch.inference_mode()
 def infer(model_path: str, stc_path: str, out: str, cfg: dict) -> pd.DataFrame:
+    """``INDEX`` + ``s_f``, ``s_p`` of every cube of ``stc_path``; a file without cubes (a test
+    split in which nothing was detected) gives the header alone, the model left unloaded."""
+    ds = STCDataset(stc_path)   # refuses a file that is not an STC file; reads no sample
+    if len(ds) == 0:
+        log.warning("%s: no object was detected in the test split: no cube to score, %s has no rows", stc_path, out)
+        df = read_index(stc_path).assign(s_f=np.zeros(0), s_p=np.zeros(0))
+        write_csv(out, df)
+        return df
     device = pick_device(cfg["device"])
     flush_denormals(device)
     model, state = load_model(model_path, device)
-    ds = STCDataset(stc_path, flow_scale=state["flow_scale"])
+    ds.flow_scale = state["flow_scale"]
     if ds.app_shape[0] - 1 != state["in_frames"] or ds.app_shape[1] != state["channels"]:
         raise VadError(f"{stc_path}: cubes of shape {ds.app_shape} do not fit the model in {model_path}")
     s_f = np.empty(len(ds), np.float64)

@@ -15,10 +15,11 @@ close by, and only the location tells them apart). :func:`density_scores` is the
 distance of each object to its ``motion.k`` nearest training objects (a
 :class:`~vad_pipeline.reference.Reference`): low where many training objects moved alike at that
 place, high elsewhere. The training objects' own S_m (what ``score`` z-scores with) is computed
-leaving out each training video in turn (:func:`training_scores`), so that near-duplicates from
-neighbouring frames of the same video do not make training scores smaller than the test scores
-would be for normal objects. With ``motion.reference: camera`` every camera (``dataset.cameras``)
-has its own standardisation and reference.
+leaving out each training video in turn, or time blocks of a camera's single video
+(:func:`training_scores`, :class:`~vad_pipeline.reference.Reference`), so that near-duplicates
+from neighbouring frames of the same video do not make training scores smaller than the test
+scores would be for normal objects. With ``cameras.motion: camera`` every camera
+(``cameras.assign``) has its own standardisation and reference.
 
 No torch: this stage reads only the boxes and the stored flow.
 """
@@ -115,32 +116,43 @@ def density_scores(train: pd.DataFrame, query: pd.DataFrame, p: dict, model: dic
     return Reference(embed(train, model), train["video"], p["k"], "motion density").score(embed(query, model))
 
 
-def training_scores(train: pd.DataFrame, p: dict) -> np.ndarray:
+def training_scores(train: pd.DataFrame, p: dict, leave: dict | None = None, cameras=None) -> np.ndarray:
     """S_m of the training objects, each video scored against the other training videos (with
-    the standardisation of all of them); a single training video: each object against the others
-    of its video, itself left out."""
-    return Reference(embed(train, fit(train, p)), train["video"], p["k"], "motion density").score_training()
+    the standardisation of all of them); a single training video: in time blocks, each against
+    the rest of the video less a margin (``leave``: :func:`vad_pipeline.reference.leave_out`);
+    ``cameras``: the camera of each row, where one pool holds several."""
+    leave = leave or {"margin": int(p["frames"])}
+    return Reference(embed(train, fit(train, p)), train["video"], p["k"], "motion density",
+                     frames=train["frame"], cameras=cameras, **leave).score_training()
 
 
 def motion_terms(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict,
                  cameras: dict[str, str] | None = None) -> None:
-    """``INDEX`` + ``s_m`` of every training object (leave-one-video-out) and test object; with
-    ``motion.reference: camera`` each camera of ``cameras`` ({video: camera}) on its own."""
+    """``INDEX`` + ``s_m`` of every training object (its video, or time block, left out) and test
+    object; with ``cameras.motion: camera`` each camera of ``cameras`` ({video: camera}) on its own."""
     from vad_pipeline.datasets.cameras import ONE, of
+    from vad_pipeline.reference import VIDEOS, leave_out, scheme
 
-    p = cfg["motion"]
+    p, leave = cfg["motion"], leave_out(cfg, cfg["motion"]["frames"])
     cols = INDEX + FEATURES
     train, test = read_csv(train_features, cols), read_csv(test_features, cols)
     train, test = train.astype({"video": str}), test.astype({"video": str})
-    per_camera = bool(cameras) and p["reference"] == "camera"
-    cam_train = of(train["video"], cameras) if per_camera else pd.Series(ONE, index=train.index)
+    per_camera = bool(cameras) and cfg["cameras"]["motion"] == "camera"
+    real_cams = of(train["video"], cameras or {})   # the leave-out of a pooled reference is per camera too
+    cam_train = real_cams if per_camera else pd.Series(ONE, index=train.index)
     cam_test = of(test["video"], cameras) if per_camera else pd.Series(ONE, index=test.index)
     train["s_m"], test["s_m"] = np.nan, np.nan
     for cam in sorted(set(cam_train) | set(cam_test)):
         tr, te = (cam_train == cam).to_numpy(), (cam_test == cam).to_numpy()
         if not tr.any():
-            raise VadError(f"motion density: no training object of camera {cam}")
-        train.loc[tr, "s_m"] = training_scores(train[tr], p)
+            raise VadError(f"motion density: no training object of camera {cam}: its objects cannot be judged by its "
+                           "own normal footage (add training footage in which objects move, or set cameras.motion: pooled)")
+        for c, n in train[tr].groupby(real_cams[tr])["video"].nunique().items():
+            if scheme(n) != VIDEOS:
+                log.warning("S_m, camera %s: a single training video; its training objects are scored in %d time "
+                            "blocks (each against the rest, %d frames either side left out)", c, leave["blocks"],
+                            leave["margin"])
+        train.loc[tr, "s_m"] = training_scores(train[tr], p, leave, real_cams[tr].to_numpy())
         test.loc[te, "s_m"] = density_scores(train[tr], test[te], p)
     log.info("S_m: %d training objects (mean %.3f), %d test objects (mean %.3f)",
              len(train), train["s_m"].mean() if len(train) else float("nan"),

@@ -2,41 +2,70 @@
 distance to its ``k`` nearest entries (S_m per object, :mod:`vad_pipeline.motion`; S_c per
 window, :mod:`vad_pipeline.cells`).
 
-One :class:`Reference` holds one pool (one camera's, or every camera's). Training data is scored
-against the same pool with its own video left out (:meth:`Reference.score_training`): a
-neighbouring frame of the same video is a near-duplicate, and would make training scores, which
-the fusion z-scores with, smaller than a normal test frame's.
+One :class:`Reference` holds one pool (one camera's, or every camera's). Its training rows are
+scored too (:meth:`Reference.score_training`): those scores give the z-statistics that the
+fusion divides a camera's test scores by, so they must look like the scores of *unseen* normal
+footage of that camera. A training row scored against a pool that holds its own neighbouring
+frames (near-duplicates) would score too low. So each row is scored with a part of the footage
+left out that holds the row and its neighbours:
+
+- the row's camera has several training videos: the row's whole video (leave one video out);
+- its camera has a single video: the row's time block, one of ``blocks`` equal spans of the
+  video, and ``margin`` frames either side of it; the rest of the video stays (a camera filmed
+  once is judged like one filmed twice: tests/test_reference.py and docs/scale.md measure both
+  against unseen clips of the camera). Leaving its one video out would leave a pooled reference
+  with only the other cameras' footage, and a camera's own reference with nothing.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
 from vad_pipeline.io import VadError
 
+log = logging.getLogger(__name__)
 
-def _mean_knn(pool: np.ndarray, query: np.ndarray, k: int, skip_self: bool = False) -> np.ndarray:
-    """Mean distance of each query row to its ``k`` nearest pool rows (the nearest left out when
-    the query rows are themselves in the pool)."""
+VIDEOS, BLOCKS = "videos", "time blocks"   # the two leave-out schemes (gt_summary.json, logs)
+
+
+def _mean_knn(pool: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """Mean distance of each query row to its ``k`` nearest pool rows."""
     from sklearn.neighbors import NearestNeighbors
 
     if len(query) == 0:
         return np.zeros(0)
-    k = min(k + skip_self, len(pool))
-    d, _ = NearestNeighbors(n_neighbors=k).fit(pool).kneighbors(query)
-    return d[:, int(skip_self):].mean(axis=1) if d.shape[1] > int(skip_self) else np.zeros(len(query))
+    d, _ = NearestNeighbors(n_neighbors=min(k, len(pool))).fit(pool).kneighbors(query)
+    return d.mean(axis=1)
+
+
+def scheme(n_videos: int) -> str:
+    """The leave-out of a camera with ``n_videos`` training videos."""
+    return VIDEOS if n_videos >= 2 else BLOCKS
+
+
+def block_edges(frames: np.ndarray, blocks: int) -> np.ndarray:
+    """``blocks`` + 1 frame numbers cutting the span of ``frames`` into equal time blocks."""
+    lo, hi = int(frames.min()), int(frames.max()) + 1
+    return np.unique(np.linspace(lo, hi, max(1, blocks) + 1).round().astype(int))
 
 
 class Reference:
-    """Training features (n, d), the video of each row, and ``k``: the mean distance of a query to
-    its k nearest training rows."""
+    """Training features (n, d), the video, frame and camera of each row, and ``k``: the mean
+    distance of a query to its k nearest training rows. ``blocks`` and ``margin``: the leave-out
+    of a camera's single training video (module docstring); ``cameras`` None: one camera."""
 
-    def __init__(self, features: np.ndarray, videos, k: int, what: str = "reference"):
+    def __init__(self, features: np.ndarray, videos, k: int, what: str = "reference", frames=None,
+                 blocks: int = 5, margin: int = 25, cameras=None):
         self.features = np.asarray(features, float).reshape(len(features), -1)
         self.videos = np.asarray(videos)
-        if len(self.videos) != len(self.features):
-            raise ValueError("one video per training row")
-        self.k, self.what = int(k), what
+        self.frames = None if frames is None else np.asarray(frames, int)
+        self.cameras = np.zeros(len(self.videos), int) if cameras is None else np.asarray(cameras)
+        if any(len(a) != len(self.features) for a in (self.videos, self.cameras, self.frames)
+               if a is not None):
+            raise ValueError("one video (frame, camera) per training row")
+        self.k, self.what, self.blocks, self.margin = int(k), what, int(blocks), int(margin)
 
     def score(self, query: np.ndarray) -> np.ndarray:
         """Mean distance of each query row to its k nearest training rows."""
@@ -46,13 +75,59 @@ class Reference:
         return _mean_knn(self.features, query, self.k)
 
     def score_training(self) -> np.ndarray:
-        """Each training row against the rows of the other videos; with a single video, against
-        the other rows of its own (itself left out)."""
+        """Each training row against the rows of the other videos; a row of a camera with a
+        single video: against the rest, less the row's time block of that video and ``margin``
+        frames either side."""
         out = np.zeros(len(self.features))
         names = list(dict.fromkeys(self.videos.tolist()))
-        if len(names) == 1:
-            return _mean_knn(self.features, self.features, self.k, skip_self=True) if len(out) > 1 else out
+        n_videos: dict = {}
+        for v in names:
+            cam = self.cameras[self.videos == v][0]
+            n_videos[cam] = n_videos.get(cam, 0) + 1
         for v in names:
             mine = self.videos == v
-            out[mine] = _mean_knn(self.features[~mine], self.features[mine], self.k)
+            if scheme(n_videos[self.cameras[mine][0]]) == VIDEOS:
+                out[mine] = _mean_knn(self.features[~mine], self.features[mine], self.k)
+            else:
+                out[mine] = self._blocks(mine)
         return out
+
+    def _blocks(self, video: np.ndarray) -> np.ndarray:
+        """Scores of the rows of one ``video`` (a mask) in time blocks."""
+        if self.frames is None:
+            raise ValueError(f"{self.what}: a camera's single training video needs the frame of each row")
+        frames, out = self.frames[video], np.zeros(int(video.sum()))
+        if len(out) < 2:
+            return out
+        edges = block_edges(frames, self.blocks)
+        for s, e in zip(edges[:-1], edges[1:]):
+            mine = (frames >= s) & (frames < e)
+            if not mine.any():
+                continue
+            near = np.zeros(len(self.features), bool)
+            near[video] = (frames >= s - self.margin) & (frames < e + self.margin)
+            if (~near).sum() < self.k:   # a short video: the block alone left out (too little footage)
+                near[:] = False
+                near[np.flatnonzero(video)[mine]] = True
+            if near.all():               # one block holds every row: each against the others
+                out[mine] = _mean_knn_self(self.features[video][mine], self.k)
+                continue
+            out[mine] = _mean_knn(self.features[~near], self.features[video][mine], self.k)
+        return out
+
+
+def _mean_knn_self(rows: np.ndarray, k: int) -> np.ndarray:
+    """Mean distance of each row to its ``k`` nearest other rows (itself left out)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(rows) < 2:
+        return np.zeros(len(rows))
+    d, _ = NearestNeighbors(n_neighbors=min(k + 1, len(rows))).fit(rows).kneighbors(rows)
+    return d[:, 1:].mean(axis=1)
+
+
+def leave_out(cfg: dict, window: int = 0) -> dict:
+    """The single-video leave-out settings of ``cfg["cameras"]`` (``blocks``, ``margin``), the
+    margin at least the term's temporal ``window`` (frames sharing a flow are near-duplicates)."""
+    cams = cfg.get("cameras", {})
+    return {"blocks": int(cams.get("blocks", 5)), "margin": max(int(cams.get("margin", 25)), int(window))}

@@ -1,7 +1,7 @@
 """Per-object anomaly scores from the raw terms that :mod:`vad_pipeline.infer` wrote.
 
 ``fuse`` z-scores S_f and S_p with the mean/std of the *training* cubes (of the object's own
-camera, ``score.normalize``) and forms
+camera, ``cameras.normalize``) and forms
 S = w_f * z(S_f) + w_p * z(S_p), so a change of weights never needs the model again. Given the
 motion stage's S_m (:mod:`vad_pipeline.motion`, one row per detected object, joined on ``INDEX``),
 it is z-scored with the training objects' S_m the same way and ``w_m * z(S_m)`` added; with
@@ -15,7 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from vad_pipeline.io import read_csv, write_csv, write_json
+from vad_pipeline.io import VadError, read_csv, write_csv, write_json
 from vad_pipeline.stc import INDEX
 
 log = logging.getLogger(__name__)
@@ -39,17 +39,25 @@ def _join_motion(df: pd.DataFrame, motion_csv: str) -> pd.DataFrame:
 def camera_z(train: pd.DataFrame, test: pd.DataFrame, col: str, by_camera: bool) -> tuple[np.ndarray, dict]:
     """z-scores of ``test[col]`` with the mean and spread of ``train[col]``: of the same camera
     (``camera`` columns) when ``by_camera``, else of all training rows; and those statistics
-    (pooled ones first, then per camera where there are several)."""
+    (pooled ones first, then per camera where there are several). A camera with test rows but no
+    training value of ``col`` is an error naming it: another camera's statistics would judge it."""
     mu, sd = zstats(train[col].to_numpy(float))
     stats: dict = {"mean": mu, "std": sd}
     z = (test[col].to_numpy(float) - mu) / sd
-    cams = sorted(set(train["camera"]))
+    cams = sorted(set(train["camera"]) | set(test["camera"]))
     if by_camera and len(cams) > 1:
         stats["cameras"] = {}
         for cam in cams:
-            m_mu, m_sd = zstats(train.loc[train["camera"] == cam, col].to_numpy(float))
-            stats["cameras"][str(cam)] = {"mean": m_mu, "std": m_sd}
+            values = train.loc[train["camera"] == cam, col].to_numpy(float)
             mine = (test["camera"] == cam).to_numpy()
+            if not np.isfinite(values).any():
+                if mine.any() and np.isfinite(test.loc[mine, col].to_numpy(float)).any():
+                    raise VadError(f"camera {cam}: no training value of {col} (its training videos have no "
+                                   f"{'frame' if col == 's_c' else 'detected object'}), so its test scores cannot be "
+                                   "z-scored by its own footage; add normal footage of it, or set cameras.normalize: pooled")
+                continue
+            m_mu, m_sd = zstats(values)
+            stats["cameras"][str(cam)] = {"mean": m_mu, "std": m_sd}
             z[mine] = (test.loc[mine, col].to_numpy(float) - m_mu) / m_sd
     return z, stats
 
@@ -57,7 +65,7 @@ def camera_z(train: pd.DataFrame, test: pd.DataFrame, col: str, by_camera: bool)
 def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | None = None,
          motion: tuple[str, str] | None = None, cameras: dict[str, str] | None = None) -> pd.DataFrame:
     """``motion``: the motion stage's (train, test) CSVs, for S_m; ``cameras``: {video: camera}
-    (``score.normalize: camera`` z-scores each object with its own camera's training objects)."""
+    (``cameras.normalize: camera`` z-scores each object with its own camera's training objects)."""
     from vad_pipeline.datasets.cameras import of
 
     cols = INDEX + ["s_f", "s_p"]
@@ -65,7 +73,7 @@ def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | No
     if motion:
         train, test = _join_motion(train, motion[0]), _join_motion(test, motion[1])
     train["camera"], test["camera"] = of(train["video"], cameras or {}), of(test["video"], cameras or {})
-    by_camera = bool(cameras) and cfg["score"]["normalize"] == "camera"
+    by_camera = bool(cameras) and cfg["cameras"]["normalize"] == "camera"
     w_f, w_p = cfg["score"]["w_f"], cfg["score"]["w_p"]
     stats = {}
     for term, w in (("f", w_f), ("p", w_p)):

@@ -7,6 +7,7 @@ Layout of the file (N samples, T = t_past, C = 3 or 1, S = size):
   video (N,) int32 index into videos;  frame (N,) int32;  box (N, 4) int32 x1,y1,x2,y2 (frame px)
   videos (V,) str  the split's video names (a dataset: an attribute could not hold thousands)
   attrs["content_sha256"]: a hash of all of the above (see :func:`content_hash`)
+N is 0 for a test split in which nothing was detected (:func:`build_split`).
 
 Writing only; :mod:`vad_pipeline.cubes` reads them as model input. No torch import here, so
 ``score`` (which needs ``INDEX``) runs without torch.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections import deque
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from vad_pipeline.flow import box_scale, quantize
 from vad_pipeline.io import VadError, atomic_path, read_csv
 
 INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]
+log = logging.getLogger(__name__)
 
 
 def clip_box(box, h: int, w: int, scale: float | tuple[float, float] = 1) -> tuple[int, int, int, int]:
@@ -150,7 +153,11 @@ def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -
 
 
 def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str], cfg: dict, out: str) -> int:
-    """Write the STCs of every video of a split to ``out``; returns the number of samples."""
+    """Write the STCs of every video of a split to ``out``; returns the number of samples.
+
+    A test split without any cube (nothing detected in any video: a night-time test set) gives a
+    valid file with zero samples, scored downstream like a single quiet video; a training split
+    without any is an error, as there is nothing to train on."""
     p = cfg["stc"]
     channels = 1 if p["color"] == "gray" else 3
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
@@ -161,7 +168,11 @@ def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str]
                 w.add(video=vi, **cube)
         w.flush()
         if w.n == 0:
-            raise VadError(f"{out}: no cube could be built (no detection at frame >= {p['t_past']} in any video)")
+            why = f"no detection at frame >= {p['t_past']} in any video"
+            if any(v.split != "test" for v in videos):
+                raise VadError(f"{out}: no cube could be built ({why}): nothing to train on")
+            log.warning("%s: no object was detected in the test split (%s); its %d video(s) are scored from "
+                        "the no-object score (frame_scores.fill) and the cell term S_c", out, why, len(videos))
         names = [v.name for v in videos]
         f.create_dataset("videos", data=np.asarray(names, dtype=object), dtype=h5py.string_dtype())
         f.attrs.update(size=p["size"], t_past=p["t_past"], color=p["color"],

@@ -32,6 +32,7 @@ __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "SPLIT_DIRS", "Video", "frame_size", "iter_frames", "read_frame", "read_frames",
     "layout_of", "root_of", "video_names", "video_source", "video_sources", "get_video", "frame_labels",
     "pixel_masks", "has_pixel_masks", "gt_summary", "fingerprint", "fingerprints", "gt_fingerprint",
+    "mask_fingerprint", "camera_fingerprints", "fingerprint_mode", "FINGERPRINTS",
 ]
 
 
@@ -92,65 +93,153 @@ def _files(folder: Path) -> list[os.DirEntry]:
         return [e for e in it if not e.name.startswith(".") and e.is_file()]
 
 
-def fingerprint(source: Path) -> str:
-    """What a video's results depend on, cheaply (no frame is decoded): a frame folder's number of
-    image files, their total size and a hash of their names; a container's file name and size.
+FINGERPRINTS = ("size", "sample", "content")  # dataset.fingerprint
+SAMPLE_BYTES = 4096  # each of the three blocks (head, middle, tail) a ``sample`` fingerprint reads
+
+
+def _hash_bytes(path: str | os.PathLike, size: int, how: str) -> str:
+    """A hash of a file's bytes: all of them (``content``), or (``sample``) its first, middle and
+    last :data:`SAMPLE_BYTES` (the whole file when it is no longer than that): three small reads
+    per file, whatever its size."""
+    h = hashlib.sha256()
+    if how == "content" or size <= 3 * SAMPLE_BYTES:
+        with open(path, "rb") as f:
+            while chunk := f.read(2**20):
+                h.update(chunk)
+        return h.hexdigest()[:16]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for offset in (0, (size - SAMPLE_BYTES) // 2, size - SAMPLE_BYTES):
+            h.update(os.pread(fd, SAMPLE_BYTES, offset))
+    finally:
+        os.close(fd)
+    return h.hexdigest()[:16]
+
+
+def fingerprint_mode(cfg: dict) -> str:
+    """``dataset.fingerprint``: how video files and large ground-truth files are tracked."""
+    how = cfg["dataset"].get("fingerprint", "size")
+    if how not in FINGERPRINTS:
+        raise VadError(f"config: datasets.{cfg['name']}.fingerprint {how!r} is unknown "
+                       f"(have {', '.join(FINGERPRINTS)})")
+    return how
+
+
+def fingerprint(source: Path, how: str = "size") -> str:
+    """What a video's results depend on (``how``: dataset.fingerprint). ``size``, cheaply (one
+    ``stat`` per frame file, nothing decoded): a frame folder's number of image files, their total
+    size and a hash of their names; a container's file name and size. ``sample`` adds a hash of
+    each file's head, middle and tail blocks (:func:`_hash_bytes`), ``content`` of all its bytes.
     Paths and times are left out, so a moved, copied or remounted video keeps it; a frame added,
-    removed or renamed, or a re-encoded file changes it. One ``stat`` per frame file."""
+    removed or renamed, or a re-encoded file changes it, and with ``sample`` or ``content`` a frame
+    replaced by another of the very same size (uncompressed TIFF or BMP frames all have one)."""
     source = Path(source)
     try:
         if source.is_dir():
             frames = sorted((e for e in _files(source) if Path(e.name).suffix.lower() in IMAGE_EXTS),
                             key=lambda e: e.name)
             names = hashlib.sha256("\n".join(e.name for e in frames).encode()).hexdigest()[:16]
-            return f"{len(frames)} frames, {sum(e.stat().st_size for e in frames)} bytes, names {names}"
-        return f"{source.name}, {source.stat().st_size} bytes"
+            sizes = [e.stat().st_size for e in frames]
+            out = f"{len(frames)} frames, {sum(sizes)} bytes, names {names}"
+            if how != "size":
+                ids = "\n".join(_hash_bytes(e.path, n, how) for e, n in zip(frames, sizes))
+                out += f", {how} {hashlib.sha256(ids.encode()).hexdigest()[:16]}"
+            return out
+        size = source.stat().st_size
+        out = f"{source.name}, {size} bytes"
+        return out if how == "size" else f"{out}, {how} {_hash_bytes(source, size, how)}"
     except OSError as exc:
         raise VadError(f"{source}: video not readable ({exc.strerror})") from exc
 
 
 def fingerprints(cfg: dict, split: str, names: list[str] | None = None) -> dict[str, str | None]:
     """{video name: :func:`fingerprint`} of a split (or of its videos ``names``; the folder is
-    listed once): what the workflow tracks, so that adding, removing, renaming or replacing a
-    video reruns what depends on it. The generated demo's are None (it is an output of the
-    workflow, tracked as such)."""
+    listed once), as ``dataset.fingerprint`` says: what the workflow tracks, so that adding,
+    removing, renaming or replacing a video reruns what depends on it. The generated demo's are
+    None (it is an output of the workflow, tracked as such)."""
     if layout_of(cfg).name == "demo":
         return dict.fromkeys(names if names is not None else video_names(cfg, split))
+    how = fingerprint_mode(cfg)
     sources = video_sources(cfg, split)
     for n in names or []:
         if n not in sources:
             video_source(cfg, split, n)   # raises, naming the folder
-    return {n: fingerprint(sources[n]) for n in (names if names is not None else sources)}
+    return {n: fingerprint(sources[n], how) for n in (names if names is not None else sources)}
 
 
-GT_HASH_BYTES = 64 * 2**20  # ground-truth files up to this size are hashed; larger ones by size
+GT_HASH_BYTES = 64 * 2**20  # ground-truth files up to this size are hashed whole; larger: dataset.fingerprint
 
 
-def _file_id(path: Path, rel: str) -> str:
+def _file_id(path: Path, rel: str, how: str = "size") -> str:
+    """A ground-truth file by content: all of it up to :data:`GT_HASH_BYTES`, a larger one by
+    size (``size``), by size and sampled blocks (``sample``) or all of it (``content``)."""
     size = path.stat().st_size
-    if size > GT_HASH_BYTES:
-        return f"{rel} {size} bytes"
-    return f"{rel} {hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+    if size <= GT_HASH_BYTES or how == "content":
+        return f"{rel} {_hash_bytes(path, size, 'content')}"
+    return f"{rel} {size} bytes" + (f", sample {_hash_bytes(path, size, how)}" if how == "sample" else "")
+
+
+def _tree_id(files: list[Path], base: Path, how: str) -> str:
+    """A hash of ``files``' names (relative to ``base``) and content (:func:`_file_id`)."""
+    ids = "\n".join(_file_id(p, p.relative_to(base).as_posix(), how) for p in files)
+    return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
 
 def gt_fingerprint(cfg: dict) -> str | None:
     """What the frame ground truth is, by content: a hash of the ground-truth file (a folder: of
-    each of its files' names and content; files over 64 MiB by size), independent of where the
-    dataset lives. None where the dataset has none (``labelled: false``, no ``gt``) or it is the
-    generated demo's."""
+    each of its files' names and content; files over 64 MiB as :func:`_file_id`), independent of
+    where the dataset lives. None where the dataset has none (``labelled: false``, no ``gt``) or
+    it is the generated demo's."""
     if not cfg["dataset"].get("labelled", True) or layout_of(cfg).name == "demo":
         return None
     path = layout_of(cfg).gt_path(cfg)
     if path is None or not path.exists():
         return None  # the labels stage names what is missing
+    how = fingerprint_mode(cfg)
     try:
         if path.is_file():
-            return _file_id(path, path.name)
+            return _file_id(path, path.name, how)
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        h = hashlib.sha256("\n".join(_file_id(p, p.relative_to(path).as_posix()) for p in files).encode())
-        return f"{path.name}/: {len(files)} files, {h.hexdigest()[:16]}"
+        return f"{path.name}/: {len(files)} files, {_tree_id(files, path, how)}"
     except OSError as exc:
         raise VadError(f"{path}: ground truth not readable ({exc.strerror})") from exc
+
+
+def mask_fingerprint(cfg: dict) -> str | None:
+    """What the pixel masks are, by content (their files' paths in the root and content, as
+    :func:`gt_fingerprint`): a mask fixed reruns what reads them. None where the dataset has none,
+    is not labelled, or is the generated demo (make_demo's output)."""
+    layout = layout_of(cfg)
+    if not cfg["dataset"].get("labelled", True) or layout.name == "demo":
+        return None
+    files = layout.mask_files(cfg)
+    if not files:
+        return None
+    how = fingerprint_mode(cfg)
+    try:
+        return f"{len(files)} mask files, {_tree_id(files, Path(cfg['dataset']['root']), how)}"
+    except OSError as exc:
+        raise VadError(f"{exc.filename}: pixel mask not readable ({exc.strerror})") from exc
+
+
+def camera_fingerprints(cfg: dict, split: str) -> dict[str, list[str]] | None:
+    """{video: the cameras ``cameras.csv`` lists it with} of a split's videos where the camera
+    mode resolves to ``file``, else None: what the cameras rule of that split reads of the file,
+    so that a test video moved to another camera reruns the test side only. (A missing file, or a
+    video listed twice or not at all, is for the cameras stage to report.)"""
+    from vad_pipeline.datasets import cameras
+    from vad_pipeline.io import read_csv
+
+    if cameras.mode(cfg) != "file":
+        return None
+    path = Path(cfg["dataset"]["root"]) / cameras.CAMERAS_CSV
+    if not path.is_file():
+        return dict.fromkeys(video_names(cfg, split), [])
+    table = read_csv(path, ["video", "camera"]).astype({"video": str, "camera": str})
+    named: dict[str, set[str]] = {}
+    for video, camera in zip(table["video"], table["camera"]):
+        named.setdefault(video, set()).add(camera)
+    return {n: sorted(named.get(n, ())) for n in video_names(cfg, split)}
 
 
 def get_video(cfg: dict, split: str, name: str) -> Video:

@@ -1,6 +1,6 @@
-"""Which camera each video comes from (``dataset.cameras``): scores are normalised, and the
-weight-free references fitted, camera by camera, so that one camera's normal frames do not
-outscore another's anomalies.
+"""Which camera each video comes from (``cameras.assign``): scores are normalised, and the
+weight-free references fitted, camera by camera (the rest of the ``cameras`` section), so that one
+camera's normal frames do not outscore another's anomalies.
 
 - ``prefix``: the video name up to its first ``_`` (ShanghaiTech: training ``01_001`` and test
   ``01_0014`` are camera ``01``);
@@ -12,11 +12,14 @@ outscore another's anomalies.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from vad_pipeline.io import VadError, read_csv
+
+log = logging.getLogger(__name__)
 
 ONE = "all"          # the camera of a single-camera dataset
 CAMERAS_CSV = "cameras.csv"
@@ -24,8 +27,8 @@ COLUMNS = ["split", "video", "camera", "frames"]
 
 
 def mode(cfg: dict) -> str:
-    """The dataset's ``cameras`` setting with ``auto`` resolved."""
-    m = cfg["dataset"].get("cameras", "auto")
+    """The dataset's ``cameras.assign`` with ``auto`` resolved."""
+    m = cfg.get("cameras", {}).get("assign", "auto")
     if m != "auto":
         return m
     if cfg["dataset"]["layout"] == "shanghaitech":
@@ -37,7 +40,7 @@ def mode(cfg: dict) -> str:
 
 def _from_file(path: Path) -> dict[str, str]:
     if not path.is_file():
-        raise VadError(f"{path}: camera list not found (dataset.cameras: file wants a CSV video,camera here)")
+        raise VadError(f"{path}: camera list not found (cameras.assign: file wants a CSV video,camera here)")
     df = read_csv(path, ["video", "camera"]).astype({"video": str, "camera": str}).drop_duplicates(["video", "camera"])
     twice = df["video"][df["video"].duplicated()]
     if len(twice):   # a name in both splits is one video name: one camera
@@ -69,17 +72,28 @@ def camera_table(cfg: dict, videos: dict[str, dict[str, int]]) -> pd.DataFrame:
         o = orphans.iloc[0]
         raise VadError(f"test video {o['video']} is from camera {o['camera']}, which has no training video "
                        f"(cameras with training videos: {', '.join(sorted(trained)) or 'none'}); add normal "
-                       "footage of that camera to the training split, or set dataset.cameras")
+                       "footage of that camera to the training split, or set cameras.assign")
     return df
 
 
-def summary(table: pd.DataFrame) -> dict[str, dict]:
-    """Per camera: its training and test videos and frames (for gt_summary.json)."""
+def summary(table: pd.DataFrame, min_train_frames: int = 0) -> dict[str, dict]:
+    """Per camera (for gt_summary.json): its training and test videos and frames, how its training
+    scores leave footage out (:func:`vad_pipeline.reference.scheme`), and whether it has fewer
+    than ``min_train_frames`` training frames (``too_little_footage``: warned in the log)."""
+    from vad_pipeline.reference import scheme
+
     out = {}
     for cam, g in table.groupby("camera", sort=True):
-        out[str(cam)] = {f"{s}_{k}": (int(g.loc[g["split"] == s, "frames"].sum()) if k == "frames"
-                                      else int((g["split"] == s).sum()))
-                         for s in ("train", "test") for k in ("videos", "frames")}
+        row = {f"{s}_{k}": (int(g.loc[g["split"] == s, "frames"].sum()) if k == "frames"
+                            else int((g["split"] == s).sum()))
+               for s in ("train", "test") for k in ("videos", "frames")}
+        row["leave_out"] = scheme(row["train_videos"])
+        row["too_little_footage"] = row["train_frames"] < min_train_frames
+        if row["too_little_footage"]:
+            log.warning("camera %s: %d training frames (fewer than cameras.min_train_frames %d): too little "
+                        "footage to judge it well; its scores are z-scored with statistics of little data",
+                        cam, row["train_frames"], min_train_frames)
+        out[str(cam)] = row
     return out
 
 

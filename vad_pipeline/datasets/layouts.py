@@ -44,6 +44,14 @@ def _fit_masks(masks: np.ndarray, video: Video, path: Path) -> np.ndarray:
     return masks.astype(bool)
 
 
+def _matching(folder: Path, *endings: str) -> list[Path]:
+    """The files of ``folder`` whose name ends with one of ``endings`` (any case), in natural
+    order; none where the folder is missing."""
+    if not folder.is_dir():
+        return []
+    return [p for p in listed(folder) if p.name.lower().endswith(endings) and p.is_file()]
+
+
 def _video_files(folder: Path, split: str) -> dict[str, Path]:
     out = {p.stem: p for p in _entries(folder, f"{split} videos") if p.suffix.lower() in VIDEO_EXTS}
     if not out:
@@ -89,6 +97,10 @@ class Layout:
         """Whether pixel masks exist, from the file tree alone (no mask is read)."""
         return False
 
+    def mask_files(self, cfg: dict) -> list[Path]:
+        """The files :meth:`masks` reads, of every test video (what tracks the masks' content)."""
+        return []
+
 
 class Frames(Layout):
     """``training/frames/<video>/*.jpg``, ``testing/frames/<video>/*.jpg``; frame ground truth in
@@ -116,6 +128,9 @@ class Frames(Layout):
 
     def has_masks(self, cfg):
         return (Path(cfg["dataset"]["root"]) / "testing" / "pixel_masks").is_dir()
+
+    def mask_files(self, cfg):
+        return _matching(Path(cfg["dataset"]["root"]) / "testing" / "pixel_masks", ".npz")
 
     def masks(self, cfg, video):
         path = Path(cfg["dataset"]["root"]) / "testing" / "pixel_masks" / f"{video.name}.npz"
@@ -170,6 +185,11 @@ class UCSD(Layout):
         folder = self.split_folder(Path(cfg["dataset"]["root"]), "test")
         return folder.is_dir() and any(p.is_dir() for p in folder.glob("Test*_gt"))
 
+    def mask_files(self, cfg):
+        folder = self.split_folder(Path(cfg["dataset"]["root"]), "test")
+        gts = [p for p in listed(folder) if p.is_dir() and p.name.endswith("_gt")] if folder.is_dir() else []
+        return [f for g in gts for f in _matching(g, *IMAGE_EXTS)]
+
     def masks(self, cfg, video):
         folder = self.split_folder(Path(cfg["dataset"]["root"]), "test") / f"{video.name}_gt"
         if not folder.is_dir():
@@ -205,6 +225,9 @@ class Avenue(Layout):
     def has_masks(self, cfg):
         return self.gt_path(cfg).is_dir()
 
+    def mask_files(self, cfg):
+        return _matching(self.gt_path(cfg), "_label.mat")
+
     def masks(self, cfg, video):
         path = self._mat(cfg, video)
         return _fit_masks(np.stack(G.vol_label(path)), video, path)
@@ -237,6 +260,9 @@ class ShanghaiTech(Layout):
 
     def has_masks(self, cfg):
         return (Path(cfg["dataset"]["root"]) / "testing" / "test_pixel_mask").is_dir()
+
+    def mask_files(self, cfg):
+        return _matching(Path(cfg["dataset"]["root"]) / "testing" / "test_pixel_mask", ".npy")
 
     def masks(self, cfg, video):
         path = Path(cfg["dataset"]["root"]) / "testing" / "test_pixel_mask" / f"{video.name}.npy"

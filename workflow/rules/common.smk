@@ -103,9 +103,12 @@ def video_names(dataset, split):
 # input: Snakemake lists a folder's files once while it builds the DAG, so a file written then
 # may be missing to it. What a stage does depend on is its videos: rules that read one video
 # carry that video's fingerprint as a param, rules that read a split's list of videos the
-# fingerprints of the split (videos_param), labels also the ground truth's (gt_param). A video
+# fingerprints of the split (videos_param), labels also the ground truth's (gt_param), the rules
+# that read pixel masks their content (masks_param), cameras the rows of cameras.csv. A video
 # added, removed, renamed or replaced reruns exactly what depends on it, in the same run; a copy,
-# a restore or a remount (same names and sizes, new paths and timestamps) reruns nothing. The
+# a restore or a remount (same names and sizes, new paths and timestamps) reruns nothing. A frame
+# replaced by another of the very same size (uncompressed TIFF, BMP) is seen with
+# dataset.fingerprint sample (most such) or content (every one), not by size alone. The
 # generated demo is the exception: it is make_demo's output, so regenerating it reruns everything.
 ROOT_FILE = "results/{dataset}/dataset_root.txt"
 
@@ -158,20 +161,28 @@ def _fingerprint(dataset, split, video):
     if video not in sources:
         raise WorkflowError(f"dataset {dataset}: no {split} video {video!r} (have {', '.join(sources)})")
     try:
-        return vdata.fingerprint(sources[video])
+        return vdata.fingerprint(sources[video], vdata.fingerprint_mode(RESOLVED[dataset]))
     except VadError as exc:
         raise WorkflowError(str(exc))
 
 
-def videos_param(split=None):
+def videos_param(split=None, cameras=False):
     """Params entry of what the job's videos are (vdata.fingerprint): with a {video} wildcard
-    that video's fingerprint, else {video: fingerprint} of the job's split (or of ``split``)."""
+    that video's fingerprint, else {video: fingerprint} of the job's split (or of ``split``).
+    ``cameras``: where cameras.csv assigns the cameras, {video: [fingerprint, its cameras there]}
+    (vdata.camera_fingerprints): the split's rows of the file, so that a test video moved to
+    another camera reruns the test side and not the training one; other modes as without."""
 
     def fn(wildcards):
         d, s = wildcards.dataset, split or wildcards.split
         if "video" in wildcards.keys():
             return _fingerprint(d, s, wildcards.video)
-        return json.dumps({v: _fingerprint(d, s, v) for v in _sources(d, s)})
+        fps = {v: _fingerprint(d, s, v) for v in _sources(d, s)}
+        try:
+            cams = vdata.camera_fingerprints(RESOLVED[d], s) if cameras else None
+        except VadError as exc:
+            raise WorkflowError(str(exc))
+        return json.dumps({v: [fp, cams[v]] for v, fp in fps.items()} if cams is not None else fps)
 
     return fn
 
@@ -182,6 +193,21 @@ def gt_param(wildcards):
         return vdata.gt_fingerprint(RESOLVED[wildcards.dataset]) or ""
     except VadError as exc:
         raise WorkflowError(str(exc))
+
+
+@functools.cache
+def _masks(dataset):
+    try:
+        return vdata.mask_fingerprint(RESOLVED[dataset]) or ""
+    except VadError as exc:
+        raise WorkflowError(str(exc))
+
+
+def masks_param(wildcards):
+    """Params entry of the pixel masks' content (vdata.mask_fingerprint) of the rules that read
+    them (labels counts them, localisation scores against them, pictures draws them); hashed once
+    per Snakemake process."""
+    return _masks(wildcards.dataset)
 
 
 # Backends that run a network: their weight file (and mmdet's config file) is an input (a new

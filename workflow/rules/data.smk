@@ -23,9 +23,10 @@ rule labels:
         summary="results/{dataset}/gt_summary.json",
     params:
         root=root_param,
-        cfg=params_json("demo"),
+        cfg=params_json("demo", "cameras", only={"cameras": ("min_train_frames",)}),
         videos=videos_param("test"),
         gt=gt_param,
+        masks=masks_param,
     log:
         "results/logs/{dataset}/labels.log",
     conda:
@@ -44,8 +45,8 @@ rule cameras:
         "results/{dataset}/cameras/{split}.csv",
     params:
         root=root_param,
-        cfg=params_json("demo", extra=lambda c: {"cameras": vcams.mode(c)}),
-        videos=videos_param(),
+        cfg=params_json("demo", extra=lambda c: {"cameras": {"assign": vcams.mode(c)}}),
+        videos=videos_param(cameras=True),
     log:
         "results/logs/{dataset}/cameras_{split}.log",
     conda:

@@ -10,7 +10,8 @@ rule frame_scores:
     output:
         "results/{dataset}/frame_scores.csv",
     params:
-        cfg=params_json("frame_scores", extra=lambda c: {"score": {k: c["score"][k] for k in ("w_c", "normalize")}}),
+        cfg=params_json("frame_scores", "cameras", only={"cameras": ("normalize",)},
+                        extra=lambda c: {"score": {"w_c": c["score"]["w_c"]}}),
     log:
         "results/logs/{dataset}/frame_scores.log",
     conda:
@@ -54,6 +55,7 @@ rule pictures:
     params:
         root=root_param,
         cfg=params_json("report", "demo"),
+        masks=masks_param,
     log:
         "results/logs/{dataset}/pictures.log",
     conda:
@@ -76,6 +78,7 @@ rule localisation:
     params:
         root=root_param,
         cfg=params_json("localisation", "demo"),
+        masks=masks_param,
     log:
         "results/logs/{dataset}/localisation.log",
     conda:

@@ -51,7 +51,7 @@ rule motion_terms:
         train="results/{dataset}/motion/train.csv",
         test="results/{dataset}/motion/test.csv",
     params:
-        cfg=params_json("motion"),
+        cfg=params_json("motion", "cameras", only={"cameras": ("motion", "blocks", "margin")}),
     log:
         "results/logs/{dataset}/motion/terms.log",
     benchmark:
@@ -72,7 +72,7 @@ rule cell_layout:
     output:
         "results/{dataset}/cells/layout.json",
     params:
-        cfg=params_json("cells", only={"cells": vcells.LAYOUT_KEYS}),
+        cfg=params_json("cells", "cameras", only={"cells": vcells.LAYOUT_KEYS, "cameras": ("cells",)}),
         videos=videos_param("train"),
     log:
         "results/logs/{dataset}/cells/layout.log",
@@ -118,7 +118,7 @@ rule cell_terms:
         train="results/{dataset}/cells/train.csv",
         test="results/{dataset}/cells/test.csv",
     params:
-        cfg=params_json("cells", only={"cells": vcells.TERMS_KEYS}),
+        cfg=params_json("cells", "cameras", only={"cells": vcells.TERMS_KEYS, "cameras": ("blocks", "margin")}),
     log:
         "results/logs/{dataset}/cells/terms.log",
     benchmark:
@@ -142,7 +142,7 @@ rule score:
         scores="results/{dataset}/object_scores.csv",
         stats="results/{dataset}/score_stats.json",
     params:
-        cfg=params_json("score"),
+        cfg=params_json("score", "cameras", only={"cameras": ("normalize",)}),
     log:
         "results/logs/{dataset}/score.log",
     benchmark:

@@ -1,7 +1,7 @@
 """Markdown rows for docs/results.md and docs/ablations.md, from the results files of a run.
 
-    python workflow/scripts/results_tables.py [--results results] [--configfile config.yaml] DATASET...
-    python workflow/scripts/results_tables.py --runs AUC_JSON...
+    python tools/results_tables.py [--results results] [--configfile config.yaml] DATASET...
+    python tools/results_tables.py --runs AUC_JSON...
 
 prints, per dataset, the row of results/<d>/auc.json (auc_micro, auc_macro, AP, EER) and, where
 results/<d>/ablation/<variant>/auc.json files exist, the ablation table's rows in config order
@@ -19,9 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from vad_pipeline import config as C  # noqa: E402
-from vad_pipeline.evaluate import TERMS  # noqa: E402
+from vad_pipeline import config as C
+from vad_pipeline.evaluate import TERMS
 
 
 def _f(x) -> str:

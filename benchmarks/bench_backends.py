@@ -6,8 +6,8 @@ values): FlowNet2 and RAFT (if torchvision is installed) at the dataset's networ
 mmdet (if installed) with the configured config, default Cascade R-CNN R101-FPN at 1333x800.
 Timing covers the model call on batches of decoded frames, not decoding or writing.
 
-    python workflow/scripts/bench_backends.py --dataset ped2 --frames 16
-    python workflow/scripts/bench_backends.py --dataset ped2 --device cuda --frames 200
+    python benchmarks/bench_backends.py --dataset ped2 --frames 16
+    python benchmarks/bench_backends.py --dataset ped2 --device cuda --frames 200
 """
 
 from __future__ import annotations
@@ -16,24 +16,21 @@ import argparse
 import itertools
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
-
-from vad_pipeline import config as C  # noqa: E402
-from vad_pipeline import flow as F  # noqa: E402
-from vad_pipeline.datasets import get_video, iter_frames, video_names  # noqa: E402
-from vad_pipeline.detect import mmdet as MM  # noqa: E402
-from vad_pipeline.detect import motion as D  # noqa: E402
-from vad_pipeline.flow.flownet2 import FlowNet2  # noqa: E402
-from vad_pipeline.flow.network import TorchFlow, net_size  # noqa: E402
-from vad_pipeline.flow.raft import build_raft  # noqa: E402
-from vad_pipeline.io import write_json  # noqa: E402
+from vad_pipeline import config as C
+from vad_pipeline import flow as F
+from vad_pipeline.datasets import get_video, iter_frames, video_names
+from vad_pipeline.detect import mmdet as MM
+from vad_pipeline.detect import motion as D
+from vad_pipeline.flow.flownet2 import FlowNet2
+from vad_pipeline.flow.network import TorchFlow, net_size
+from vad_pipeline.flow.raft import build_raft
+from vad_pipeline.io import write_json
 
 
 def frames_of(cfg: dict, n: int) -> list[np.ndarray]:

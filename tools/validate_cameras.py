@@ -9,29 +9,25 @@ doubled, a faster mover; S_c: in every frame the window that moves most, its flo
 z-scored with its own camera's scores of the videos kept (their own video left out), as the
 fusion does. Reported per camera (AUC normal against perturbed) and over all cameras at once.
 
-    python workflow/scripts/validate_cameras.py --results results/mc --dataset mc --folds 3
+    python tools/validate_cameras.py --results results/mc --dataset mc --folds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-
-from vad_pipeline import cells as Cells  # noqa: E402
-from vad_pipeline import config as C  # noqa: E402
-from vad_pipeline import motion as M  # noqa: E402
-from vad_pipeline.datasets.cameras import ONE, read_cameras  # noqa: E402
-from vad_pipeline.evaluate import auc  # noqa: E402
-from vad_pipeline.reference import Reference  # noqa: E402
+from vad_pipeline import cells as Cells
+from vad_pipeline import config as C
+from vad_pipeline import motion as M
+from vad_pipeline.datasets.cameras import ONE, read_cameras
+from vad_pipeline.evaluate import auc
+from vad_pipeline.reference import Reference
 
 FLOW = ["mag_mean", "mag_p95", "dx", "dy"]   # S_m features a faster mover doubles
 
@@ -91,7 +87,7 @@ def s_c(stats: dict, cams: dict, layouts: dict, p: dict, mode: str, held: set[st
             kept = {v: x for v, x in kept.items() if cams[v] == cam}
         query = {v: stats[v] for v in held if cams[v] == cam}
         query.update({f"{v}*": perturb(stats[v]) for v in held if cams[v] == cam})
-        train_scores, test_scores = Cells._terms(kept, query, layouts[layout_cam], p)
+        train_scores, test_scores = Cells.layout_terms(kept, query, layouts[layout_cam], p)
         own = np.concatenate([s.max(axis=1) for v, s in train_scores.items() if cams[v] == cam])
         for v, s in test_scores.items():
             out.append(pd.DataFrame({"camera": cam, "label": int(v.endswith("*")), "z": zscore(s.max(axis=1), own)}))
@@ -108,7 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", required=True, help="results/<dataset> of a run (detect, flow, motion, cameras/)")
     ap.add_argument("--dataset", required=True)
-    ap.add_argument("--config", default=str(REPO / "config.yaml"))
+    ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--also", nargs="*", default=[], help="more config files merged over --config")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--out", default=None)
@@ -128,8 +124,9 @@ def main() -> None:
     for mode in ("camera", "pooled"):
         rows = pd.concat([s_m(features, cams, res["motion"], mode, held) for held in fl], ignore_index=True)
         result["s_m"][mode] = report(rows)
-        p = {**res["cells"], "reference": mode}
-        layouts = Cells.make_layout(boxes, flows, str(root / f"validate_layout_{mode}.json"), p, cams)
+        # one layout per camera, or one for all: the cameras given or not (as the cell-layout CLI does)
+        layouts = Cells.make_layout(boxes, flows, str(root / f"validate_layout_{mode}.json"), res["cells"],
+                                    cams if mode == "camera" else None)
         stats = {}
         for v, fp in zip(train_videos["video"], flows):
             _, layout = Cells.layout_for(layouts, v, cams)

@@ -1,15 +1,15 @@
 """What ShanghaiTech (or an hour of 1080p own footage) costs: a benchmark, not a test.
 
 Builds a ShanghaiTech-shaped set (the official layout: training .avi, test JPEG frames) from
-generated scenes of several cameras (make_camera_set.py: each its own perspective, object size,
+generated scenes of several cameras (vad_pipeline.camera_set: each its own perspective, object size,
 speed and amount of footage) scaled to the frame size, runs the workflow on it with the project's `shanghaitech` section (only root and the
 number of epochs changed), and prints per-stage figures from its benchmark files: frames/s,
 bytes per frame on disk, peak RSS per job; the cubes/s the training loader delivers (what a GPU
 can be fed at most); the nearest-neighbour reference of S_m and S_c as the training set grows
 (build and query time); and from them the whole of ShanghaiTech and one hour of 1080p.
 
-    python workflow/scripts/bench_scale.py --out results/bench_scale.json          # ~6 min on 2 cores
-    python workflow/scripts/bench_scale.py --size 1080x1920 --name mycam --layout videos
+    python benchmarks/bench_scale.py --out results/bench_scale.json          # ~6 min on 2 cores
+    python benchmarks/bench_scale.py --size 1080x1920 --name mycam --layout videos
 
 Figures are of this machine; the extrapolation is linear in frames (and says where it is not).
 """
@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from vad_pipeline import config as C
+from vad_pipeline.camera_set import build
 
-from vad_pipeline import config as C  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]   # the workflow it runs: config.yaml, Snakefile
 
 # ShanghaiTech Campus: 330 training videos (274,515 frames), 107 test videos (42,883 frames), 13 cameras
 SHANGHAITECH = {"train_frames": 274_515, "test_frames": 42_883, "train_videos": 330, "test_videos": 107, "cameras": 13}
@@ -41,10 +41,7 @@ HOUR_1080P = {"train_frames": 45_000, "test_frames": 45_000, "train_videos": 3, 
 
 
 def build_set(root: Path, layout: str, size: tuple[int, int], cameras: int) -> dict:
-    """Generated scenes of ``cameras`` cameras (make_camera_set.py), scaled to ``size``."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from make_camera_set import build
-
+    """Generated scenes of ``cameras`` cameras (vad_pipeline.camera_set), scaled to ``size``."""
     # videos long enough that a job's start-up (~2 s of imports) is small beside its frames
     return build(root / layout, layout, size, cameras, n_frames=300)["joint"]
 

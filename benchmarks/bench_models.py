@@ -9,9 +9,9 @@ products, forward and a whole training step) and the dense matmul GFLOP/s of the
 give a compute ceiling, samples/s <= GFLOP/s / training GFLOP per sample. On the CPU the defaults
 keep it to about a minute (few iterations; figures are noisy on a busy machine).
 
-    python workflow/scripts/bench_models.py                       # table + results/bench_models.json
-    python workflow/scripts/bench_models.py --device cuda --compile --channels-last
-    python workflow/scripts/bench_models.py --ablation ped2 --batch 128 --cubes 18853   # per variant
+    python benchmarks/bench_models.py                       # table + results/bench_models.json
+    python benchmarks/bench_models.py --device cuda --compile --channels-last
+    python benchmarks/bench_models.py --ablation ped2 --batch 128 --cubes 18853   # per variant
 
 --ablation DATASET times every ablation variant of config.yaml as it resolves on DATASET (its model,
 switches, width and colour; variants that share a training are timed once) and, with --cubes (the
@@ -32,13 +32,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
-
-from vad_pipeline import config as C  # noqa: E402
-from vad_pipeline.ablation import trained_by  # noqa: E402
-from vad_pipeline.io import write_json  # noqa: E402
-from vad_pipeline.models import build_model  # noqa: E402
-from vad_pipeline.train import compute_terms, pick_device, prepare_model, train_step  # noqa: E402
+from vad_pipeline import config as C
+from vad_pipeline.ablation import trained_by
+from vad_pipeline.io import write_json
+from vad_pipeline.models import build_model
+from vad_pipeline.train import compute_terms, pick_device, prepare_model, train_step
 
 T_PAST, SIZE = 4, 32
 

@@ -1,0 +1,84 @@
+"""The leave-out of the weight-free terms' training scores (vad_pipeline.reference): a camera's
+training scores, which its test z-scores are divided by, must look like those of unseen normal
+footage of that camera, whether it was filmed once or several times; every camera gets its own
+statistics in every term, or an error naming it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vad_pipeline.io import VadError
+from vad_pipeline.reference import BLOCKS, VIDEOS, Reference, block_edges, scheme
+from vad_pipeline.score import camera_z
+
+
+def _clip(rng, n: int, centre: float = 0.0, dim: int = 5) -> np.ndarray:
+    """Normal footage's features: a slowly drifting state (neighbouring frames near-duplicates,
+    as an object walking across the view), around ``centre``."""
+    x = np.zeros((n, dim))
+    for t in range(1, n):
+        x[t] = 0.97 * x[t - 1] + rng.normal(0, 0.25, dim)
+    return x + centre
+
+
+def _train_mean(clips: list[np.ndarray], cameras=None, **kw) -> list[float]:
+    """Mean training score of each clip in one reference of ``clips`` (one video each)."""
+    feats = np.concatenate(clips)
+    videos = np.repeat(np.arange(len(clips)), [len(c) for c in clips])
+    frames = np.concatenate([np.arange(len(c)) for c in clips])
+    cams = None if cameras is None else np.repeat(cameras, [len(c) for c in clips])
+    s = Reference(feats, videos, 5, frames=frames, cameras=cams, **kw).score_training()
+    return [float(s[videos == i].mean()) for i in range(len(clips))]
+
+
+def test_a_single_clip_is_judged_like_a_camera_filmed_twice_and_like_unseen_footage():
+    rng = np.random.default_rng(0)
+    a, b, *unseen = (_clip(rng, 600) for _ in range(6))
+    one = _train_mean([a])[0]
+    two = _train_mean([a, b])[0]
+    # the unseen clips' scores against the single clip: what the z-statistics stand for
+    test = float(np.mean([Reference(a, np.zeros(len(a)), 5).score(u).mean() for u in unseen]))
+    assert one == pytest.approx(two, rel=0.25) and one == pytest.approx(test, rel=0.25)
+    # without the margin, the block's neighbours are near-duplicates: scores too low
+    assert _train_mean([a], margin=0)[0] < one
+    # each row against the rest of its clip, itself alone left out (the old way): far too low
+    alone = Reference(a, np.zeros(len(a)), 6).score(a)   # k + 1 nearest, the first is itself
+    assert alone.mean() < 0.6 * test
+
+
+def test_a_single_clip_camera_in_a_pooled_reference_keeps_its_own_footage():
+    """Leaving a camera's only video out of a pooled reference would leave only other cameras'
+    footage: its training scores would be far larger than its unseen footage's."""
+    rng = np.random.default_rng(1)
+    x, y1, y2, unseen = _clip(rng, 500), _clip(rng, 500, 8.0), _clip(rng, 500, 8.0), _clip(rng, 500)
+    pooled = _train_mean([x, y1, y2], cameras=["x", "y", "y"])
+    test = float(Reference(np.concatenate([x, y1, y2]), np.zeros(1500), 5).score(unseen).mean())
+    assert pooled[0] == pytest.approx(test, rel=0.25)
+    # camera y has two videos: each against the other (and camera x), as before
+    assert pooled[1] == pytest.approx(_train_mean([y1, y2])[0], rel=0.05)
+
+
+def test_leave_out_schemes_and_blocks():
+    assert scheme(1) == BLOCKS and scheme(2) == VIDEOS == scheme(13)
+    assert block_edges(np.arange(100), 5).tolist() == [0, 20, 40, 60, 80, 100]
+    assert block_edges(np.array([3, 3, 4]), 5).tolist() == [3, 4, 5]   # a short clip: fewer, non-empty blocks
+    # a clip too short for its margin still gets finite training scores (its block alone left out)
+    s = Reference(np.arange(12.0)[:, None], np.zeros(12), 3, frames=np.arange(12), margin=25).score_training()
+    assert np.isfinite(s).all() and (s > 0).all()
+    with pytest.raises(ValueError, match="frame of each row"):
+        Reference(np.zeros((4, 2)), np.zeros(4), 1).score_training()
+
+
+def test_every_camera_gets_its_own_statistics_or_an_error_naming_it():
+    train = pd.DataFrame({"camera": ["01"] * 50, "s_f": np.linspace(0, 1, 50)})
+    test = pd.DataFrame({"camera": ["01", "02"], "s_f": [0.5, 10.0]})
+    # camera 02 has test objects but no training object: judged by camera 01's statistics before
+    with pytest.raises(VadError, match="camera 02: no training value of s_f"):
+        camera_z(train, test, "s_f", by_camera=True)
+    z, stats = camera_z(train, test, "s_f", by_camera=False)   # pooled: one set of statistics for all
+    assert "cameras" not in stats and np.isfinite(z).all()
+    # a camera with training rows but no test object needs nothing
+    z, stats = camera_z(pd.concat([train, train.assign(camera="03")]), test.iloc[:1], "s_f", by_camera=True)
+    assert set(stats["cameras"]) == {"01", "03"}
