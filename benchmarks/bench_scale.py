@@ -137,7 +137,7 @@ def extrapolate(bench: dict, knn: list[dict], loader: float, target: dict, epoch
                               "wall_h_cores": round(train_cubes * epochs / rate / 3600, 1),
                               "cpu_cubes_per_s": rate, "epochs": epochs,
                               "gpu_h_at_loader_rate": round(train_cubes * epochs / loader / 3600, 2)}
-    # a reference (motion.reference, cells.reference: ``references``) holds one camera's training
+    # a reference (cameras.motion, cameras.cells: ``references``) holds one camera's training
     # data or all cameras', and is rebuilt once per training video (leave its video out)
     big = knn[-1]
     cams_m, cams_c = (target["cameras"] if r == "camera" else 1 for r in references)
@@ -201,7 +201,7 @@ def main() -> None:
     base = C.load(REPO / "config.yaml")
     layout = a.layout or base["datasets"][a.name]["layout"]
     resolved = C.resolve(base, a.name)
-    epochs, refs = resolved["train"]["epochs"], (resolved["motion"]["reference"], resolved["cells"]["reference"])
+    epochs, refs = resolved["train"]["epochs"], (resolved["cameras"]["motion"], resolved["cameras"]["cells"])
     with tempfile.TemporaryDirectory(prefix="vad-bench-scale-") as tmp:
         work = Path(a.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)

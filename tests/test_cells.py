@@ -230,6 +230,6 @@ def test_every_cells_setting_is_tracked_by_exactly_one_stage():
     """The rules track only the keys their stage reads (a new k must not redo the statistics):
     a cells setting that none of them lists would change results without rerunning anything."""
     # frames is the statistics' setting; the terms read it too, as the least margin of their leave-out
-    keys = [*C.LAYOUT_KEYS, *C.STATS_KEYS, *(k for k in C.TERMS_KEYS if k != "frames")]
+    keys = [*C.LAYOUT_KEYS, *C.STATS_KEYS, *(k for k in C.TERMS_KEYS if k != "frames"), *C.JOBS_KEYS]
     assert len(keys) == len(set(keys))
     assert set(keys) == set(defaults()["cells"])

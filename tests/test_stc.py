@@ -243,3 +243,85 @@ def test_square_box_keeps_the_aspect_ratio_inside_the_frame(box, expected):
     assert sq == expected
     assert sq[2] - sq[0] == sq[3] - sq[1]
     assert 0 <= sq[0] and 0 <= sq[1] and sq[2] <= 100 and sq[3] <= 80
+
+
+# --------------------------------------------------------------------------- one file per video, gathered
+
+
+def _gathered(cfg: dict, tmp_path, split: str, videos, boxes, flows) -> str:
+    """What the workflow builds: one part per video (stc_video), then the split's file (stc)."""
+    parts = []
+    for v, b, f in zip(videos, boxes, flows):
+        parts.append(str(tmp_path / "stc" / split / f"{v.name}.h5"))
+        S.build_split([v], [b], [f], cfg, parts[-1], part=True)
+    out = str(tmp_path / "stc" / f"{split}.h5")
+    S.gather_split(parts, out, split)
+    return out
+
+
+def test_gathered_split_holds_the_cubes_index_and_hash_of_the_split_built_whole(tiny_demo, tmp_path):
+    from vad_pipeline import train as T
+
+    whole, videos, boxes, flows = build_stcs(tiny_demo, tmp_path / "whole", "train")
+    out = _gathered(tiny_demo, tmp_path / "parts", "train", videos, boxes, flows)
+    with h5py.File(whole, "r") as a, h5py.File(out, "r") as b:
+        assert b["app"].is_virtual and b["flow"].is_virtual   # no cube copied
+        for k in ("app", "flow", "video", "frame", "box"):
+            assert a[k].dtype == b[k].dtype
+            np.testing.assert_array_equal(a[k][:], b[k][:])
+        assert S.video_list(a) == S.video_list(b) == [v.name for v in videos]
+        assert dict(a.attrs) == dict(b.attrs)   # size, t_past, color and content_sha256
+    pd.testing.assert_frame_equal(S.read_index(whole), S.read_index(out))
+    assert T.data_fingerprint(whole) == T.data_fingerprint(out)   # a checkpoint resumes on either
+    assert T.chunk_rows(out) == tiny_demo["stc"]["chunk"]
+    # readers: the model's samples and blocks are the same
+    da, db = STCDataset(whole, 5.0), STCDataset(out, 5.0)
+    for (ia, aa, fa), (ib, ab, fb) in zip(da.blocks(50, np.random.default_rng(0)), db.blocks(50, np.random.default_rng(0))):
+        assert np.array_equal(ia, ib) and torch.equal(aa, ab) and torch.equal(fa, fb)
+
+
+def test_gathered_split_moves_with_its_folder_and_refuses_a_missing_part(tiny_demo, tmp_path):
+    import shutil
+
+    _, videos, boxes, flows = build_stcs(tiny_demo, tmp_path / "whole", "test")
+    out = _gathered(tiny_demo, tmp_path / "a", "test", videos, boxes, flows)
+    with h5py.File(out, "r") as f:
+        app = f["app"][:]
+    shutil.move(tmp_path / "a", tmp_path / "b")   # results/ moved: the parts are found beside it
+    moved = str(tmp_path / "b" / "stc" / "test.h5")
+    with h5py.File(moved, "r") as f:
+        np.testing.assert_array_equal(f["app"][:], app)
+    assert len(STCDataset(moved)) == len(app)
+    (tmp_path / "b" / "stc" / "test" / f"{videos[0].name}.h5").unlink()   # HDF5 would read zeros there
+    with pytest.raises(VadError, match="not there.*stc_video"):
+        STCDataset(moved)
+
+
+def test_gathered_split_without_cubes(tiny_demo, tmp_path, caplog):
+    """Parts without a cube (a quiet video) are valid; a test split of them is an empty file with
+    a warning, a training split an error that leaves no file."""
+    from vad_pipeline.infer import infer
+
+    def empty(split: str) -> str:
+        videos = [get_video(tiny_demo, split, n) for n in ("01", "02")]
+        boxes, flows = [], []
+        for v in videos:
+            boxes.append(str(tmp_path / split / f"{v.name}.csv"))
+            flows.append(str(tmp_path / split / f"{v.name}.h5"))
+            (tmp_path / split).mkdir(exist_ok=True)
+            pd.DataFrame(columns=["frame", "x1", "y1", "x2", "y2", "score", "class"]).to_csv(boxes[-1], index=False)
+            flow_video(v, tiny_demo, flows[-1])
+        return _gathered(tiny_demo, tmp_path, split, videos, boxes, flows)
+
+    with caplog.at_level("WARNING"):
+        out = empty("test")
+    assert "no object was detected in the test split" in caplog.text
+    with h5py.File(out, "r") as f:
+        s, t = tiny_demo["stc"]["size"], tiny_demo["stc"]["t_past"]
+        assert f["app"].shape == (0, t + 1, 3, s, s) and f["flow"].shape == (0, t, 2, s, s)
+        assert S.video_list(f) == ["01", "02"]
+    infer(str(tmp_path / "no_model.pt"), out, str(tmp_path / "test.csv"), tiny_demo)
+    assert pd.read_csv(tmp_path / "test.csv").empty
+    with pytest.raises(VadError, match="no cube could be built.*nothing to train on"):
+        empty("train")
+    assert not (tmp_path / "stc" / "train.h5").exists()

@@ -25,7 +25,7 @@ def _size(paths) -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
 
-def benchmark(dataset: str, results: str = "results", out: str | None = None) -> dict:
+def benchmark(dataset: str, results: str = "results", out: str | None = None, max_cubes: int | None = None) -> dict:
     res = Path(results) / dataset
     broot = Path(results) / "benchmarks" / dataset
     if not res.is_dir():
@@ -58,16 +58,17 @@ def benchmark(dataset: str, results: str = "results", out: str | None = None) ->
 
     add("detect", "frames", n_frames, (res / "detect").rglob("*.csv"))
     add("flow", "frames", n_frames, (res / "flow").rglob("*.h5"))
-    add("stc", "samples", total_cubes, (res / "stc").glob("*.h5"))
+    add("stc", "samples", total_cubes, (res / "stc").rglob("*.h5"))   # per-video parts and each split's gather
     epochs = 0
     log = res / "train" / "loss.csv"
     if log.is_file():
         epochs = len(pd.read_csv(log))
-    add("train", "samples", n_cubes.get("train", 0) * epochs, [res / "train" / "model.pt"])
+    per_epoch = min(max_cubes or n_cubes.get("train", 0), n_cubes.get("train", 0))   # train.max_cubes a epoch
+    add("train", "samples", per_epoch * epochs, [res / "train" / "model.pt"])
     add("infer", "samples", total_cubes, (res / "infer").glob("*.csv"))
     add("score", "samples", n_cubes.get("test", 0), [res / "object_scores.csv"])
-    add("motion", "frames", n_frames, (res / "motion").glob("*.csv"))   # S_m: features + terms
-    add("cells", "frames", n_frames, (res / "cells").glob("*"))          # S_c: layout, statistics, terms
+    add("motion", "frames", n_frames, (res / "motion").rglob("*.csv"))   # S_m: features + terms (+ parts)
+    add("cells", "frames", n_frames, (res / "cells").rglob("*.*"))       # S_c: layout, statistics, terms (+ parts)
     result = {"dataset": dataset, "n_frames": n_frames, "n_cubes": n_cubes, "train_epochs": epochs,
               "stages": stages}
     if out:

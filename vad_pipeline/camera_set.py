@@ -1,7 +1,7 @@
 """A multi-camera dataset to develop and measure with: the demo's scene (:mod:`vad_pipeline.demo`)
 generated once per camera, each camera with its own perspective, object size, speed, amount of
 training footage and frame size, optionally with UCSD Ped2 as one more camera, written in the
-frames, shanghaitech or videos layout. Video names are ``<camera>_<video>`` (``dataset.cameras:
+frames, shanghaitech or videos layout. Video names are ``<camera>_<video>`` (``cameras.assign:
 prefix`` reads them back); the videos layout also gets a cameras.csv.
 
     python -m vad_pipeline make-camera-set --out /tmp/cams --size 480x856 --layout frames \\

@@ -22,6 +22,12 @@ against what moved at that distance from the camera. A frame's S_c is its highes
 box is kept for the pictures. Training frames are scored leaving out their own video (a camera's
 single video: their time block, :mod:`vad_pipeline.reference`), for the z-score statistics. Pooled into the frame score in :mod:`vad_pipeline.evaluate` with ``score.w_c``.
 
+Every row of windows is scored on its own, and every layout, so the work is cut into part jobs
+(:func:`jobs`; rule cell_terms): one per layout (per camera with ``cameras.cells: camera``) and
+band of rows (``cells.jobs``), each writing its frames' highest window among its own;
+:func:`gather_cell_terms` keeps each frame's highest over the parts, which is the file
+:func:`cell_terms` writes in one process, byte for byte.
+
 No torch: this stage reads only the stored flow and the training boxes.
 """
 
@@ -46,10 +52,15 @@ log = logging.getLogger(__name__)
 LAYOUT_KEYS = ("windows", "scale", "row_step", "size", "stride")
 STATS_KEYS = ("frames", "moving_px")
 TERMS_KEYS = ("k", "rows", "cols", "frames")   # frames: the leave-out's least margin
+JOBS_KEYS = ("jobs",)   # how the terms are cut into jobs: in the part files' names (the gather's inputs), no result
 
 STATS = ["mag_peak", "mag_mean", "moving", "dx", "dy"]
 COLUMNS = ["video", "frame", "s_c", "x1", "y1", "x2", "y2"]
 MIN_BOXES = 20   # training boxes a row band needs to count in the perspective fit
+# cells.jobs auto: a band of window rows per this many videos of a layout: Ped2, Avenue and each
+# ShanghaiTech camera one job (~0.1-1 h), ShanghaiTech pooled (437 videos) nine
+AUTO_VIDEOS = 50
+PART_COLUMNS = [*COLUMNS, "order", "window"]   # a part job's rows: + the video's place in its split, the window
 
 
 def grid_windows(height: int, width: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -245,21 +256,23 @@ def split_stats(flow_paths: list[str], layout_path: str, out: str, p: dict,
     windows, 5), ``boxes/<video>`` its windows in frame pixels, ``layout`` the layouts' JSON; each
     video under its camera's layout (``cameras``: {video: camera}). Datasets, not attributes: HDF5
     refuses attributes over 64 kB, and these grow with the frame size and the number of windows."""
-    from tqdm import tqdm
+    from vad_pipeline.progress import Progress
 
     layouts = read_layout(layout_path)
+    progress = Progress(f"cell statistics {Path(out).name}", len(flow_paths), "videos")
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
         h.create_dataset("layout", data=json.dumps(layouts, sort_keys=True), dtype=h5py.string_dtype())
         stats_group, boxes_group = h.create_group("stats"), h.create_group("boxes")
-        for fp in tqdm(flow_paths, desc=f"cell statistics {Path(out).name}", unit="video"):
+        for fp in flow_paths:
             _, layout = layout_for(layouts, Path(fp).stem, cameras)
             stats, boxes = video_stats(fp, layout, p)
             stats_group.create_dataset(Path(fp).stem, data=stats, compression="gzip")
             boxes_group.create_dataset(Path(fp).stem, data=boxes, compression="gzip")
+            progress.update()
 
 
-def read_stats(path: str) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """The layout of a ``split_stats`` file and, per video, its statistics and windows' boxes."""
+def stats_index(path: str) -> tuple[dict, list[str]]:
+    """The layouts of a ``split_stats`` file and its videos, in the file's order (no statistics read)."""
     if not Path(path).is_file():
         raise VadError(f"{path}: cell statistics not found; rerun the cell_stats rule")
     with h5py.File(path, "r") as h:
@@ -267,38 +280,79 @@ def read_stats(path: str) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]
             raise VadError(f"{path}: written by an older version; rerun the cell_stats rule")
         raw = h["layout"][()]
         layout = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        layout = layout if "cameras" in layout else {"cameras": {ONE: layout}}
-        return layout, {v: (h["stats"][v][:], h["boxes"][v][:]) for v in h["stats"]}
+        return (layout if "cameras" in layout else {"cameras": {ONE: layout}}), list(h["stats"])
 
 
-def _neighbourhoods(layout: dict, p: dict):
+def read_stats(path: str, videos=None) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The layout of a ``split_stats`` file and, per video (those of ``videos`` only, if given),
+    its statistics and windows' boxes."""
+    layout, names = stats_index(path)
+    keep = None if videos is None else set(videos)
+    with h5py.File(path, "r") as h:
+        return layout, {v: (h["stats"][v][:], h["boxes"][v][:]) for v in names if keep is None or v in keep}
+
+
+def _neighbourhoods(layout: dict, p: dict, rows=None):
     """(windows scored, windows they are compared with) as boolean masks over the layout's
     windows: a row of windows and its row band (``cols`` -1), else each window and the windows of
-    the band within ``cols`` horizontal steps of it."""
-    rows = np.asarray(layout["rows"])
+    the band within ``cols`` horizontal steps of it; of the rows ``rows`` only (None: all)."""
+    all_rows = np.asarray(layout["rows"])
     box = np.asarray(layout["boxes"], float).reshape(-1, 4)
     centre, step = (box[:, 0] + box[:, 2]) / 2, np.asarray(layout["steps"], float)
     dr, dc = int(p["rows"]), int(p["cols"])
-    for r in np.unique(rows):
-        mine, band = rows == r, np.abs(rows - r) <= dr
+    for r in np.unique(all_rows) if rows is None else rows:
+        mine, band = all_rows == r, np.abs(all_rows - r) <= dr
         if dc < 0:   # every window of the row band: one pool for the whole row
             yield mine, band
             continue
         for i in np.flatnonzero(mine):
-            one = np.zeros(len(rows), bool)
+            one = np.zeros(len(all_rows), bool)
             one[i] = True
             yield one, band & (np.abs(centre - centre[i]) <= dc * step[i] + 1e-9)
 
 
+def parse_band(band: str) -> tuple[int, int]:
+    """``"IofN"``: the I-th (from 1) of N bands of window rows."""
+    i, sep, n = str(band).partition("of")
+    if not (sep and i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
+        raise VadError(f"band {band!r}: expected IofN with 1 <= I <= N (2of4: the second of four bands of rows)")
+    return int(i), int(n)
+
+
+def band_rows(layout: dict, band: str) -> np.ndarray:
+    """The window rows of ``band`` (``IofN``, :func:`parse_band`): the layout's rows cut into N
+    runs of consecutive rows, as equal as can be (more bands than rows: some are empty). Each
+    row's neighbourhoods are scored on their own, so a band is a job of its own."""
+    i, n = parse_band(band)
+    return np.array_split(np.unique(np.asarray(layout["rows"])), n)[i - 1]
+
+
+def jobs(cfg: dict, cameras: dict[str, str]) -> list[tuple[str, str]]:
+    """The (layout, band) parts of the cell term, one job each (rule cell_terms), from the videos'
+    cameras ``cameras`` ({video: camera} of both splits; DAG time, no frame counts): with
+    ``cameras.cells: camera`` and several training cameras a layout per camera, else one
+    (:data:`~vad_pipeline.datasets.cameras.ONE`); each cut into ``cells.jobs`` bands of window
+    rows (``auto``: one per ``AUTO_VIDEOS`` videos of the layout, at least one)."""
+    per_camera = cfg["cameras"].get("cells") == "camera" and len(set(cameras.values())) > 1
+    videos: dict[str, int] = {}
+    for cam in cameras.values():
+        key = cam if per_camera else ONE
+        videos[key] = videos.get(key, 0) + 1
+    n = cfg["cells"].get("jobs", "auto")
+    return [(cam, f"{i}of{b}") for cam in sorted(videos or {ONE: 0})
+            for b in [max(1, -(-videos.get(cam, 0) // AUTO_VIDEOS)) if n == "auto" else int(n)]
+            for i in range(1, b + 1)]
+
+
 def _reference(train: np.ndarray, videos, frames, cams, pool: np.ndarray, scale: np.ndarray, k: int,
-               leave: dict) -> Reference:
+               leave: dict, threads: int = 1) -> Reference:
     """The training statistics of the ``pool`` windows of every frame, divided by ``scale`` (one
     row band at a time: no scaled copy of all the statistics), each row's video, frame and camera
     kept."""
     n = pool.sum()
     return Reference((train[:, pool] / scale).reshape(-1, train.shape[2]), np.repeat(np.asarray(videos), n),
                      k, "cell term", frames=np.repeat(np.asarray(frames), n),
-                     cameras=None if cams is None else np.repeat(np.asarray(cams), n), **leave)
+                     cameras=None if cams is None else np.repeat(np.asarray(cams), n), threads=threads, **leave)
 
 
 def _check(train: np.ndarray, query: np.ndarray) -> None:
@@ -309,27 +363,39 @@ def _check(train: np.ndarray, query: np.ndarray) -> None:
         raise VadError("cell term: no training frame to compare with")
 
 
+def _count(layout: dict, p: dict, rows=None) -> int:
+    """How many neighbourhoods :func:`_neighbourhoods` yields."""
+    all_rows = np.asarray(layout["rows"])
+    rows = np.unique(all_rows) if rows is None else np.asarray(rows)
+    return len(rows) if int(p["cols"]) < 0 else int(np.isin(all_rows, rows).sum())
+
+
 def window_scores(train: np.ndarray, videos, query: np.ndarray, scale: np.ndarray, layout: dict, p: dict,
                   training: bool = True, frames=None, leave: dict | None = None,
-                  cams=None) -> tuple[np.ndarray | None, np.ndarray]:
+                  cams=None, rows=None, threads: int = 1, what: str = "") -> tuple[np.ndarray | None, np.ndarray]:
     """Mean distance of each window to its ``k`` nearest training statistics in its
     neighbourhood, of the training frames ``train`` (N, windows, 5; with ``training``, each
     against the other videos' frames, ``videos`` the video of each frame, ``frames`` its number,
     ``cams`` its camera; a camera's single video: in time blocks, ``leave``,
     :func:`vad_pipeline.reference.leave_out`) and of the ``query`` frames (M, windows, 5). One
-    reference per neighbourhood, built once for both."""
+    reference per neighbourhood, built once for both; ``rows``: only the windows of these rows
+    (the others stay 0: a band job, :func:`band_rows`); ``threads``: the queries' threads."""
+    from vad_pipeline.progress import Progress
+
     _check(train, query)
     out_train = np.zeros(train.shape[:2]) if training else None
     out = np.zeros(query.shape[:2])
     frames = np.arange(len(train)) if frames is None else frames
     leave = leave or {"margin": int(p.get("frames", 0))}
-    for mine, pool in _neighbourhoods(layout, p):
-        ref = _reference(train, videos, frames, cams, pool, scale, int(p["k"]), leave)
+    progress = Progress(f"S_c{what}", _count(layout, p, rows), "neighbourhoods")
+    for mine, pool in _neighbourhoods(layout, p, rows):
+        ref = _reference(train, videos, frames, cams, pool, scale, int(p["k"]), leave, threads)
         if training:
             s = ref.score_training().reshape(len(train), -1)
             out_train[:, mine] = s[:, mine[pool]]   # the pool's columns that are the scored windows
         if len(query):
             out[:, mine] = ref.score((query[:, mine] / scale).reshape(-1, query.shape[2])).reshape(len(query), -1)
+        progress.update()
     return out_train, out
 
 
@@ -344,13 +410,22 @@ def training_cell_scores(train: np.ndarray, videos, scale: np.ndarray, layout: d
     return window_scores(train, videos, train[:0], scale, layout, p)[0]
 
 
-def frame_table(video: str, scores: np.ndarray, boxes: np.ndarray) -> pd.DataFrame:
-    """One row per frame: its highest window's score and box."""
+def _frame_rows(video: str, scores: np.ndarray, boxes: np.ndarray, windows=None) -> pd.DataFrame:
+    """One row per frame: its highest window's score and box (of ``windows``, indices into the
+    layout; None: every window) and that window's index (``window``)."""
+    windows = np.arange(scores.shape[1]) if windows is None else np.asarray(windows, int)
+    scores = scores[:, windows]
     best = scores.argmax(axis=1) if scores.size else np.zeros(len(scores), int)
-    b = np.asarray(boxes).reshape(-1, 4)[best] if len(boxes) else np.zeros((len(scores), 4))
+    b = np.asarray(boxes).reshape(-1, 4)[windows][best] if len(boxes) else np.zeros((len(scores), 4))
     return pd.DataFrame({"video": video, "frame": np.arange(len(scores)),
                          "s_c": scores.max(axis=1) if scores.size else np.zeros(len(scores)),
-                         "x1": b[:, 0], "y1": b[:, 1], "x2": b[:, 2], "y2": b[:, 3]})[COLUMNS]
+                         "x1": b[:, 0], "y1": b[:, 1], "x2": b[:, 2], "y2": b[:, 3],
+                         "window": windows[best] if len(windows) else best})
+
+
+def frame_table(video: str, scores: np.ndarray, boxes: np.ndarray) -> pd.DataFrame:
+    """One row per frame: its highest window's score and box."""
+    return _frame_rows(video, scores, boxes)[COLUMNS]
 
 
 def _stack(arrays: dict) -> tuple[list[str], list[int], np.ndarray]:
@@ -368,11 +443,11 @@ def _stack(arrays: dict) -> tuple[list[str], list[int], np.ndarray]:
 
 
 def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = None,
-           cameras: dict[str, str] | None = None) -> tuple[dict, dict]:
+           cameras: dict[str, str] | None = None, rows=None, threads: int = 1, what: str = "") -> tuple[dict, dict]:
     """Window scores of the training frames (their video, or time block, left out: ``leave``;
     ``cameras``: {video: camera} where the layout serves several) and the test frames of one
     layout's videos ({video: (frames, windows, 5)}, emptied), statistics divided by their
-    standard deviation over these training windows."""
+    standard deviation over these training windows (all of them, whatever ``rows`` scores)."""
     names, lens, everything = _stack(train)
     sd = everything.reshape(-1, len(STATS)).std(axis=0)
     scale = np.where(sd > 0, sd, 1.0)
@@ -382,51 +457,135 @@ def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = 
     test_names, test_lens, query = _stack(test)
     if not test_names:
         query = everything[:0]
-    tr, te = window_scores(everything, videos, query, scale, layout, p, frames=frames, leave=leave, cams=cams)
+    tr, te = window_scores(everything, videos, query, scale, layout, p, frames=frames, leave=leave, cams=cams,
+                           rows=rows, threads=threads, what=what)
     ends, test_ends = np.cumsum([0, *lens]), np.cumsum([0, *test_lens])
     return ({v: tr[ends[i] : ends[i + 1]] for i, v in enumerate(names)},
             {v: te[test_ends[i] : test_ends[i + 1]] for i, v in enumerate(test_names)})
 
 
-def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict,
-               cameras: dict[str, str] | None = None) -> None:
-    """S_c of every training frame (its video left out) and every test frame, each camera of the
-    layouts against its own training videos (one layout: all against all)."""
+def _read_split(path: str, videos: list[str], boxes: dict) -> dict[str, np.ndarray]:
+    """{video: statistics} of these ``videos`` of a ``split_stats`` file, their boxes into ``boxes``
+    (the statistics held once: :func:`_stack` empties the dict as it concatenates)."""
+    _, both = read_stats(path, videos)
+    stats = {}
+    for v in list(both):
+        stats[v], boxes[v] = both.pop(v)
+    return stats
+
+
+def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, str] | None = None,
+               camera: str | None = None, band: str = "1of1", threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``PART_COLUMNS`` rows of one part of S_c (:func:`jobs`), training frames (their video, or
+    time block, left out) and test frames: the videos of the layout ``camera`` (None or
+    :data:`~vad_pipeline.datasets.cameras.ONE`: of every layout), each frame's highest window of
+    the rows of ``band`` (:func:`band_rows`), each camera of the layouts against its own training
+    videos (one layout: all against all). Only that layout's statistics are read."""
     from vad_pipeline.reference import VIDEOS, leave_out, scheme
 
     p, leave = cfg["cells"], leave_out(cfg, cfg["cells"]["frames"])
-    layouts, train = read_stats(train_stats)
-    test_layouts, test = read_stats(test_stats)
+    layouts, train_names = stats_index(train_stats)
+    test_layouts, test_names = stats_index(test_stats)
     if test_layouts != layouts:
         raise VadError(f"{train_stats} and {test_stats} have different window layouts; rerun the cell_stats rule")
-    if not train:
+    if not train_names:
         raise VadError(f"{train_stats}: no training video")
-    groups: dict[str, tuple[dict, dict]] = {cam: ({}, {}) for cam in layouts["cameras"]}
-    for split, videos in ((0, train), (1, test)):
-        for v, (x, _) in videos.items():
-            groups[layout_for(layouts, v, cameras)[0]][split][v] = x
-    # the statistics now live in the groups only (each emptied as it is scored): boxes kept
-    train, test = {v: (None, b) for v, (_, b) in train.items()}, {v: (None, b) for v, (_, b) in test.items()}
-    scores_train, scores_test = {}, {}
-    for cam, (tr_c, te_c) in groups.items():
-        if not tr_c:
-            if te_c:
+    if camera in (None, ONE):
+        chosen = list(layouts["cameras"])
+    elif camera in layouts["cameras"]:
+        chosen = [camera]
+    else:
+        raise VadError(f"{train_stats}: no window layout of camera {camera} (have {', '.join(layouts['cameras'])}); "
+                       "rerun the cell_layout rule")
+    group = {v: layout_for(layouts, v, cameras)[0] for v in [*train_names, *test_names]}
+    parts: tuple[list, list] = ([], [])
+    for cam in chosen:
+        layout = layouts["cameras"][cam]
+        tr_names, te_names = [v for v in train_names if group[v] == cam], [v for v in test_names if group[v] == cam]
+        if not tr_names:
+            if te_names:
                 raise VadError(f"{train_stats}: no training video of camera {cam}")
             continue
-        per = pd.Series([(cameras or {}).get(v, cam) for v in tr_c]).value_counts()
+        rows = band_rows(layout, band)
+        if not len(rows):
+            log.info("S_c%s: band %s holds no row of windows", "" if cam == ONE else f" of camera {cam}", band)
+            continue
+        per = pd.Series([(cameras or {}).get(v, cam) for v in tr_names]).value_counts()
         for c in per.index[per.map(scheme) != VIDEOS]:
             log.warning("S_c, camera %s: a single training video; its training frames are scored in %d time blocks "
                         "(each against the rest, %d frames either side left out)", c, leave["blocks"], leave["margin"])
-        a, b = _terms(tr_c, te_c, layouts["cameras"][cam], p, leave, cameras)
-        scores_train.update(a)
-        scores_test.update(b)
-    rows_train = [frame_table(v, scores_train[v], b) for v, (_, b) in train.items()]
-    rows_test = [frame_table(v, scores_test[v], b) for v, (_, b) in test.items()]
-    tr = pd.concat(rows_train, ignore_index=True) if rows_train else pd.DataFrame(columns=COLUMNS)
-    te = pd.concat(rows_test, ignore_index=True) if rows_test else pd.DataFrame(columns=COLUMNS)
-    log.info("S_c: %d training frames (mean %.3f), %d test frames (mean %.3f), %d layout(s)", len(tr),
+        boxes: dict[str, np.ndarray] = {}
+        train, test = _read_split(train_stats, tr_names, boxes), _read_split(test_stats, te_names, boxes)
+        what = ("" if cam == ONE else f" of camera {cam}") + ("" if band == "1of1" else f", rows band {band}")
+        a, b = _terms(train, test, layout, p, leave, cameras, rows, threads, what)
+        windows = np.flatnonzero(np.isin(np.asarray(layout["rows"]), rows))
+        for out, scores, names in ((parts[0], a, train_names), (parts[1], b, test_names)):
+            out += [_frame_rows(v, x, boxes[v], windows).assign(order=names.index(v))[PART_COLUMNS]
+                    for v, x in scores.items()]
+    empty = pd.DataFrame(columns=PART_COLUMNS)
+    return tuple(pd.concat(rows, ignore_index=True) if rows else empty for rows in parts)
+
+
+def combine_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The cell term's rows (``COLUMNS``) from those of its parts (``PART_COLUMNS``): per frame the
+    part whose window scores highest (on a tie the layout's first window, as one job's argmax),
+    in the split's order of videos."""
+    parts = [d for d in parts if len(d)]
+    if not parts:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.concat(parts, ignore_index=True)
+    df = df.iloc[np.lexsort((df["window"].to_numpy(), -df["s_c"].to_numpy(float), df["frame"].to_numpy(),
+                             df["order"].to_numpy()))]
+    return df[~df.duplicated(["order", "frame"])][COLUMNS].reset_index(drop=True)
+
+
+def _summary(tr: pd.DataFrame, te: pd.DataFrame, what: str) -> None:
+    log.info("S_c: %d training frames (mean %.3f), %d test frames (mean %.3f)%s", len(tr),
              tr["s_c"].mean() if len(tr) else float("nan"), len(te), te["s_c"].mean() if len(te) else float("nan"),
-             len(layouts["cameras"]))
+             what)
+
+
+def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict,
+               cameras: dict[str, str] | None = None, threads: int = 1) -> None:
+    """S_c of every training frame (its video left out) and every test frame, each camera of the
+    layouts against its own training videos (one layout: all against all), in one process: what
+    the part jobs (:func:`cell_term_part`) and their gather (:func:`gather_cell_terms`) write."""
+    parts = term_parts(train_stats, test_stats, cfg, cameras, threads=threads)
+    tr, te = combine_parts([parts[0]]), combine_parts([parts[1]])
+    _summary(tr, te, f", {len(stats_index(train_stats)[0]['cameras'])} layout(s)")
+    write_csv(train_out, tr)
+    write_csv(test_out, te)
+
+
+def cell_term_part(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict,
+                   cameras: dict[str, str] | None = None, camera: str | None = None, band: str = "1of1",
+                   threads: int = 1) -> None:
+    """One part job of S_c (rule cell_terms): :func:`term_parts`' rows of the layout ``camera``
+    and the rows of windows of ``band``, for :func:`gather_cell_terms`."""
+    tr, te = term_parts(train_stats, test_stats, cfg, cameras, camera, band, threads)
+    _summary(tr, te, f", part {camera or ONE} {band}")
+    write_csv(train_out, tr)
+    write_csv(test_out, te)
+
+
+def read_part(path: str, columns: list[str]) -> pd.DataFrame:
+    """A part job's CSV, its numbers read back exactly (the gathered file is the one job's, byte
+    for byte: pandas 2 needs ``round_trip`` for that, pandas 3 does it by default and deprecates it)."""
+    if not Path(path).is_file():
+        raise VadError(f"{path}: file not found")
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    df = pd.read_csv(path, dtype={"video": str}, **exact)
+    if missing := [c for c in columns if c not in df.columns]:
+        raise VadError(f"{path}: missing columns {missing}; rerun its part job")
+    return df
+
+
+def gather_cell_terms(train_parts: list[str], test_parts: list[str], train_out: str, test_out: str) -> None:
+    """The gather of S_c's part jobs (rule gather_cell_terms): ``cells/train.csv`` and
+    ``test.csv`` as :func:`cell_terms` writes them in one job."""
+    tr = combine_parts([read_part(p, PART_COLUMNS) for p in train_parts])
+    te = combine_parts([read_part(p, PART_COLUMNS) for p in test_parts])
+    _summary(tr, te, f", {len(train_parts)} part(s)")
     write_csv(train_out, tr)
     write_csv(test_out, te)
 

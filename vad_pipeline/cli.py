@@ -125,15 +125,22 @@ def cmd_stc(cfg, a):
     if len(a.boxes) != len(a.flows):
         raise VadError("--boxes and --flows must list the same videos")
     videos = [_video(cfg, a.split, Path(b).stem) for b in a.boxes]
-    n = build_split(videos, a.boxes, a.flows, cfg, a.out)
+    n = build_split(videos, a.boxes, a.flows, cfg, a.out, part=a.part)
     log.info("%s: %d cubes", a.out, n)
+
+
+def cmd_stc_gather(cfg, a):
+    from vad_pipeline.stc import gather_split
+
+    n = gather_split(a.parts, a.out, a.split)
+    log.info("%s: %d cubes of %d videos", a.out, n, len(a.parts))
 
 
 def cmd_train(cfg, a):
     from vad_pipeline.plots import loss_curve
     from vad_pipeline.train import train
 
-    train(cfg, a.stc, a.out, a.log, a.ckpt_dir)
+    train(cfg, a.stc, a.out, a.log, a.ckpt_dir, a.threads)
     if a.plot:
         loss_curve(a.log, a.plot)
 
@@ -141,7 +148,7 @@ def cmd_train(cfg, a):
 def cmd_infer(cfg, a):
     from vad_pipeline.infer import infer
 
-    infer(a.model, a.stc, a.out, cfg)
+    infer(a.model, a.stc, a.out, cfg, a.threads)
 
 
 def cmd_motion_features(cfg, a):
@@ -154,9 +161,18 @@ def cmd_motion_features(cfg, a):
 
 
 def cmd_motion_terms(cfg, a):
-    from vad_pipeline.motion import motion_terms
+    from vad_pipeline.motion import motion_term_part, motion_terms
 
-    motion_terms(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras))
+    if a.camera:   # one part job, for gather-motion-terms
+        motion_term_part(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.camera, a.threads)
+    else:
+        motion_terms(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.threads)
+
+
+def cmd_gather_motion_terms(cfg, a):
+    from vad_pipeline.motion import gather_motion_terms
+
+    gather_motion_terms(a.train, a.test, a.train_out, a.test_out)
 
 
 def _pair(command: str, stage: str, train: str | None, test: str | None) -> tuple[str, str] | None:
@@ -187,9 +203,19 @@ def cmd_cell_stats(cfg, a):
 
 
 def cmd_cell_terms(cfg, a):
-    from vad_pipeline.cells import cell_terms
+    from vad_pipeline.cells import cell_term_part, cell_terms
 
-    cell_terms(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras))
+    if a.camera or a.band:   # one part job, for gather-cell-terms
+        cell_term_part(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.camera,
+                       a.band or "1of1", a.threads)
+    else:
+        cell_terms(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.threads)
+
+
+def cmd_gather_cell_terms(cfg, a):
+    from vad_pipeline.cells import gather_cell_terms
+
+    gather_cell_terms(a.train, a.test, a.train_out, a.test_out)
 
 
 def cmd_frame_scores(cfg, a):
@@ -307,7 +333,7 @@ def cmd_bench(cfg, a):
     from vad_pipeline.bench import benchmark, decode_throughput
     from vad_pipeline.io import write_json
 
-    result = benchmark(cfg["name"], a.results)
+    result = benchmark(cfg["name"], a.results, max_cubes=cfg.get("train", {}).get("max_cubes"))
     for stage in ("detect", "flow"):  # frames/s per backend
         if stage in cfg and stage in result["stages"]:
             result["stages"][stage]["backend"] = cfg[stage]["backend"]
@@ -346,8 +372,19 @@ REQ = {"required": True}
 CAMERAS = ("--cameras", {"nargs": "+", "help": "the labels rule's cameras/<split>.csv: each camera on its own "
                                                 "(default: one camera)"})
 SPLIT = ("--split", {"required": True, "choices": ["train", "test"]})
+THREADS = ("--threads", {"type": int, "default": 1, "help": "threads of the nearest-neighbour queries (default: 1)"})
+TERM_PART = ("--camera", {"help": "one part job: the objects (S_m) or the window layout (S_c) of this camera only "
+                                  "('all': every camera), its rows with their place in the split, for the gather "
+                                  "command"})
+GATHER = [("--train", {"nargs": "+", **REQ, "help": "the part jobs' training files"}),
+          ("--test", {"nargs": "+", **REQ, "help": "... and test files, in the same order"}),
+          ("--train-out", REQ), ("--test-out", REQ)]
+TORCH_THREADS = ("--threads", {"type": int, "default": 0, "help": "cores the job may use (the rule's threads): "
+                                                                  "torch's threads and the loader's workers follow "
+                                                                  "them unless train.threads / train.workers pin "
+                                                                  "them (default: torch's setting, $OMP_NUM_THREADS)"})
 # subcommand: (function, help, [(flag, argparse options), ...])
-NO_SETTINGS = {"make-camera-set"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
+NO_SETTINGS = {"make-camera-set", "gather-motion-terms", "gather-cell-terms", "stc-gather"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
 COMMANDS = {
     "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
     "make-camera-set": (cmd_make_camera_set, "generate a multi-camera set: the demo's scene per camera "
@@ -370,16 +407,23 @@ COMMANDS = {
                 [SPLIT, ("--out", REQ)]),
     "detect": (cmd_detect, "detect objects in one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
     "flow": (cmd_flow, "optical flow of one video", [SPLIT, ("--video", REQ), ("--out", REQ)]),
-    "stc": (cmd_stc, "build the spatio-temporal cubes of a split",
-            [SPLIT, ("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
+    "stc": (cmd_stc, "build the spatio-temporal cubes of a split (or of one video: --part)",
+            [SPLIT, ("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ),
+             ("--part", {"action": "store_true", "help": "a part of a split for stc-gather: no cube is no error"})]),
+    "stc-gather": (cmd_stc_gather, "one STC file of a split from its videos' (virtual datasets: no cube copied)",
+                   [SPLIT, ("--parts", {"nargs": "+", **REQ, "help": "the videos' STC files, in the split's order"}),
+                    ("--out", REQ)]),
     "train": (cmd_train, "train the model on the training cubes",
-              [("--stc", REQ), ("--out", REQ), ("--log", REQ), ("--plot", {}), ("--ckpt-dir", {})]),
+              [("--stc", REQ), ("--out", REQ), ("--log", REQ), ("--plot", {}), ("--ckpt-dir", {}), TORCH_THREADS]),
     "infer": (cmd_infer, "raw per-object terms (S_f, S_p) of an STC file",
-              [("--model", REQ), ("--stc", REQ), ("--out", REQ)]),
+              [("--model", REQ), ("--stc", REQ), ("--out", REQ), TORCH_THREADS]),
     "motion-features": (cmd_motion_features, "per-object flow statistics, size and place of a split",
                         [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
     "motion-terms": (cmd_motion_terms, "motion-density term S_m of every training and test object",
-                     [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS]),
+                     [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS,
+                      TERM_PART, THREADS]),
+    "gather-motion-terms": (cmd_gather_motion_terms, "S_m of every object from the part jobs of motion-terms "
+                            "--camera (the one job's files)", GATHER),
     "score": (cmd_score, "z-score with training statistics and fuse",
               [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {}),
                ("--motion-train", {"help": "the motion stage's S_m of the training objects"}),
@@ -389,7 +433,11 @@ COMMANDS = {
     "cell-stats": (cmd_cell_stats, "per window flow statistics of every video of a split (HDF5)",
                    [("--flows", {"nargs": "+", **REQ}), ("--layout", REQ), ("--out", REQ), CAMERAS]),
     "cell-terms": (cmd_cell_terms, "cell motion term S_c of every training and test frame",
-                   [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS]),
+                   [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS,
+                    TERM_PART, ("--band", {"help": "one part job: the I-th of N bands of rows of windows, IofN "
+                                                   "(2of4; default 1of1: every row)"}), THREADS]),
+    "gather-cell-terms": (cmd_gather_cell_terms, "S_c of every frame from the part jobs of cell-terms --camera/--band "
+                          "(the one job's files)", GATHER),
     "frame-scores": (cmd_frame_scores, "max-pool object scores to frames (plus the cell term S_c)",
                      [("--objects", REQ), ("--labels", REQ), ("--out", REQ),
                       ("--cells-train", {"help": "the cell stage's S_c of the training frames"}),

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from vad_pipeline.io import VadError
+from vad_pipeline.stc import missing_parts
 
 
 def read_block(f: h5py.File, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +37,10 @@ class STCDataset(torch.utils.data.Dataset):
         with h5py.File(self.path, "r") as f:
             if "app" not in f or "flow" not in f:
                 raise VadError(f"{path}: not an STC file (no 'app'/'flow' datasets)")
+            missing = missing_parts(f)
+            if missing:
+                raise VadError(f"{path}: the cubes it gathers are in {len(missing)} file(s) that are not there "
+                               f"(e.g. {missing[0]}); rerun the stc rules (snakemake --forcerun stc_video)")
             self.n = f["app"].shape[0]
             self.app_shape, self.flow_shape = f["app"].shape[1:], f["flow"].shape[1:]
         self._f: h5py.File | None = None

@@ -10,11 +10,11 @@ import logging
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from vad_pipeline.accel import flush_denormals, pick_device
 from vad_pipeline.cubes import STCDataset
 from vad_pipeline.io import VadError, write_csv
+from vad_pipeline.progress import Progress
 from vad_pipeline.stc import read_index
 from vad_pipeline.train import compute_terms, load_model
 
@@ -22,9 +22,12 @@ log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def infer(model_path: str, stc_path: str, out: str, cfg: dict) -> pd.DataFrame:
-    """``INDEX`` + ``s_f``, ``s_p`` of every cube of ``stc_path``; a file without cubes (a test
-    split in which nothing was detected) gives the header alone, the model left unloaded."""
+def infer(model_path: str, stc_path: str, out: str, cfg: dict, threads: int = 0) -> pd.DataFrame:
+    """``INDEX`` + ``s_f``, ``s_p`` of every cube of ``stc_path`` with ``threads`` torch threads
+    (the rule's; 0: torch's setting); a file without cubes (a test split in which nothing was
+    detected) gives the header alone, the model left unloaded."""
+    if threads > 0:
+        torch.set_num_threads(threads)
     ds = STCDataset(stc_path)   # refuses a file that is not an STC file; reads no sample
     if len(ds) == 0:
         log.warning("%s: no object was detected in the test split: no cube to score, %s has no rows", stc_path, out)
@@ -40,12 +43,15 @@ def infer(model_path: str, stc_path: str, out: str, cfg: dict) -> pd.DataFrame:
     s_f = np.empty(len(ds), np.float64)
     s_p = np.empty(len(ds), np.float64)
     bs = cfg["score"]["batch_size"]
-    for idx, app, flow in tqdm(ds.blocks(max(bs, 4096)), total=-(-len(ds) // max(bs, 4096)), desc="infer"):
+    log.info("%s: %d cubes, device %s, %d threads", stc_path, len(ds), device, torch.get_num_threads())
+    progress = Progress(f"infer {stc_path}", len(ds), "cubes")
+    for idx, app, flow in ds.blocks(max(bs, 4096)):
         for s in range(0, len(app), bs):
             terms = compute_terms(model, app[s : s + bs].to(device), flow[s : s + bs].to(device))
             feature = terms.get(model.feature_term)  # absent without a motion stream: NaN, z = 0 in fuse
             s_f[idx[s : s + bs]] = feature.cpu().numpy() if feature is not None else np.nan
             s_p[idx[s : s + bs]] = terms["int"].cpu().numpy()
+            progress.update(len(idx[s : s + bs]))
     df = read_index(stc_path)
     df["s_f"], df["s_p"] = s_f, s_p
     write_csv(out, df)

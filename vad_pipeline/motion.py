@@ -19,7 +19,9 @@ leaving out each training video in turn, or time blocks of a camera's single vid
 (:func:`training_scores`, :class:`~vad_pipeline.reference.Reference`), so that near-duplicates
 from neighbouring frames of the same video do not make training scores smaller than the test
 scores would be for normal objects. With ``cameras.motion: camera`` every camera
-(``cameras.assign``) has its own standardisation and reference.
+(``cameras.assign``) has its own standardisation and reference, and is a job of its own
+(:func:`jobs`, rule motion_terms), gathered by :func:`gather_motion_terms` into the file
+:func:`motion_terms` writes in one process, byte for byte.
 
 No torch: this stage reads only the boxes and the stored flow.
 """
@@ -106,43 +108,72 @@ def embed(df: pd.DataFrame, model: dict) -> np.ndarray:
     return np.hstack([z, model["location_weight"] * df[LOCATION].to_numpy(float)])
 
 
-def density_scores(train: pd.DataFrame, query: pd.DataFrame, p: dict, model: dict | None = None) -> np.ndarray:
-    """Mean distance of each ``query`` object to its ``k`` nearest ``train`` objects."""
+def density_scores(train: pd.DataFrame, query: pd.DataFrame, p: dict, model: dict | None = None,
+                   threads: int = 1) -> np.ndarray:
+    """Mean distance of each ``query`` object to its ``k`` nearest ``train`` objects (``threads``: the
+    queries')."""
     if len(query) == 0:
         return np.zeros(0)
     if len(train) == 0:
         raise VadError("motion density: no training object to compare with")
     model = model or fit(train, p)
-    return Reference(embed(train, model), train["video"], p["k"], "motion density").score(embed(query, model))
+    return Reference(embed(train, model), train["video"], p["k"], "motion density",
+                     threads=threads).score(embed(query, model))
 
 
-def training_scores(train: pd.DataFrame, p: dict, leave: dict | None = None, cameras=None) -> np.ndarray:
+def training_scores(train: pd.DataFrame, p: dict, leave: dict | None = None, cameras=None,
+                    threads: int = 1) -> np.ndarray:
     """S_m of the training objects, each video scored against the other training videos (with
     the standardisation of all of them); a single training video: in time blocks, each against
     the rest of the video less a margin (``leave``: :func:`vad_pipeline.reference.leave_out`);
-    ``cameras``: the camera of each row, where one pool holds several."""
+    ``cameras``: the camera of each row, where one pool holds several; ``threads``: the queries'."""
     leave = leave or {"margin": int(p["frames"])}
     return Reference(embed(train, fit(train, p)), train["video"], p["k"], "motion density",
-                     frames=train["frame"], cameras=cameras, **leave).score_training()
+                     frames=train["frame"], cameras=cameras, threads=threads, **leave).score_training()
 
 
-def motion_terms(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict,
-                 cameras: dict[str, str] | None = None) -> None:
-    """``INDEX`` + ``s_m`` of every training object (its video, or time block, left out) and test
-    object; with ``cameras.motion: camera`` each camera of ``cameras`` ({video: camera}) on its own."""
+PART_COLUMNS = [*INDEX, "s_m", "row"]   # a part job's rows: + the object's row in its split's features
+
+
+def jobs(cfg: dict, cameras: dict[str, str]) -> list[str]:
+    """The parts of S_m, one job each (rule motion_terms), from the videos' cameras ``cameras``
+    ({video: camera}; DAG time): with ``cameras.motion: camera`` and several cameras each camera,
+    else one (:data:`~vad_pipeline.datasets.cameras.ONE`: every object)."""
+    from vad_pipeline.datasets.cameras import ONE
+
+    names = sorted(set(cameras.values()))
+    return names if cfg["cameras"].get("motion") == "camera" and len(names) > 1 else [ONE]
+
+
+def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict[str, str] | None = None,
+               camera: str | None = None, threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``PART_COLUMNS`` rows of S_m of the training objects (their video, or time block, left out)
+    and test objects of ``camera`` (None or :data:`~vad_pipeline.datasets.cameras.ONE`: of every
+    camera); with ``cameras.motion: camera`` each camera of ``cameras`` ({video: camera}) on its own."""
     from vad_pipeline.datasets.cameras import ONE, of
+    from vad_pipeline.progress import Progress
     from vad_pipeline.reference import VIDEOS, leave_out, scheme
 
     p, leave = cfg["motion"], leave_out(cfg, cfg["motion"]["frames"])
     cols = INDEX + FEATURES
     train, test = read_csv(train_features, cols), read_csv(test_features, cols)
     train, test = train.astype({"video": str}), test.astype({"video": str})
+    train["row"], test["row"] = np.arange(len(train)), np.arange(len(test))
     per_camera = bool(cameras) and cfg["cameras"]["motion"] == "camera"
     real_cams = of(train["video"], cameras or {})   # the leave-out of a pooled reference is per camera too
     cam_train = real_cams if per_camera else pd.Series(ONE, index=train.index)
     cam_test = of(test["video"], cameras) if per_camera else pd.Series(ONE, index=test.index)
+    groups = sorted(set(cam_train) | set(cam_test))
+    if camera not in (None, ONE):
+        if camera not in groups:
+            raise VadError(f"motion density: no object of camera {camera} (cameras: {', '.join(groups)}; "
+                           f"cameras.motion {cfg['cameras']['motion']})")
+        groups = [camera]
     train["s_m"], test["s_m"] = np.nan, np.nan
-    for cam in sorted(set(cam_train) | set(cam_test)):
+    chosen_tr, chosen_te = cam_train.isin(groups).to_numpy(), cam_test.isin(groups).to_numpy()
+    progress = Progress("S_m" + (f" of camera {camera}" if camera not in (None, ONE) else ""),
+                        int(chosen_tr.sum() + chosen_te.sum()), "objects")
+    for cam in groups:
         tr, te = (cam_train == cam).to_numpy(), (cam_test == cam).to_numpy()
         if not tr.any():
             raise VadError(f"motion density: no training object of camera {cam}: its objects cannot be judged by its "
@@ -152,13 +183,62 @@ def motion_terms(train_features: str, test_features: str, train_out: str, test_o
                 log.warning("S_m, camera %s: a single training video; its training objects are scored in %d time "
                             "blocks (each against the rest, %d frames either side left out)", c, leave["blocks"],
                             leave["margin"])
-        train.loc[tr, "s_m"] = training_scores(train[tr], p, leave, real_cams[tr].to_numpy())
-        test.loc[te, "s_m"] = density_scores(train[tr], test[te], p)
-    log.info("S_m: %d training objects (mean %.3f), %d test objects (mean %.3f)",
+        train.loc[tr, "s_m"] = training_scores(train[tr], p, leave, real_cams[tr].to_numpy(), threads)
+        progress.update(int(tr.sum()))
+        test.loc[te, "s_m"] = density_scores(train[tr], test[te], p, threads=threads)
+        progress.update(int(te.sum()))
+    return train.loc[chosen_tr, PART_COLUMNS], test.loc[chosen_te, PART_COLUMNS]
+
+
+def combine_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """S_m's rows (``INDEX`` + ``s_m``) from those of its parts (``PART_COLUMNS``), in the order of
+    the split's features."""
+    parts = [d for d in parts if len(d)]
+    if not parts:
+        return pd.DataFrame(columns=[*INDEX, "s_m"])
+    df = pd.concat(parts, ignore_index=True)
+    return df.iloc[np.argsort(df["row"].to_numpy(), kind="stable")][INDEX + ["s_m"]].reset_index(drop=True)
+
+
+def _summary(train: pd.DataFrame, test: pd.DataFrame, what: str = "") -> None:
+    log.info("S_m: %d training objects (mean %.3f), %d test objects (mean %.3f)%s",
              len(train), train["s_m"].mean() if len(train) else float("nan"),
-             len(test), test["s_m"].mean() if len(test) else float("nan"))
-    write_csv(train_out, train[INDEX + ["s_m"]])
-    write_csv(test_out, test[INDEX + ["s_m"]])
+             len(test), test["s_m"].mean() if len(test) else float("nan"), what)
+
+
+def motion_terms(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict,
+                 cameras: dict[str, str] | None = None, threads: int = 1) -> None:
+    """``INDEX`` + ``s_m`` of every training object (its video, or time block, left out) and test
+    object; with ``cameras.motion: camera`` each camera of ``cameras`` ({video: camera}) on its own.
+    One process: what the part jobs (:func:`motion_term_part`) and their gather
+    (:func:`gather_motion_terms`) write."""
+    tr, te = term_parts(train_features, test_features, cfg, cameras, threads=threads)
+    tr, te = combine_parts([tr]), combine_parts([te])
+    _summary(tr, te)
+    write_csv(train_out, tr)
+    write_csv(test_out, te)
+
+
+def motion_term_part(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict,
+                     cameras: dict[str, str] | None = None, camera: str | None = None, threads: int = 1) -> None:
+    """One part job of S_m (rule motion_terms): :func:`term_parts`' rows of ``camera``, for
+    :func:`gather_motion_terms`."""
+    tr, te = term_parts(train_features, test_features, cfg, cameras, camera, threads)
+    _summary(tr, te, f", part {camera}")
+    write_csv(train_out, tr)
+    write_csv(test_out, te)
+
+
+def gather_motion_terms(train_parts: list[str], test_parts: list[str], train_out: str, test_out: str) -> None:
+    """The gather of S_m's part jobs (rule gather_motion_terms): ``motion/train.csv`` and
+    ``test.csv`` as :func:`motion_terms` writes them in one job."""
+    from vad_pipeline.cells import read_part
+
+    tr = combine_parts([read_part(p, PART_COLUMNS) for p in train_parts])
+    te = combine_parts([read_part(p, PART_COLUMNS) for p in test_parts])
+    _summary(tr, te, f", {len(train_parts)} part(s)")
+    write_csv(train_out, tr)
+    write_csv(test_out, te)
 
 
 def best_box_flow_auc(results: str, dataset: str, exclude_first: int) -> float | None:

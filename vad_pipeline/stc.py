@@ -9,6 +9,11 @@ Layout of the file (N samples, T = t_past, C = 3 or 1, S = size):
   attrs["content_sha256"]: a hash of all of the above (see :func:`content_hash`)
 N is 0 for a test split in which nothing was detected (:func:`build_split`).
 
+The workflow builds one such file per video (``stc/<split>/<video>.h5``, jobs that run in
+parallel) and gathers a split's (:func:`gather_split`): there ``app`` and ``flow`` are HDF5
+virtual datasets read in place from the videos' files (found beside it, by relative path), the
+index and the hash are its own; readers see the same arrays as in a file built whole.
+
 Writing only; :mod:`vad_pipeline.cubes` reads them as model input. No torch import here, so
 ``score`` (which needs ``INDEX``) runs without torch.
 """
@@ -19,18 +24,20 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import h5py
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from vad_pipeline.datasets import Video, iter_frames
 from vad_pipeline.flow import box_scale, quantize
 from vad_pipeline.io import VadError, atomic_path, read_csv
+from vad_pipeline.progress import Progress
 
 INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]
 log = logging.getLogger(__name__)
@@ -130,7 +137,8 @@ def content_hash(f: h5py.File, rows: int = 4096) -> str:
     return _combine(digests, video_list(f))
 
 
-def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -> Iterator[dict]:
+def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict,
+                 progress: Progress | None = None) -> Iterator[dict]:
     s, tp, gray, square = cfg["size"], cfg["t_past"], cfg["color"] == "gray", cfg.get("crop") == "square"
     by_frame = {int(t): g[["x1", "y1", "x2", "y2"]].to_numpy(int) for t, g in boxes.groupby("frame")}
     frames: deque[np.ndarray] = deque(maxlen=tp + 1)
@@ -141,6 +149,8 @@ def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -
             raise VadError(f"{flow_path}: {fl.shape[0]} flow frames but the video has {video.n_frames}; rerun the flow rule")
         scale = box_scale(ff)
         for t, img in enumerate(iter_frames(video, gray=gray)):
+            if progress is not None and t:  # frame t-1's cubes are built
+                progress.update(1)
             frames.append(img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
             flows.append(fl[t])
             if t < tp or t not in by_frame:
@@ -152,32 +162,119 @@ def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict) -
                 yield {"app": app, "flow": quantize(flo, quantum), "frame": t, "box": box}
 
 
-def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str], cfg: dict, out: str) -> int:
+def _no_cube(out: str, split: str, t_past: int, n_videos: int) -> None:
+    """A split without any cube: an error for training, a warning for a test split."""
+    why = f"no detection at frame >= {t_past} in any video"
+    if split != "test":
+        raise VadError(f"{out}: no cube could be built ({why}): nothing to train on")
+    log.warning("%s: no object was detected in the test split (%s); its %d video(s) are scored from "
+                "the no-object score (frame_scores.fill) and the cell term S_c", out, why, n_videos)
+
+
+def build_split(videos: list[Video], box_paths: list[str], flow_paths: list[str], cfg: dict, out: str,
+                part: bool = False) -> int:
     """Write the STCs of every video of a split to ``out``; returns the number of samples.
 
     A test split without any cube (nothing detected in any video: a night-time test set) gives a
     valid file with zero samples, scored downstream like a single quiet video; a training split
-    without any is an error, as there is nothing to train on."""
+    without any is an error, as there is nothing to train on. ``part``: a part of a split that
+    :func:`gather_split` joins (one video, in the workflow), which may hold no cube."""
     p = cfg["stc"]
     channels = 1 if p["color"] == "gray" else 3
+    # frames, not cubes: their number is known before the boxes are read, and each costs a decode
+    progress = Progress(f"stc {out}", sum(v.n_frames for v in videos), "frames")
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         w = _Writer(f, p, channels)
-        for vi, (video, bp, fp) in enumerate(tqdm(list(zip(videos, box_paths, flow_paths)), desc="stc")):
+        for vi, (video, bp, fp) in enumerate(zip(videos, box_paths, flow_paths)):
             boxes = read_csv(bp, ["frame", "x1", "y1", "x2", "y2"])
-            for cube in _video_cubes(video, boxes, fp, p):
+            for cube in _video_cubes(video, boxes, fp, p, progress):
                 w.add(video=vi, **cube)
+            progress.update(1)  # the video's last frame
         w.flush()
-        if w.n == 0:
-            why = f"no detection at frame >= {p['t_past']} in any video"
-            if any(v.split != "test" for v in videos):
-                raise VadError(f"{out}: no cube could be built ({why}): nothing to train on")
-            log.warning("%s: no object was detected in the test split (%s); its %d video(s) are scored from "
-                        "the no-object score (frame_scores.fill) and the cell term S_c", out, why, len(videos))
+        if w.n == 0 and not part:
+            _no_cube(out, "test" if all(v.split == "test" for v in videos) else "train", p["t_past"], len(videos))
         names = [v.name for v in videos]
         f.create_dataset("videos", data=np.asarray(names, dtype=object), dtype=h5py.string_dtype())
         f.attrs.update(size=p["size"], t_past=p["t_past"], color=p["color"],
                        content_sha256=_combine({k: h.hexdigest() for k, h in w.hashes.items()}, names))
     return w.n
+
+
+GATHERED = ("app", "flow")   # virtual in a gathered file: the cubes stay in the videos' files
+INDEXED = {"video": (), "frame": (), "box": (4,)}   # its own, int32
+
+
+def gather_split(parts: list[str], out: str, split: str, rows: int = 4096) -> int:
+    """One STC file of a split from the files of its parts (:func:`build_split` with ``part``; in
+    order): the same arrays, index and ``content_sha256`` as :func:`build_split` gives for the
+    whole split, without copying a cube. ``app`` and ``flow`` are virtual datasets over the parts
+    (relative paths: the folder may move); the hash reads every cube once. Returns the samples."""
+    meta = []
+    for path in parts:
+        with h5py.File(path, "r") as f:
+            if any(k not in f for k in (*GATHERED, *INDEXED)):
+                raise VadError(f"{path}: not an STC file; rerun the stc_video rule")
+            meta.append({"n": f["app"].shape[0], "videos": video_list(f),
+                         "attrs": {k: f.attrs[k].item() if hasattr(f.attrs[k], "item") else f.attrs[k]
+                                   for k in ("size", "t_past", "color")},
+                         "dsets": {k: (f[k].shape[1:], f[k].dtype, f[k].chunks) for k in GATHERED},
+                         **{k: f[k][:].astype(np.int32) for k in INDEXED}})
+    if not meta:
+        raise VadError(f"{out}: no video to gather")
+    for path, m in zip(parts[1:], meta[1:]):
+        if (m["attrs"], m["dsets"]) != (meta[0]["attrs"], meta[0]["dsets"]):
+            raise VadError(f"{path}: cubes of other stc settings than {parts[0]}'s ({m['attrs']} against "
+                           f"{meta[0]['attrs']}); rerun the stc_video rule")
+    names = [v for m in meta for v in m["videos"]]
+    first = np.cumsum([0] + [len(m["videos"]) for m in meta])   # each part's first video in the split
+    index = {k: np.concatenate([m[k] + (first[i] if k == "video" else 0) for i, m in enumerate(meta)])
+             .astype(np.int32).reshape(-1, *shape) for k, shape in INDEXED.items()}   # as stored whole
+    n = int(sum(m["n"] for m in meta))
+    if n == 0:   # before writing: a training split without cubes leaves no file
+        _no_cube(out, split, meta[0]["attrs"]["t_past"], len(names))
+    digests = {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() for k, v in index.items()}
+    progress = Progress(f"stc {out} ({len(parts)} parts), hashing", n, "cubes")
+    for k in GATHERED:   # as build_split hashes them: every row as stored, in order
+        h = hashlib.sha256()
+        for path, m in zip(parts, meta):
+            with h5py.File(path, "r") as f:
+                for s in range(0, m["n"], rows):
+                    h.update(np.ascontiguousarray(f[k][s : s + rows]).tobytes())
+                    if k == "flow":
+                        progress.update(min(rows, m["n"] - s))
+        digests[k] = h.hexdigest()
+    here = Path(out).resolve().parent
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        for k in GATHERED:
+            shape, dtype, chunks = meta[0]["dsets"][k]
+            if n == 0:   # a virtual dataset needs a source: an empty one of its own
+                f.create_dataset(k, (0, *shape), dtype, maxshape=(None, *shape), chunks=chunks or True)
+                continue
+            layout, at = h5py.VirtualLayout((n, *shape), dtype), 0
+            for path, m in zip(parts, meta):
+                if m["n"]:
+                    source = os.path.relpath(Path(path).resolve(), here)
+                    layout[at : at + m["n"]] = h5py.VirtualSource(source, k, shape=(m["n"], *shape))
+                    at += m["n"]
+            f.create_virtual_dataset(k, layout)
+        for k, v in index.items():
+            f.create_dataset(k, data=v, maxshape=(None, *v.shape[1:]), chunks=(4096, *v.shape[1:]))
+        f.create_dataset("videos", data=np.asarray(names, dtype=object), dtype=h5py.string_dtype())
+        f.attrs.update(**meta[0]["attrs"], content_sha256=_combine(digests, names))
+    return n
+
+
+def missing_parts(f: h5py.File) -> list[str]:
+    """The files a gathered STC file reads its cubes from that are not there (HDF5 would read
+    zeros in their place, silently)."""
+    here = Path(f.filename).resolve().parent
+    missing = set()
+    for k in GATHERED:
+        if k in f and f[k].is_virtual:
+            for src in f[k].virtual_sources():
+                if src.file_name != "." and not (here / src.file_name).is_file():
+                    missing.add(str(here / src.file_name))
+    return sorted(missing)
 
 
 def read_index(path: str) -> pd.DataFrame:

@@ -5,9 +5,10 @@ labels). ``ckpt/<run>/last.pt`` (``<run>``: the hash of the run's identity) is w
 atomically at every epoch end and holds model, optimiser, scheduler, epoch, loss history, the RNG states (python, numpy, torch, CUDA) and the run's identity:
 the settings that shape the trajectory plus a fingerprint of the training cubes, and their hash.
 
-Reproducible resumption: the data order and the hflip draws are functions of (seed, epoch, block)
-only, whatever the number of DataLoader workers, so a run killed anywhere resumes from the last
-epoch end and, on the CPU with the same thread count, ends with bit-identical weights and loss log.
+Reproducible resumption: the data order, the hflip draws and, with ``train.max_cubes``, the
+epoch's subset of cubes are functions of (seed, epoch, block) only, whatever the number of
+DataLoader workers, so a run killed anywhere resumes from the last epoch end and, on the CPU with
+the same thread count, ends with bit-identical weights and loss log.
 A checkpoint of another run is refused with an error, never reused or overwritten silently.
 A NaN/Inf loss stops with an error and leaves the last good checkpoint alone.
 """
@@ -37,6 +38,7 @@ from vad_pipeline.cubes import STCDataset, read_block, to_model
 from vad_pipeline.io import VadError, atomic_path, write_csv
 from vad_pipeline.models import build_model
 from vad_pipeline.models import losses as L
+from vad_pipeline.progress import Progress
 from vad_pipeline.stc import content_hash, video_list
 
 log = logging.getLogger(__name__)
@@ -119,22 +121,77 @@ def model_from_data(cfg: dict, ds: STCDataset) -> nn.Module:
     return build_model(cfg["model"], in_frames=t1 - 1, channels=channels)
 
 
+# --------------------------------------------------------------------------- threads
+
+
+def job_threads(tc: dict, threads: int = 0, device: torch.device | None = None) -> tuple[int, int]:
+    """(torch intra-op threads, DataLoader workers) of a job given ``threads`` cores: the rule's
+    ``{threads}``; 0 (by hand): ``train.threads``, else ``torch.get_num_threads()``
+    ($OMP_NUM_THREADS or torch's default).
+
+    ``train.threads`` and ``train.workers`` pin their number when set. Otherwise the workers are
+    what reading needs: on the CPU one from 4 cores up (one reader delivers ~4x what 2 threads
+    train, docs/scale.md: below that, reading in the training process costs less than a core kept
+    from the model), on CUDA up to 4 (there the reader is the bound); the model gets the other
+    cores, so that the job never runs more busy threads than it was given."""
+    cores = threads or tc.get("threads") or torch.get_num_threads()
+    workers = tc.get("workers")
+    if workers is None:
+        cuda = device is not None and device.type == "cuda"
+        workers = max(min(4, cores - 1), 0) if cuda else (1 if cores >= 4 else 0)
+    return tc.get("threads") or max(1, cores - workers), workers
+
+
 # --------------------------------------------------------------------------- data
+
+# the random stream that picks an epoch's subset (train.max_cubes): never a block's [seed, epoch,
+# start] (numpy pads seeds with zeros: [s, e] and [s, e, 0] are one stream)
+SUBSET_KEY = 2**32 - 1
+
+
+def batch_count(length: int, batch_size: int) -> int:
+    """Samples of a block of ``length`` that ``TrainData.batches`` yields (a lone rest is skipped)."""
+    return sum(min(batch_size, length - s) for s in range(0, length, batch_size) if length - s >= 2)
 
 
 class _BlockOrder(torch.utils.data.Sampler):
-    """Yields (epoch, start) of every block of ``epoch`` in an order drawn from (seed, epoch);
-    runs in the main process, so setting ``epoch`` reaches persistent workers too."""
+    """Yields the blocks of ``epoch`` in an order drawn from (seed, epoch): (epoch, start) of every
+    block of the file, or with ``max_cubes`` below its size (epoch, ((start, end), ...)): runs of
+    ``piece`` samples (the file's HDF5 chunk: reading a run decompresses no other chunk) drawn
+    without replacement, the last one cut so that exactly ``max_cubes`` samples are read.
+    Runs in the main process, so setting ``epoch`` reaches persistent workers too."""
 
-    def __init__(self, n: int, block: int, seed: int):
+    def __init__(self, n: int, block: int, seed: int, max_cubes: int | None = None, piece: int = 256):
         self.n, self.block, self.seed, self.epoch = n, block, seed, 0
+        self.max_cubes = max_cubes if max_cubes is not None and max_cubes < n else None
+        self.piece = max(1, min(piece, block))
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        starts = np.random.default_rng([self.seed, self.epoch]).permutation(np.arange(0, self.n, self.block))
-        return iter([(self.epoch, int(s)) for s in starts])
+    def plan(self, epoch: int) -> list[tuple]:
+        """The items of ``epoch``, in order."""
+        if self.max_cubes is None:
+            starts = np.random.default_rng([self.seed, epoch]).permutation(np.arange(0, self.n, self.block))
+            return [(epoch, int(s)) for s in starts]
+        rng = np.random.default_rng([self.seed, epoch, SUBSET_KEY])
+        runs, left = [], self.max_cubes
+        for s in rng.permutation(np.arange(0, self.n, self.piece)):
+            if left <= 0:
+                break
+            e = min(int(s) + self.piece, self.n, int(s) + left)
+            runs.append((int(s), e))
+            left -= e - int(s)
+        per = max(1, self.block // self.piece)  # runs per block: at most ``block`` samples held
+        return [(epoch, tuple(sorted(runs[i : i + per]))) for i in range(0, len(runs), per)]
+
+    def lengths(self, epoch: int) -> list[int]:
+        """Samples in each block of ``epoch``."""
+        return [min(key + self.block, self.n) - key if isinstance(key, int) else sum(e - s for s, e in key)
+                for _, key in self.plan(epoch)]
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self.plan(self.epoch))
 
     def __len__(self) -> int:
-        return -(-self.n // self.block)
+        return len(self.plan(self.epoch)) if self.max_cubes is not None else -(-self.n // self.block)
 
 
 class _Blocks(torch.utils.data.Dataset):
@@ -155,16 +212,26 @@ class _Blocks(torch.utils.data.Dataset):
             self._f.close()
         self._f, self._pid = None, -1
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
-        epoch, s = key
+    def __getitem__(self, key: tuple) -> tuple[torch.Tensor, ...]:
+        epoch, where = key
         if self._pid != os.getpid():  # never reuse a handle inherited through fork
             self._f, self._pid = h5py.File(self.path, "r"), os.getpid()
-        e = min(s + self.block, self.n)
-        rng = np.random.default_rng([self.seed, epoch, s])
-        order = rng.permutation(e - s)
-        app, flow = (x[order] for x in read_block(self._f, s, e))  # contiguous read, then shuffle
-        flip = rng.random(e - s) < 0.5
-        return tuple(torch.from_numpy(x) for x in (s + order, app, flow, flip))
+        if isinstance(where, int):  # a block of the file
+            s, e = where, min(where + self.block, self.n)
+            rng = np.random.default_rng([self.seed, epoch, s])
+            order = rng.permutation(e - s)
+            app, flow = (x[order] for x in read_block(self._f, s, e))  # contiguous read, then shuffle
+            flip = rng.random(e - s) < 0.5
+            return tuple(torch.from_numpy(x) for x in (s + order, app, flow, flip))
+        # runs of an epoch's subset (train.max_cubes): each read contiguously, shuffled together;
+        # the first start is the block's key (runs are disjoint, so unique within the epoch)
+        parts = [read_block(self._f, s, e) for s, e in where]
+        index = np.concatenate([np.arange(s, e) for s, e in where])
+        rng = np.random.default_rng([self.seed, epoch, where[0][0]])
+        order = rng.permutation(len(index))
+        app, flow = (np.concatenate([p[i] for p in parts])[order] for i in (0, 1))
+        flip = rng.random(len(index)) < 0.5
+        return tuple(torch.from_numpy(x) for x in (index[order], app, flow, flip))
 
     def __len__(self) -> int:
         return -(-self.n // self.block)
@@ -177,21 +244,39 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(s)
 
 
+def chunk_rows(path: str, default: int = 256) -> int:
+    """Samples per HDF5 chunk of an STC file's cubes: those of its first part in a gathered file
+    (stc.gather_split), ``default`` for unchunked storage."""
+    with h5py.File(path, "r") as f:
+        d = f["app"]
+        if d.is_virtual and d.virtual_sources():
+            with h5py.File(Path(path).resolve().parent / d.virtual_sources()[0].file_name, "r") as g:
+                return chunk_rows(g.filename, default)
+        chunks = d.chunks
+    return int(chunks[0]) if chunks else default
+
+
 class TrainData:
     """The training cubes as batches, epoch after epoch: blocks of ``train.block`` samples read by
     ``train.workers`` processes (0: the main one), shuffled per (seed, epoch), converted to float
-    on the device batch by batch. Memory stays flat: at most workers + 1 stored blocks are held."""
+    on the device batch by batch; with ``train.max_cubes``, that many of them per epoch, a subset
+    drawn per (seed, epoch). Memory stays flat: at most workers + 1 stored blocks are held."""
 
     def __init__(self, path: str, n: int, tc: dict, seed: int, device: torch.device):
         self.tc, self.device = tc, device
-        self.order = _BlockOrder(n, tc["block"], seed)
+        cap = tc.get("max_cubes")  # .get: params of a workflow started before the key existed
+        self.order = _BlockOrder(n, tc["block"], seed, cap, chunk_rows(str(path)) if cap else 256)
         self.blocks = _Blocks(str(path), n, tc["block"], seed)
-        workers = tc["workers"]
+        workers = tc.get("workers") or 0
         self.loader: torch.utils.data.DataLoader | None = torch.utils.data.DataLoader(
             self.blocks, batch_size=None, sampler=self.order, num_workers=workers,
             pin_memory=tc["pin_memory"] and device.type == "cuda",
             persistent_workers=workers > 0, prefetch_factor=1 if workers else None,
             worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed))
+
+    def epoch_size(self, epoch: int) -> int:
+        """Samples :meth:`batches` yields in ``epoch``."""
+        return sum(batch_count(m, self.tc["batch_size"]) for m in self.order.lengths(epoch))
 
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(sample indices, frames in [-1, 1], flows / flow_scale) of epoch ``epoch`` (0-based) on
@@ -303,8 +388,11 @@ def data_fingerprint(path: str) -> dict:
 
 def run_identity(cfg: dict, stc_path: str) -> dict:
     """What a checkpoint must share with this run to be resumed: the model and loss sections the
-    model uses, train.* but RESUMABLE_KEYS, the seed, and the training cubes' fingerprint."""
-    trained_by = {k: v for k, v in cfg["train"].items() if k not in RESUMABLE_KEYS}
+    model uses, train.* but RESUMABLE_KEYS, the seed, and the training cubes' fingerprint.
+    ``train.max_cubes`` null (every cube) is left out: the identity, and so the checkpoint folder,
+    of a run written before the key existed stays that of the same run now."""
+    trained_by = {k: v for k, v in cfg["train"].items()
+                  if k not in RESUMABLE_KEYS and not (k == "max_cubes" and v is None)}
     return {**model_sections(cfg), "train": trained_by, "seed": cfg["seed"], "data": data_fingerprint(stc_path)}
 
 
@@ -349,13 +437,15 @@ def check_checkpoint(state: dict, identity: dict, ckpt: Path, epochs: int) -> No
 # --------------------------------------------------------------------------- training
 
 
-def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str | None = None) -> Path:
-    """Train per ``cfg`` (sections model, train, loss, seed, device); write the final model file."""
-    tc, lc = cfg["train"], cfg["loss"]
+def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str | None = None,
+          threads: int = 0) -> Path:
+    """Train per ``cfg`` (sections model, train, loss, seed, device) with ``threads`` cores (the
+    rule's; 0: torch's setting, see :func:`job_threads`); write the final model file."""
+    tc, lc = dict(cfg["train"]), cfg["loss"]
     seed_everything(cfg["seed"])
-    if tc["threads"]:
-        torch.set_num_threads(tc["threads"])
     device = pick_device(cfg["device"])
+    tc["threads"], tc["workers"] = job_threads(tc, threads, device)
+    torch.set_num_threads(tc["threads"])
     flush_denormals(device)
     ds = STCDataset(stc_path, flow_scale=tc["flow_scale"])
     model = model_from_data(cfg, ds).to(device)
@@ -383,9 +473,13 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
         log.info("resuming from %s after epoch %d", ckpt, start)
     cuda = device.type == "cuda"
     amp, channels_last = cuda, bool(tc["channels_last"]) and cuda
-    log.info("training %s on %d cubes, device %s, %d parameters, %d workers", cfg["model"]["name"], len(ds),
-             device, sum(p.numel() for p in model.parameters()), tc["workers"])
+    cap = tc.get("max_cubes")
+    log.info("training %s on %d cubes%s, device %s, %d parameters, %d threads, %d workers", cfg["model"]["name"],
+             len(ds), f" ({cap} per epoch, train.max_cubes)" if cap and cap < len(ds) else "", device,
+             sum(p.numel() for p in model.parameters()), torch.get_num_threads(), tc["workers"])
     data = TrainData(stc_path, len(ds), tc, cfg["seed"], device)
+    epochs = Progress(f"training {cfg['model']['name']}" + (f" from epoch {start + 1}" if start else ""),
+                      tc["epochs"] - start, "epochs")
     try:
         for epoch in range(start, tc["epochs"]):
             model.train()
@@ -394,6 +488,7 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
             n, t0 = 0, time.perf_counter()
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
+            cubes = Progress(f"epoch {epoch + 1}/{tc['epochs']}", data.epoch_size(epoch), "cubes")
             for _, a, f in data.batches(epoch):
                 try:
                     loss, terms = train_step(fwd, opt, a, f, lambdas, tc["grad_clip"], amp, channels_last)
@@ -404,6 +499,7 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                     ) from exc
                 sums += torch.stack([loss, *(terms.get(k, nan) for k in names)]).double() * len(a)
                 n += len(a)
+                cubes.update(len(a))
             if n == 0:  # an untrained model must not be written as if trained
                 raise VadError(
                     f"{stc_path}: no training step in epoch {epoch + 1}: {len(ds)} training cubes in blocks of "
@@ -426,6 +522,7 @@ def train(cfg: dict, stc_path: str, out_model: str, out_log: str, ckpt_dir: str 
                      row["loss"], " ".join(f"{k} {row[k]:.5f}" for k in names if not math.isnan(row[k])), row["samples_per_s"],
                      "CUDA allocated" if cuda else "RSS", row["peak_mem_mb"])
             save(_ckpt_state(model, opt, sched, epoch + 1, identity, history), ckpt)
+            epochs.update(1)
     finally:
         data.close()
     write_csv(out_log, pd.DataFrame(history))

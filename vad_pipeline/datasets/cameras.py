@@ -48,6 +48,28 @@ def _from_file(path: Path) -> dict[str, str]:
     return dict(zip(df["video"], df["camera"]))
 
 
+def video_cameras(cfg: dict, split: str) -> dict[str, str]:
+    """{video: camera} of a split from the videos' names alone (no frame counts, no video opened):
+    what the workflow knows when it plans the jobs of the weight-free terms, one per camera."""
+    from vad_pipeline.datasets import video_names
+
+    m, names = mode(cfg), video_names(cfg, split)
+    if m == "prefix":
+        return {n: n.split("_", 1)[0] for n in names}
+    if m == "file":
+        path = Path(cfg["dataset"]["root"]) / CAMERAS_CSV
+        listed = _from_file(path)
+        if missing := [n for n in names if n not in listed]:
+            raise VadError(f"{path}: no camera for {split} video {missing[0]}")
+        return {n: listed[n] for n in names}
+    return dict.fromkeys(names, ONE)
+
+
+def camera_names(cfg: dict, split: str) -> list[str]:
+    """The cameras of a split's videos (:func:`video_cameras`), sorted."""
+    return sorted(set(video_cameras(cfg, split).values()))
+
+
 def camera_table(cfg: dict, videos: dict[str, dict[str, int]]) -> pd.DataFrame:
     """``COLUMNS``: every video of ``videos`` ({split: {name: frames}}) with its camera. A test
     video whose camera has no training video is an error naming it (nothing to judge it by)."""

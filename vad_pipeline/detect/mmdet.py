@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from vad_pipeline.accel import Batcher, load_state, pick_device
 from vad_pipeline.datasets import Video, iter_frames
 from vad_pipeline.detect import COLUMNS
 from vad_pipeline.detect.motion import _prep, box_area, difference_boxes, filter_overlaps, uncovered
 from vad_pipeline.io import VadError
+from vad_pipeline.progress import Progress
 
 
 def filter_detections(det: np.ndarray, p: dict) -> np.ndarray:
@@ -115,7 +115,7 @@ def detect_mmdet(video: Video, p: dict, detector: MMDetector | None = None) -> p
     batcher = Batcher(p["batch_size"], f"detect {video.source}")
     fg_p = {**p["foreground"], "max_area_frac": 0.5}
     rows, prev = [], None
-    bar = tqdm(total=video.n_frames, desc=f"detect {video.split}/{video.name}", leave=False)
+    progress = Progress(f"detect {video.split}/{video.name}", video.n_frames, "frames")
     for batch in _batches(video, max(1, p["batch_size"])):
         dets = batcher(detector, [f for _, f in batch])
         for (t, frame), det in zip(batch, dets):
@@ -130,7 +130,6 @@ def detect_mmdet(video: Video, p: dict, detector: MMDetector | None = None) -> p
                 extra = uncovered(difference_boxes(cur, prev, fg_p), det, p["max_overlap"])
                 rows += [(t, *b[:4].astype(int), round(float(b[4]), 4), "foreground") for b in extra]
                 prev = cur
-        bar.update(len(batch))
-    bar.close()
+        progress.update(len(batch))
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df[(df.x2 > df.x1) & (df.y2 > df.y1)].reset_index(drop=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from vad_pipeline.datasets import Video, iter_frames, read_frame
 from vad_pipeline.datasets.video import at_work_size
 from vad_pipeline.detect import COLUMNS
 from vad_pipeline.io import VadError
+from vad_pipeline.progress import Progress
 
 
 def median_background(video: Video, n: int, blur: int) -> np.ndarray:
@@ -155,10 +155,11 @@ def uncovered(fg: np.ndarray, det: np.ndarray, max_overlap: float) -> np.ndarray
 def detect_motion(video: Video, p: dict) -> pd.DataFrame:
     bg = median_background(video, p["background_frames"], p["blur"])
     rows, prev = [], None
-    for t, gray in enumerate(tqdm(iter_frames(video, gray=True), total=video.n_frames,
-                                  desc=f"detect {video.split}/{video.name}", leave=False)):
+    progress = Progress(f"detect {video.split}/{video.name}", video.n_frames, "frames")
+    for t, gray in enumerate(iter_frames(video, gray=True)):
         cur = _prep(gray, p["blur"])
         boxes = filter_overlaps(boxes_from_mask(foreground_mask(cur, prev, bg, p), p), p["max_overlap"])
         rows += [(t, *b[:4].astype(int), round(float(b[4]), 4), "motion") for b in boxes]
         prev = cur
+        progress.update(1)
     return pd.DataFrame(rows, columns=COLUMNS)

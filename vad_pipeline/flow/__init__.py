@@ -27,11 +27,11 @@ from dataclasses import dataclass, replace
 import cv2
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from vad_pipeline.datasets import Video, iter_frames
 from vad_pipeline.datasets.video import frame_size, work_size
 from vad_pipeline.io import VadError, atomic_path
+from vad_pipeline.progress import Progress
 
 PairsFn = Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
 
@@ -142,10 +142,11 @@ def flow_video(video: Video, cfg: dict, out: str) -> None:
         f.attrs.update(height=h, width=w, work_height=work[0], work_width=work[1], downscale=factor,
                        quantum=quantum, backend=cfg["flow"]["backend"])
         dset[0] = 0
-        bar = tqdm(total=video.n_frames, desc=f"flow {video.split}/{video.name}", leave=False)
+        # frame 0 has no flow (zeros): counted done, so that the last pair ends the count
+        progress = Progress(f"flow {video.split}/{video.name}", video.n_frames, "frames")
+        progress.update(1)
         for first, pairs in frame_pairs(itertools.chain([head], frames), backend.batch_size):
             flows = batcher(lambda ps: backend.fn([a for a, _ in ps], [b for _, b in ps]), pairs)
             for k, fl in enumerate(flows):
                 dset[first + k] = quantize(to_stored(np.asarray(fl, np.float32), work, factor), quantum)
-            bar.update(len(pairs))
-        bar.close()
+            progress.update(len(pairs))

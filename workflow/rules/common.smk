@@ -256,6 +256,28 @@ def per_video(pattern, split=None):
     return fn
 
 
+def term_parts(term, pattern):
+    """Input of a weight-free term's gather (gather_motion_terms for ``motion``, S_m;
+    gather_cell_terms for ``cells``, S_c): ``pattern`` of each of its part jobs, one per camera
+    where the term's reference is per camera and there are several (cameras.motion,
+    cameras.cells; else one, 'all'), S_c's also per band of rows of windows (cells.jobs). The
+    cameras come from the videos' names (vcams.video_cameras), so the jobs are known before any
+    job runs."""
+    from vad_pipeline import motion as vmotion
+
+    def fn(wildcards):
+        cfg = RESOLVED[wildcards.dataset]
+        try:
+            cams = {**vcams.video_cameras(cfg, "train"), **vcams.video_cameras(cfg, "test")}
+        except VadError as exc:
+            raise WorkflowError(str(exc))
+        if term == "cells":
+            return [pattern.format(dataset=wildcards.dataset, camera=c, band=b) for c, b in vcells.jobs(cfg, cams)]
+        return [pattern.format(dataset=wildcards.dataset, camera=c) for c in vmotion.jobs(cfg, cams)]
+
+    return fn
+
+
 # Ablation variants (ablation.smk)
 
 

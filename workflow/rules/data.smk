@@ -37,7 +37,7 @@ rule labels:
 
 
 rule cameras:
-    """The camera of every video of a split (dataset.cameras), one file per split: a test video
+    """The camera of every video of a split (cameras.assign), one file per split: a test video
     added leaves the training split's file, and what was fitted to it, as it was."""
     input:
         unpack(dataset_input),

@@ -130,7 +130,7 @@ rule benchmark:
         report("results/{dataset}/benchmark.json", caption="../report/benchmark.rst", category="Benchmark"),
     params:
         root=root_param,
-        cfg=params_json("demo", "detect", "flow", "frame_scores"),
+        cfg=params_json("demo", "detect", "flow", "frame_scores", "train", only={"train": ("max_cubes",)}),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:

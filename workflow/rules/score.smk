@@ -16,7 +16,7 @@ rule infer:
         f"{ENVS}/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {VAD} infer --params {params.cfg:q} --model {input.model:q} "
-        "--stc {input.stc:q} --out {output:q} 2> {log:q}"
+        "--stc {input.stc:q} --out {output:q} --threads {threads} 2> {log:q}"
 
 
 rule motion_features:
@@ -41,26 +41,48 @@ rule motion_features:
 
 
 rule motion_terms:
-    """Motion term S_m of every object (vad_pipeline.motion): distance to the k nearest training objects
+    """Motion term S_m of one part (vad_pipeline.motion): with cameras.motion camera and several cameras
+    the objects of one camera, else of all ('all'): distance to the k nearest training objects
     (training objects: against the other training videos)."""
     input:
         train="results/{dataset}/motion/features_train.csv",
         test="results/{dataset}/motion/features_test.csv",
         cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
-        train="results/{dataset}/motion/train.csv",
-        test="results/{dataset}/motion/test.csv",
+        train="results/{dataset}/motion/terms/{camera}/train.csv",
+        test="results/{dataset}/motion/terms/{camera}/test.csv",
     params:
         cfg=params_json("motion", "cameras", only={"cameras": ("motion", "blocks", "margin")}),
+    wildcard_constraints:
+        camera="[^/]+",
+    threads: 2  # the nearest-neighbour queries (capped by --cores)
     log:
-        "results/logs/{dataset}/motion/terms.log",
+        "results/logs/{dataset}/motion/terms/{camera}.log",
     benchmark:
-        "results/benchmarks/{dataset}/motion/terms.tsv"
+        "results/benchmarks/{dataset}/motion/terms/{camera}.tsv"
     conda:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} motion-terms --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
-        "--cameras {input.cameras:q} --train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+        "--cameras {input.cameras:q} --camera {wildcards.camera:q} --threads {threads} "
+        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+
+
+rule gather_motion_terms:
+    """S_m of every object from the part jobs of motion_terms: the file one job would write."""
+    input:
+        train=term_parts("motion", "results/{dataset}/motion/terms/{camera}/train.csv"),
+        test=term_parts("motion", "results/{dataset}/motion/terms/{camera}/test.csv"),
+    output:
+        train="results/{dataset}/motion/train.csv",
+        test="results/{dataset}/motion/test.csv",
+    log:
+        "results/logs/{dataset}/motion/gather.log",
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} gather-motion-terms --train {input.train:q} --test {input.test:q} "
+        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
 rule cell_layout:
@@ -108,26 +130,51 @@ rule cell_stats:
 
 
 rule cell_terms:
-    """Cell motion term S_c of every frame: each window against the windows of its row in the
-    training frames (training frames: against the other training videos)."""
+    """Cell motion term S_c of one part (vad_pipeline.cells): the frames of one window layout (with
+    cameras.cells camera and several cameras one camera's, else all: 'all'), their windows of one band of
+    rows (cells.jobs), each against the windows of its row in the training frames (training frames:
+    against the other training videos)."""
     input:
         train="results/{dataset}/cells/stats_train.h5",
         test="results/{dataset}/cells/stats_test.h5",
         cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
     output:
-        train="results/{dataset}/cells/train.csv",
-        test="results/{dataset}/cells/test.csv",
+        train="results/{dataset}/cells/terms/{camera}/{band}/train.csv",
+        test="results/{dataset}/cells/terms/{camera}/{band}/test.csv",
     params:
         cfg=params_json("cells", "cameras", only={"cells": vcells.TERMS_KEYS, "cameras": ("blocks", "margin")}),
+    wildcard_constraints:
+        camera="[^/]+",
+        band="[0-9]+of[0-9]+",
+    threads: 4  # the nearest-neighbour queries (capped by --cores)
     log:
-        "results/logs/{dataset}/cells/terms.log",
+        "results/logs/{dataset}/cells/terms/{camera}/{band}.log",
     benchmark:
-        "results/benchmarks/{dataset}/cells/terms.tsv"
+        "results/benchmarks/{dataset}/cells/terms/{camera}/{band}.tsv"
     conda:
         f"{ENVS}/eval.yaml"
     shell:
         "{VAD} cell-terms --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
-        "--cameras {input.cameras:q} --train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+        "--cameras {input.cameras:q} --camera {wildcards.camera:q} --band {wildcards.band:q} --threads {threads} "
+        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+
+
+rule gather_cell_terms:
+    """S_c of every frame from the part jobs of cell_terms (each frame's highest window over the
+    bands): the file one job would write."""
+    input:
+        train=term_parts("cells", "results/{dataset}/cells/terms/{camera}/{band}/train.csv"),
+        test=term_parts("cells", "results/{dataset}/cells/terms/{camera}/{band}/test.csv"),
+    output:
+        train="results/{dataset}/cells/train.csv",
+        test="results/{dataset}/cells/test.csv",
+    log:
+        "results/logs/{dataset}/cells/gather.log",
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} gather-cell-terms --train {input.train:q} --test {input.test:q} "
+        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
 rule score:

@@ -1,15 +1,34 @@
-rule stc:
-    """Spatio-temporal cubes of every detected object of a split, streamed into one HDF5 file."""
+rule stc_video:
+    """Spatio-temporal cubes of every detected object of one video (HDF5); rule stc gathers a split's."""
     input:
         unpack(dataset_input),
-        boxes=per_video("results/{dataset}/detect/{split}/{video}.csv"),
-        flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
+        boxes="results/{dataset}/detect/{split}/{video}.csv",
+        flows="results/{dataset}/flow/{split}/{video}.h5",
     output:
-        "results/{dataset}/stc/{split}.h5",
+        "results/{dataset}/stc/{split}/{video}.h5",
     params:
         root=root_param,
         cfg=params_json("stc", "demo"),
-        videos=videos_param(),
+        video=videos_param(),
+    log:
+        "results/logs/{dataset}/stc/{split}/{video}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/stc/{split}/{video}.tsv"
+    group:
+        "per_video"  # cluster only: --group-components per_video=N bundles N such jobs per submission
+    conda:
+        f"{ENVS}/vision.yaml"
+    shell:
+        "{VAD} stc --part --params {params.cfg:q} --root @{params.root:q} --split {wildcards.split:q} "
+        "--boxes {input.boxes:q} --flows {input.flows:q} --out {output:q} 2> {log:q}"
+
+
+rule stc:
+    """A split's cubes as one HDF5 file: virtual datasets over its videos' files (no cube copied), its own index."""
+    input:
+        parts=per_video("results/{dataset}/stc/{split}/{video}.h5"),
+    output:
+        "results/{dataset}/stc/{split}.h5",
     log:
         "results/logs/{dataset}/stc/{split}.log",
     benchmark:
@@ -17,5 +36,4 @@ rule stc:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} stc --params {params.cfg:q} --root @{params.root:q} --split {wildcards.split:q} "
-        "--boxes {input.boxes:q} --flows {input.flows:q} --out {output:q} 2> {log:q}"
+        "{VAD} stc-gather --split {wildcards.split:q} --parts {input.parts:q} --out {output:q} 2> {log:q}"

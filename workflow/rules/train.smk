@@ -17,4 +17,4 @@ rule train:
         f"{ENVS}/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {VAD} train --params {params.cfg:q} --stc {input:q} --out {output.model:q} "
-        "--log {output.log:q} --plot {output.plot:q} 2> {log:q}"
+        "--log {output.log:q} --plot {output.plot:q} --threads {threads} 2> {log:q}"

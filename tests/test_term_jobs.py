@@ -1,0 +1,271 @@
+"""The weight-free terms in several jobs (issue 28): S_c and S_m one job per camera where their
+reference is per camera, S_c also one per band of rows of windows (cells.jobs), and a gather that
+writes the very files one job writes; the nearest-neighbour queries on the job's threads."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, tiny_overlay, write_config
+from vad_pipeline import cells as Cells
+from vad_pipeline import cli
+from vad_pipeline import config as C
+from vad_pipeline import motion as M
+from vad_pipeline.datasets import cameras as K
+from vad_pipeline.io import VadError
+from vad_pipeline.reference import Reference, _mean_knn, _mean_knn_self
+
+
+@pytest.fixture(scope="module")
+def two_cameras(tmp_path_factory) -> dict:
+    """A tiny frames-layout set of two generated cameras, videos named 01_xx and 02_xx."""
+    from vad_pipeline.camera_set import build
+
+    out = tmp_path_factory.mktemp("two_cameras")
+    return build(out, "frames", (48, 64), 2, n_frames=10, n_train=2, n_test=1, height=48, width=64)["joint"]
+
+
+def _workdir(tmp_path: Path, section: dict, cameras: dict, cells: dict | None = None) -> Path:
+    wd = tmp_path / "run"
+    wd.mkdir(exist_ok=True)
+    cfg = C.deep_merge(C.load(REPO / "config.yaml"), {k: v for k, v in tiny_overlay().items() if k != "demo"})
+    cfg["datasets"]["two"] = {**section, "cameras": cameras, **({"cells": cells} if cells else {})}
+    write_config(cfg, wd / "config.yaml")
+    return wd
+
+
+TARGETS = ("results/two/cells/train.csv", "results/two/motion/train.csv")
+
+
+def planned_jobs(workdir: Path) -> tuple[dict[str, int], str]:
+    """{rule: jobs} of a dry run (Snakemake's job stats) and its text."""
+    from tests.test_workflow import snakemake
+
+    out = snakemake(workdir, "-n", *TARGETS)
+    text = out.stdout + out.stderr
+    stats = text[text.index("Job stats:"):]
+    return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, flags=re.M) if r != "total"}, text
+
+
+def test_one_term_job_per_camera_in_the_dag(two_cameras, tmp_path):
+    per_camera = {"assign": "prefix", "cells": "camera", "motion": "camera"}
+    jobs, text = planned_jobs(_workdir(tmp_path, two_cameras, per_camera))
+    assert jobs["cell_terms"] == 2 and jobs["motion_terms"] == 2
+    assert jobs["gather_cell_terms"] == 1 and jobs["gather_motion_terms"] == 1
+    for cam in ("01", "02"):
+        assert f"results/two/cells/terms/{cam}/1of1/train.csv" in text
+        assert f"results/two/motion/terms/{cam}/train.csv" in text
+    # pooled references: S_m one job; S_c one per band of rows (cells.jobs)
+    pooled = {"assign": "prefix", "cells": "pooled", "motion": "pooled"}
+    jobs, text = planned_jobs(_workdir(tmp_path, two_cameras, pooled, {"jobs": 3}))
+    assert jobs["cell_terms"] == 3 and jobs["motion_terms"] == 1
+    assert "results/two/cells/terms/all/3of3/test.csv" in text and "results/two/motion/terms/all/test.csv" in text
+
+
+def test_camera_names_need_no_frame_counts(two_cameras, tmp_path):
+    cfg = {"dataset": {**two_cameras}, "cameras": {"assign": "prefix"}}
+    assert K.video_cameras(cfg, "train") == {"01_01": "01", "01_02": "01", "02_01": "02", "02_02": "02"}
+    assert K.camera_names(cfg, "test") == ["01", "02"]
+    assert K.camera_names({**cfg, "cameras": {"assign": "one"}}, "train") == [K.ONE]
+    root = tmp_path / "root"   # the same videos with a camera list
+    root.mkdir()
+    for split in ("training", "testing"):
+        (root / split).symlink_to(Path(two_cameras["root"]) / split, target_is_directory=True)
+    (root / "cameras.csv").write_text("video,camera\n01_01,hall\n01_02,hall\n02_01,yard\n01_01,hall\n")
+    listed = {"dataset": {**two_cameras, "root": str(root)}, "cameras": {"assign": "file"}}
+    assert K.camera_names(listed, "test") == ["hall", "yard"]
+    with pytest.raises(VadError, match="no camera for train video 02_02"):
+        K.video_cameras(listed, "train")
+
+
+def test_bands_and_parts():
+    assert Cells.parse_band("2of4") == (2, 4)
+    for bad in ("0of2", "3of2", "2/4", "of", "x"):
+        with pytest.raises(VadError, match="IofN"):
+            Cells.parse_band(bad)
+    layout = {"rows": [0, 0, 1, 1, 2, 3, 3, 4]}
+    for n in (1, 2, 3, 5, 7):   # every row in exactly one band, in order; more bands than rows: empty ones
+        bands = [Cells.band_rows(layout, f"{i}of{n}") for i in range(1, n + 1)]
+        assert np.concatenate(bands).tolist() == [0, 1, 2, 3, 4]
+    cams = {f"{c}_{i:03d}": c for c in ("01", "02") for i in range(30)}
+    cfg = {"cameras": {"cells": "camera", "motion": "camera"}, "cells": {"jobs": "auto"}}
+    assert Cells.jobs(cfg, cams) == [("01", "1of1"), ("02", "1of1")]
+    assert M.jobs(cfg, cams) == ["01", "02"]
+    pooled = {"cameras": {"cells": "pooled", "motion": "pooled"}, "cells": {"jobs": "auto"}}
+    assert Cells.jobs(pooled, cams) == [(K.ONE, "1of2"), (K.ONE, "2of2")]   # 60 videos: a band per 50
+    assert Cells.jobs({**pooled, "cells": {"jobs": 1}}, cams) == [(K.ONE, "1of1")] and M.jobs(pooled, cams) == [K.ONE]
+    one = {v: "01" for v in cams}   # one camera: one part, whatever the reference
+    assert Cells.jobs({**cfg, "cells": {"jobs": 1}}, one) == [(K.ONE, "1of1")] and M.jobs(cfg, one) == [K.ONE]
+
+
+# The gathered files against one job's, on inputs small enough to make by hand.
+
+
+def _layout(height: int, width: int, size: int, stride: int) -> dict:
+    boxes, rows, steps = Cells.grid_windows(height, width, size, stride)
+    return {"windows": "grid", "frame_size": [height, width], "perspective": None,
+            "boxes": (boxes / [width, height, width, height]).round(6).tolist(), "rows": rows.tolist(),
+            "steps": (steps / width).round(6).tolist()}
+
+
+VIDEOS = {"train": {"01_a": 24, "01_b": 18, "02_a": 30}, "test": {"01_t": 12, "02_t": 14}}   # 02: one training video
+
+
+def _stats_files(tmp_path: Path, per_camera: bool) -> list[str]:
+    """split_stats files of VIDEOS: random statistics, with frames standing still (all zero) in
+    every video, so that every window of such a frame scores the same (a tie across bands)."""
+    layouts = ({"01": _layout(40, 60, 20, 10), "02": _layout(30, 50, 10, 10)} if per_camera
+               else {K.ONE: _layout(40, 60, 20, 10)})
+    rng = np.random.default_rng(0)
+    paths = []
+    for split, videos in VIDEOS.items():
+        paths.append(str(tmp_path / f"stats_{split}.h5"))
+        with h5py.File(paths[-1], "w") as h:
+            h.create_dataset("layout", data=json.dumps({"cameras": layouts}, sort_keys=True), dtype=h5py.string_dtype())
+            for v, n in videos.items():
+                layout = layouts[v[:2] if per_camera else K.ONE]
+                x = rng.gamma(2.0, 1.0, (n, len(layout["rows"]), len(Cells.STATS))).astype(np.float32)
+                x[::4] = 0.0
+                h.create_dataset(f"stats/{v}", data=x)
+                h.create_dataset(f"boxes/{v}", data=Cells.pixel_boxes(layout, 240, 320))
+    return paths
+
+
+def _camera_lists(tmp_path: Path) -> list[str]:
+    paths = []
+    for split, videos in VIDEOS.items():
+        paths.append(str(tmp_path / f"cameras_{split}.csv"))
+        pd.DataFrame([(split, v, v[:2], n) for v, n in videos.items()], columns=K.COLUMNS).to_csv(paths[-1], index=False)
+    return paths
+
+
+def _gathered_equals_one_job(tmp_path: Path, command: str, inputs: list[str], params: dict, parts: list[list[str]]):
+    """Run ``command`` once (every camera, every row) and once per part (``parts``: each part's
+    extra arguments), gather the parts, and compare the files byte for byte."""
+    cams = _camera_lists(tmp_path)
+    common = [command, "--params", json.dumps(params), "--train", inputs[0], "--test", inputs[1], "--cameras", *cams]
+    one = [str(tmp_path / "one_train.csv"), str(tmp_path / "one_test.csv")]
+    assert cli.main([*common, "--train-out", one[0], "--test-out", one[1]]) == 0
+    outs = []
+    for i, extra in enumerate(parts):
+        outs.append([str(tmp_path / f"part{i}_train.csv"), str(tmp_path / f"part{i}_test.csv")])
+        assert cli.main([*common, *extra, "--threads", "2", "--train-out", outs[-1][0], "--test-out", outs[-1][1]]) == 0
+    got = [str(tmp_path / "gathered_train.csv"), str(tmp_path / "gathered_test.csv")]
+    assert cli.main([f"gather-{command}", "--train", *[o[0] for o in outs], "--test", *[o[1] for o in outs],
+                     "--train-out", got[0], "--test-out", got[1]]) == 0
+    for a, b in zip(one, got):
+        assert filecmp.cmp(a, b, shallow=False), f"{b} differs from the one job's {a}"
+    return pd.read_csv(one[0], dtype={"video": str}), pd.read_csv(one[1], dtype={"video": str})
+
+
+@pytest.mark.parametrize("reference", ["camera", "pooled"])
+def test_gathered_cell_terms_are_the_one_jobs(tmp_path, caplog, reference):
+    caplog.set_level(logging.INFO)
+    per_camera = reference == "camera"
+    stats = _stats_files(tmp_path, per_camera)
+    cells = {**C.defaults()["cells"], "k": 3, "frames": 2, "jobs": 3,
+             # pooled: each window against its neighbours in the rows either side (the other neighbourhoods)
+             **({} if per_camera else {"rows": 1, "cols": 1})}
+    params = {"cells": cells, "cameras": {"blocks": 3, "margin": 2, "cells": reference}}
+    cams = {v: v[:2] for videos in VIDEOS.values() for v in videos}
+    parts = Cells.jobs(params, cams)
+    assert len(parts) == (6 if per_camera else 3)
+    train, test = _gathered_equals_one_job(tmp_path, "cell-terms", stats, params,
+                                           [["--camera", c, "--band", b] for c, b in parts])
+    assert train["video"].tolist() == [v for v, n in VIDEOS["train"].items() for _ in range(n)]
+    assert test["frame"].tolist() == [f for n in VIDEOS["test"].values() for f in range(n)]
+    standing = test[test["frame"] % 4 == 0]   # every window ties: the layout's first, in the first band
+    assert (standing[["x1", "y1"]] == 0).all().all()
+    assert (test["x2"] > test["x1"]).all() and (train["s_c"] > 0).any()
+    assert any("neighbourhoods (100 %)" in r.getMessage() for r in caplog.records)   # progress in the log
+
+
+def test_a_part_of_a_camera_without_layout_is_an_error(tmp_path):
+    stats = _stats_files(tmp_path, per_camera=True)
+    cfg = {"cells": {**C.defaults()["cells"], "k": 3}, "cameras": C.defaults()["cameras"]}
+    with pytest.raises(VadError, match="no window layout of camera 07"):
+        Cells.term_parts(*stats, cfg, {v: v[:2] for videos in VIDEOS.values() for v in videos}, camera="07")
+
+
+def _features(tmp_path: Path) -> list[str]:
+    rng = np.random.default_rng(2)
+    paths = []
+    for split, videos in VIDEOS.items():
+        rows = []
+        for v, n in videos.items():
+            f = rng.normal(0, 0.3, (n, len(M.FEATURES)))
+            f[:, :2] += 1.0 if v.startswith("01") else 4.0
+            f[::5] = 0.0   # standing objects: exact duplicates, ties among the neighbours
+            rows.append(pd.DataFrame(f, columns=M.FEATURES).assign(video=v, frame=np.arange(n) // 2, x1=1, y1=2,
+                                                                   x2=9, y2=12))
+        paths.append(str(tmp_path / f"features_{split}.csv"))
+        df = pd.concat(rows, ignore_index=True)
+        df.sample(frac=1.0, random_state=0)[M.INDEX + M.FEATURES].to_csv(paths[-1], index=False)   # cameras interleaved
+    return paths
+
+
+@pytest.mark.parametrize("reference", ["camera", "pooled"])
+def test_gathered_motion_terms_are_the_one_jobs(tmp_path, reference):
+    feats = _features(tmp_path)
+    params = {"motion": {**C.defaults()["motion"], "k": 4}, "cameras": {"motion": reference, "blocks": 3, "margin": 2}}
+    parts = M.jobs(params, {v: v[:2] for videos in VIDEOS.values() for v in videos})
+    assert parts == (["01", "02"] if reference == "camera" else [K.ONE])
+    train, test = _gathered_equals_one_job(tmp_path, "motion-terms", feats, params, [["--camera", c] for c in parts])
+    for got, path in ((train, feats[0]), (test, feats[1])):   # the features' rows, in their order
+        pd.testing.assert_frame_equal(got[M.INDEX], pd.read_csv(path, dtype={"video": str})[M.INDEX])
+        assert got["s_m"].notna().all()
+
+
+def test_nearest_neighbours_on_threads_are_scikit_learns():
+    """The queries on several threads: the distances of scikit-learn's kd-tree on one, the same on
+    any number of threads."""
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(3)
+    pool, query = rng.standard_normal((3000, 5)), rng.standard_normal((500, 5))
+    pool[:300], query[:50] = 0.0, 0.0   # duplicates: tied neighbours
+    for k in (1, 5):
+        want = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(pool).kneighbors(query)[0].mean(axis=1)
+        one = _mean_knn(pool, query, k, threads=1)
+        np.testing.assert_allclose(one, want, rtol=1e-14, atol=0)
+        np.testing.assert_array_equal(_mean_knn(pool, query, k, threads=3), one)
+        self_want = NearestNeighbors(n_neighbors=k + 1, algorithm="kd_tree").fit(pool).kneighbors(pool)[0][:, 1:]
+        np.testing.assert_allclose(_mean_knn_self(pool, k, threads=2), self_want.mean(axis=1), rtol=1e-14, atol=0)
+    videos, frames = np.repeat([0, 1, 2], 1000), np.tile(np.arange(1000), 3)
+    np.testing.assert_array_equal(Reference(pool, videos, 5, frames=frames, threads=2).score_training(),
+                                  Reference(pool, videos, 5, frames=frames).score_training())
+
+
+@pytest.mark.slow
+def test_part_jobs_end_to_end(two_cameras, tmp_path):
+    """Snakemake runs a part job per camera and band and the gathers; their files are those of
+    one job on the run's statistics and features, and the jobs log their progress."""
+    from tests.test_workflow import snakemake
+
+    cameras = {"assign": "prefix", "cells": "camera", "motion": "camera"}
+    wd = _workdir(tmp_path, two_cameras, cameras, {"jobs": 2})
+    snakemake(wd, *TARGETS)
+    res = wd / "results" / "two"
+    assert len(list((res / "cells" / "terms").glob("*/*/train.csv"))) == 4
+    cams = [str(res / "cameras" / f"{s}.csv") for s in ("train", "test")]
+    resolved = C.resolve(C.load(wd / "config.yaml"), "two")
+    for term, command, inputs in (("cells", "cell-terms", [res / "cells" / f"stats_{s}.h5" for s in ("train", "test")]),
+                                  ("motion", "motion-terms", [res / "motion" / f"features_{s}.csv" for s in ("train", "test")])):
+        one = [str(tmp_path / f"{term}_{s}.csv") for s in ("train", "test")]
+        assert cli.main([command, "--params", json.dumps(resolved), "--train", str(inputs[0]), "--test", str(inputs[1]),
+                         "--cameras", *cams, "--train-out", one[0], "--test-out", one[1]]) == 0
+        for s, path in zip(("train", "test"), one):
+            assert filecmp.cmp(res / term / f"{s}.csv", path, shallow=False), f"{term}/{s}.csv is not the one job's"
+    logs = wd / "results" / "logs" / "two"
+    assert "videos (100 %)" in (logs / "cells" / "stats_train.log").read_text()
+    assert "neighbourhoods (100 %)" in (logs / "cells" / "terms" / "02" / "1of2.log").read_text()
+    assert "objects (100 %)" in (logs / "motion" / "terms" / "01.log").read_text()
