@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from vad_pipeline.datasets.cameras import ONE
-from vad_pipeline.io import VadError, atomic_path, read_csv, write_csv, write_json
+from vad_pipeline.io import VadError, atomic_path, gather_parts, read_csv, write_csv, write_json
 from vad_pipeline.reference import Reference
 
 log = logging.getLogger(__name__)
@@ -568,26 +568,10 @@ def cell_term_part(train_stats: str, test_stats: str, train_out: str, test_out: 
     write_csv(test_out, te)
 
 
-def read_part(path: str, columns: list[str]) -> pd.DataFrame:
-    """A part job's CSV, its numbers read back exactly (the gathered file is the one job's, byte
-    for byte: pandas 2 needs ``round_trip`` for that, pandas 3 does it by default and deprecates it)."""
-    if not Path(path).is_file():
-        raise VadError(f"{path}: file not found")
-    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-    df = pd.read_csv(path, dtype={"video": str}, **exact)
-    if missing := [c for c in columns if c not in df.columns]:
-        raise VadError(f"{path}: missing columns {missing}; rerun its part job")
-    return df
-
-
 def gather_cell_terms(train_parts: list[str], test_parts: list[str], train_out: str, test_out: str) -> None:
     """The gather of S_c's part jobs (rule gather_cell_terms): ``cells/train.csv`` and
     ``test.csv`` as :func:`cell_terms` writes them in one job."""
-    tr = combine_parts([read_part(p, PART_COLUMNS) for p in train_parts])
-    te = combine_parts([read_part(p, PART_COLUMNS) for p in test_parts])
-    _summary(tr, te, f", {len(train_parts)} part(s)")
-    write_csv(train_out, tr)
-    write_csv(test_out, te)
+    gather_parts(train_parts, test_parts, train_out, test_out, PART_COLUMNS, combine_parts, _summary)
 
 
 def read_terms(path: str) -> pd.DataFrame:

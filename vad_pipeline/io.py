@@ -112,3 +112,29 @@ def read_csv(path: str | os.PathLike, required: list[str]):
     if missing:
         raise VadError(f"{path}: missing columns {missing}")
     return df
+
+
+def read_part(path: str, columns: list[str]):
+    """A part job's CSV (the weight-free terms' ``*_terms`` jobs), its numbers read back exactly:
+    the gathered file is the one job's, byte for byte (pandas 2 needs ``round_trip`` for that,
+    pandas 3 does it by default and deprecates it)."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise VadError(f"{path}: file not found")
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    df = pd.read_csv(path, dtype={"video": str}, **exact)
+    if missing := [c for c in columns if c not in df.columns]:
+        raise VadError(f"{path}: missing columns {missing}; rerun its part job")
+    return df
+
+
+def gather_parts(train_parts: list[str], test_parts: list[str], train_out: str, test_out: str,
+                 columns: list[str], combine, summary) -> None:
+    """A term's gather job: its parts' training and test rows read back (``columns``), joined by
+    ``combine`` into what the one job writes, ``summary`` logged, both files written."""
+    tr = combine([read_part(p, columns) for p in train_parts])
+    te = combine([read_part(p, columns) for p in test_parts])
+    summary(tr, te, f", {len(train_parts)} part(s)")
+    write_csv(train_out, tr)
+    write_csv(test_out, te)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from vad_pipeline.flow import box_scale
-from vad_pipeline.io import VadError, read_csv, write_csv
+from vad_pipeline.io import VadError, gather_parts, read_csv, write_csv
 from vad_pipeline.reference import Reference
 from vad_pipeline.stc import INDEX, clip_box
 
@@ -232,13 +232,7 @@ def motion_term_part(train_features: str, test_features: str, train_out: str, te
 def gather_motion_terms(train_parts: list[str], test_parts: list[str], train_out: str, test_out: str) -> None:
     """The gather of S_m's part jobs (rule gather_motion_terms): ``motion/train.csv`` and
     ``test.csv`` as :func:`motion_terms` writes them in one job."""
-    from vad_pipeline.cells import read_part
-
-    tr = combine_parts([read_part(p, PART_COLUMNS) for p in train_parts])
-    te = combine_parts([read_part(p, PART_COLUMNS) for p in test_parts])
-    _summary(tr, te, f", {len(train_parts)} part(s)")
-    write_csv(train_out, tr)
-    write_csv(test_out, te)
+    gather_parts(train_parts, test_parts, train_out, test_out, PART_COLUMNS, combine_parts, _summary)
 
 
 def best_box_flow_auc(results: str, dataset: str, exclude_first: int) -> float | None:
