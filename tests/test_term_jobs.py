@@ -189,6 +189,61 @@ def test_gathered_cell_terms_are_the_one_jobs(tmp_path, caplog, reference):
     assert any("neighbourhoods (100 %)" in r.getMessage() for r in caplog.records)   # progress in the log
 
 
+def test_reference_frames_bound_the_reference_and_the_training_frames_scored(tmp_path):
+    stats = _stats_files(tmp_path, per_camera=True)
+    cams = {v: v[:2] for videos in VIDEOS.values() for v in videos}
+    cells = {**C.defaults()["cells"], "k": 3, "frames": 2}
+    cfg = {"cells": cells, "cameras": {**C.defaults()["cameras"], "blocks": 3, "margin": 2}}
+    full = Cells.term_parts(*stats, cfg, cams)
+    assert Cells.reference_step(42, 16000) == 1 and Cells.reference_step(42, 20) == 3
+    # camera 01 has 42 training frames: at most 20 keeps every third; camera 02 (30) every second
+    tr, te = Cells.term_parts(*stats, {**cfg, "cells": {**cells, "reference_frames": 20}}, cams)
+    for v, n in VIDEOS["train"].items():
+        step = 3 if v.startswith("01") else 2
+        assert tr.loc[tr["video"] == v, "frame"].tolist() == list(range(0, n, step))   # real frame numbers
+    assert te[["video", "frame"]].equals(full[1][["video", "frame"]])   # every test frame is scored
+    assert not np.allclose(te["s_c"], full[1]["s_c"])                   # against the thinner reference
+    # a bound above the footage changes nothing
+    same = Cells.term_parts(*stats, {**cfg, "cells": {**cells, "reference_frames": 100}}, cams)
+    pd.testing.assert_frame_equal(same[0], full[0])
+    pd.testing.assert_frame_equal(same[1], full[1])
+
+
+def test_window_statistics_per_video_gather_into_the_splits_file(tmp_path):
+    flows, layout_path = [], tmp_path / "layout.json"
+    rng = np.random.default_rng(3)
+    for v, n in (("01", 7), ("02", 0), ("03", 5)):   # 02: a video without frames
+        flows.append(str(tmp_path / f"{v}.h5"))
+        with h5py.File(flows[-1], "w") as h:
+            h.create_dataset("flow", data=rng.normal(size=(n, 40, 60, 2)).astype(np.float16))
+            h.attrs.update(height=80, width=120, work_height=40, work_width=60)
+    Cells.write_json(str(layout_path), {"cameras": {K.ONE: _layout(40, 60, 20, 10)}})
+    p = C.defaults()["cells"]
+    whole = str(tmp_path / "whole.h5")
+    Cells.split_stats(flows, str(layout_path), whole, p)
+    parts = []
+    for fp in flows:
+        parts.append(str(tmp_path / "parts" / f"{Path(fp).stem}.h5"))
+        Path(parts[-1]).parent.mkdir(exist_ok=True)
+        Cells.split_stats([fp], str(layout_path), parts[-1], p)
+    gathered = str(tmp_path / "gathered" / "stats_train.h5")
+    Path(gathered).parent.mkdir()
+    assert cli.main(["cell-stats-gather", "--parts", *parts, "--out", gathered]) == 0
+    assert Cells.stats_index(gathered) == Cells.stats_index(whole)
+    a, b = Cells.read_stats(whole)[1], Cells.read_stats(gathered)[1]
+    for v in ("01", "02", "03"):
+        np.testing.assert_array_equal(a[v][0], b[v][0])
+        np.testing.assert_array_equal(a[v][1], b[v][1])
+    with h5py.File(gathered, "r") as h:
+        assert h["stats/01"].is_virtual    # read from the video's file, not copied
+        np.testing.assert_array_equal(h["stats/03"][::2], a["03"][0][::2])
+    other = str(tmp_path / "other.h5")   # another layout's statistics
+    Cells.write_json(str(layout_path), {"cameras": {K.ONE: _layout(40, 60, 10, 10)}})
+    Cells.split_stats(flows[:1], str(layout_path), other, p)
+    with pytest.raises(VadError, match="another layout"):
+        Cells.gather_stats([parts[0], other], str(tmp_path / "bad.h5"))
+
+
 def test_a_part_of_a_camera_without_layout_is_an_error(tmp_path):
     stats = _stats_files(tmp_path, per_camera=True)
     cfg = {"cells": {**C.defaults()["cells"], "k": 3}, "cameras": C.defaults()["cameras"]}

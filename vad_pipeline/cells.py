@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 # refitting the layout or recomputing the statistics.
 LAYOUT_KEYS = ("windows", "scale", "row_step", "size", "stride")
 STATS_KEYS = ("frames", "moving_px")
-TERMS_KEYS = ("k", "rows", "cols", "frames")   # frames: the leave-out's least margin
+TERMS_KEYS = ("k", "rows", "cols", "frames", "reference_frames")   # frames: the leave-out's least margin
 JOBS_KEYS = ("jobs",)   # how the terms are cut into jobs: in the part files' names (the gather's inputs), no result
 
 STATS = ["mag_peak", "mag_mean", "moving", "dx", "dy"]
@@ -271,6 +271,37 @@ def split_stats(flow_paths: list[str], layout_path: str, out: str, p: dict,
             progress.update()
 
 
+def gather_stats(parts: list[str], out: str) -> None:
+    """One :func:`split_stats` file of a split from its videos' (rule cell_stats_video writes one
+    per video; in the split's order): ``stats/<video>`` virtual datasets over the parts (relative
+    paths: the folder may move; no statistic copied), the boxes and the layout copied. Parts of
+    other layouts are an error naming the file."""
+    import os
+
+    here, layout, metas = Path(out).resolve().parent, None, []
+    for path in parts:
+        lay, names = stats_index(path)
+        if layout is not None and lay != layout:
+            raise VadError(f"{path}: window statistics of another layout than {parts[0]}'s; rerun the "
+                           "cell_stats_video rule")
+        layout = lay
+        with h5py.File(path, "r") as h:
+            metas += [(path, v, h["stats"][v].shape, h["stats"][v].dtype, h["boxes"][v][:]) for v in names]
+    if layout is None:
+        raise VadError(f"{out}: no video to gather")
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
+        h.create_dataset("layout", data=json.dumps(layout, sort_keys=True), dtype=h5py.string_dtype())
+        stats_group, boxes_group = h.create_group("stats"), h.create_group("boxes")
+        for path, v, shape, dtype, boxes in metas:
+            if not shape[0]:   # a virtual dataset needs a source: an empty one of its own
+                stats_group.create_dataset(v, shape, dtype)
+            else:
+                vl = h5py.VirtualLayout(shape, dtype)
+                vl[:] = h5py.VirtualSource(os.path.relpath(Path(path).resolve(), here), f"stats/{v}", shape=shape)
+                stats_group.create_virtual_dataset(v, vl)
+            boxes_group.create_dataset(v, data=boxes)
+
+
 def stats_index(path: str) -> tuple[dict, list[str]]:
     """The layouts of a ``split_stats`` file and its videos, in the file's order (no statistics read)."""
     if not Path(path).is_file():
@@ -410,14 +441,15 @@ def training_cell_scores(train: np.ndarray, videos, scale: np.ndarray, layout: d
     return window_scores(train, videos, train[:0], scale, layout, p)[0]
 
 
-def _frame_rows(video: str, scores: np.ndarray, boxes: np.ndarray, windows=None) -> pd.DataFrame:
+def _frame_rows(video: str, scores: np.ndarray, boxes: np.ndarray, windows=None, step: int = 1) -> pd.DataFrame:
     """One row per frame: its highest window's score and box (of ``windows``, indices into the
-    layout; None: every window) and that window's index (``window``)."""
+    layout; None: every window) and that window's index (``window``); the scores are of every
+    ``step``-th frame (:func:`reference_step`)."""
     windows = np.arange(scores.shape[1]) if windows is None else np.asarray(windows, int)
     scores = scores[:, windows]
     best = scores.argmax(axis=1) if scores.size else np.zeros(len(scores), int)
     b = np.asarray(boxes).reshape(-1, 4)[windows][best] if len(boxes) else np.zeros((len(scores), 4))
-    return pd.DataFrame({"video": video, "frame": np.arange(len(scores)),
+    return pd.DataFrame({"video": video, "frame": np.arange(len(scores)) * int(step),
                          "s_c": scores.max(axis=1) if scores.size else np.zeros(len(scores)),
                          "x1": b[:, 0], "y1": b[:, 1], "x2": b[:, 2], "y2": b[:, 3],
                          "window": windows[best] if len(windows) else best})
@@ -443,16 +475,18 @@ def _stack(arrays: dict) -> tuple[list[str], list[int], np.ndarray]:
 
 
 def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = None,
-           cameras: dict[str, str] | None = None, rows=None, threads: int = 1, what: str = "") -> tuple[dict, dict]:
+           cameras: dict[str, str] | None = None, rows=None, threads: int = 1, what: str = "",
+           step: int = 1) -> tuple[dict, dict]:
     """Window scores of the training frames (their video, or time block, left out: ``leave``;
     ``cameras``: {video: camera} where the layout serves several) and the test frames of one
     layout's videos ({video: (frames, windows, 5)}, emptied), statistics divided by their
-    standard deviation over these training windows (all of them, whatever ``rows`` scores)."""
+    standard deviation over these training windows (all of them, whatever ``rows`` scores);
+    ``train`` holds every ``step``-th frame of each video (:func:`reference_step`)."""
     names, lens, everything = _stack(train)
     sd = everything.reshape(-1, len(STATS)).std(axis=0)
     scale = np.where(sd > 0, sd, 1.0)
     videos = np.repeat(np.arange(len(names)), lens)
-    frames = np.concatenate([np.arange(n) for n in lens]) if lens else np.zeros(0, int)
+    frames = np.concatenate([np.arange(n) * step for n in lens]) if lens else np.zeros(0, int)
     cams = np.repeat([(cameras or {}).get(v, ONE) for v in names], lens) if cameras else None
     test_names, test_lens, query = _stack(test)
     if not test_names:
@@ -464,14 +498,31 @@ def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = 
             {v: te[test_ends[i] : test_ends[i + 1]] for i, v in enumerate(test_names)})
 
 
-def _read_split(path: str, videos: list[str], boxes: dict) -> dict[str, np.ndarray]:
-    """{video: statistics} of these ``videos`` of a ``split_stats`` file, their boxes into ``boxes``
-    (the statistics held once: :func:`_stack` empties the dict as it concatenates)."""
-    _, both = read_stats(path, videos)
-    stats = {}
-    for v in list(both):
-        stats[v], boxes[v] = both.pop(v)
-    return stats
+def _read_split(path: str, videos: list[str], boxes: dict, step: int = 1) -> dict[str, np.ndarray]:
+    """{video: statistics} of these ``videos`` of a ``split_stats`` file (every ``step``-th frame),
+    their boxes into ``boxes`` (the statistics held once: :func:`_stack` empties the dict as it
+    concatenates)."""
+    stats_index(path)   # a clear error for a missing or old file
+    with h5py.File(path, "r") as h:
+        for v in videos:
+            boxes[v] = h["boxes"][v][:]
+        return {v: h["stats"][v][::step] for v in videos}
+
+
+def reference_step(frames: int, reference_frames: int | None) -> int:
+    """Every how many frames a layout's ``frames`` training frames are kept in its S_c reference,
+    so that at most ``reference_frames`` are (None: all). Neighbouring frames pool nearly the same
+    flows (``cells.frames``), so the reference loses little, and both its build and the training
+    frames' own scores (the z-statistics) stop growing with the footage."""
+    if not reference_frames or frames <= reference_frames:
+        return 1
+    return -(-int(frames) // int(reference_frames))
+
+
+def frame_counts(path: str, videos: list[str]) -> int:
+    """Frames of these ``videos`` in a ``split_stats`` file (no statistics read)."""
+    with h5py.File(path, "r") as h:
+        return int(sum(h["stats"][v].shape[0] for v in videos))
 
 
 def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, str] | None = None,
@@ -515,12 +566,17 @@ def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, 
             log.warning("S_c, camera %s: a single training video; its training frames are scored in %d time blocks "
                         "(each against the rest, %d frames either side left out)", c, leave["blocks"], leave["margin"])
         boxes: dict[str, np.ndarray] = {}
-        train, test = _read_split(train_stats, tr_names, boxes), _read_split(test_stats, te_names, boxes)
+        n_train = frame_counts(train_stats, tr_names)
+        step = reference_step(n_train, p.get("reference_frames"))
         what = ("" if cam == ONE else f" of camera {cam}") + ("" if band == "1of1" else f", rows band {band}")
-        a, b = _terms(train, test, layout, p, leave, cameras, rows, threads, what)
+        if step > 1:
+            log.info("S_c%s: %d training frames, every %d-th in the reference and scored (cells.reference_frames %d)",
+                     what, n_train, step, p["reference_frames"])
+        train, test = _read_split(train_stats, tr_names, boxes, step), _read_split(test_stats, te_names, boxes)
+        a, b = _terms(train, test, layout, p, leave, cameras, rows, threads, what, step)
         windows = np.flatnonzero(np.isin(np.asarray(layout["rows"]), rows))
-        for out, scores, names in ((parts[0], a, train_names), (parts[1], b, test_names)):
-            out += [_frame_rows(v, x, boxes[v], windows).assign(order=names.index(v))[PART_COLUMNS]
+        for out, scores, names, s in ((parts[0], a, train_names, step), (parts[1], b, test_names, 1)):
+            out += [_frame_rows(v, x, boxes[v], windows, s).assign(order=names.index(v))[PART_COLUMNS]
                     for v, x in scores.items()]
     empty = pd.DataFrame(columns=PART_COLUMNS)
     return tuple(pd.concat(rows, ignore_index=True) if rows else empty for rows in parts)
@@ -584,5 +640,8 @@ def layout_terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | N
     """Window scores of one layout's training frames (their video left out, or with ``leave`` a
     time block) and test frames, from statistics in memory ({video: (frames, windows, 5)}; both
     dicts are emptied): what :func:`cell_terms` computes per camera, for studies of the reference
-    (tools/validate_cameras.py)."""
-    return _terms(train, test, layout, p, leave, cameras)
+    (tools/validate_cameras.py); with ``cells.reference_frames``, of every step-th training frame."""
+    step = reference_step(sum(len(x) for x in train.values()), p.get("reference_frames"))
+    if step > 1:
+        train.update({v: x[::step] for v, x in train.items()})
+    return _terms(train, test, layout, p, leave, cameras, step=step)

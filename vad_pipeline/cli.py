@@ -202,6 +202,13 @@ def cmd_cell_stats(cfg, a):
     split_stats(a.flows, a.layout, a.out, cfg["cells"], read_cameras(a.cameras))
 
 
+def cmd_cell_stats_gather(cfg, a):
+    from vad_pipeline.cells import gather_stats
+
+    gather_stats(a.parts, a.out)
+    log.info("%s: window statistics of %d videos", a.out, len(a.parts))
+
+
 def cmd_cell_terms(cfg, a):
     from vad_pipeline.cells import cell_term_part, cell_terms
 
@@ -384,7 +391,7 @@ TORCH_THREADS = ("--threads", {"type": int, "default": 0, "help": "cores the job
                                                                   "them unless train.threads / train.workers pin "
                                                                   "them (default: torch's setting, $OMP_NUM_THREADS)"})
 # subcommand: (function, help, [(flag, argparse options), ...])
-NO_SETTINGS = {"make-camera-set", "gather-motion-terms", "gather-cell-terms", "stc-gather"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
+NO_SETTINGS = {"make-camera-set", "gather-motion-terms", "gather-cell-terms", "stc-gather", "cell-stats-gather"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
 COMMANDS = {
     "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
     "make-camera-set": (cmd_make_camera_set, "generate a multi-camera set: the demo's scene per camera "
@@ -432,6 +439,10 @@ COMMANDS = {
                     [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ), CAMERAS]),
     "cell-stats": (cmd_cell_stats, "per window flow statistics of every video of a split (HDF5)",
                    [("--flows", {"nargs": "+", **REQ}), ("--layout", REQ), ("--out", REQ), CAMERAS]),
+    "cell-stats-gather": (cmd_cell_stats_gather, "one cell-stats file of a split from its videos' (virtual "
+                          "datasets: no statistic copied)",
+                          [("--parts", {"nargs": "+", **REQ, "help": "the videos' cell-stats files, in the split's "
+                                                                     "order"}), ("--out", REQ)]),
     "cell-terms": (cmd_cell_terms, "cell motion term S_c of every training and test frame",
                    [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS,
                     TERM_PART, ("--band", {"help": "one part job: the I-th of N bands of rows of windows, IofN "

@@ -220,7 +220,7 @@ diff "$W/mtimes.before" "$W/mtimes.after" || fail "outputs finished before the k
 ran="$(grep -oE '^\s*(local)?rule [a-z_]+:' "$W/rerun.log" | sed 's/.*rule //; s/://' | sort -u | paste -sd' ' -)"
 for r in $ran; do  # what follows train, and what may have been in flight beside it (stc of the test split, the
   # motion and cell stages: none of them waits for train, so how far they got before the kill is down to timing)
-  case "$r" in stc|stc_video|motion_features|motion_terms|gather_motion_terms|cell_layout|cell_stats|cell_terms|gather_cell_terms|train|infer|score|frame_scores|top_anomalies|pictures|localisation|benchmark|evaluate) ;;
+  case "$r" in stc|stc_video|motion_features|motion_terms|gather_motion_terms|cell_layout|cell_stats_video|cell_stats|cell_terms|gather_cell_terms|train|infer|score|frame_scores|top_anomalies|pictures|localisation|benchmark|evaluate) ;;
     *) fail "the rerun ran $r" "$W/rerun.log" ;; esac
 done
 slurm_auc="$(auc "$W/slurm/$TARGET")"

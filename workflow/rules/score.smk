@@ -107,17 +107,36 @@ rule cell_layout:
         "--cameras {input.cameras:q} --out {output:q} 2> {log:q}"
 
 
-rule cell_stats:
-    """Per window flow statistics of every frame of a split (no model)."""
+rule cell_stats_video:
+    """Per window flow statistics of every frame of one video (no model); rule cell_stats gathers a split's."""
     input:
-        flows=per_video("results/{dataset}/flow/{split}/{video}.h5"),
+        flows="results/{dataset}/flow/{split}/{video}.h5",
         layout="results/{dataset}/cells/layout.json",
         cameras="results/{dataset}/cameras/{split}.csv",
     output:
-        "results/{dataset}/cells/stats_{split}.h5",
+        "results/{dataset}/cells/stats/{split}/{video}.h5",
     params:
         cfg=params_json("cells", only={"cells": vcells.STATS_KEYS}),
-        videos=videos_param(),
+        video=videos_param(),
+    log:
+        "results/logs/{dataset}/cells/stats/{split}/{video}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/cells/stats/{split}/{video}.tsv"
+    group:
+        "per_video_stc"  # cluster only: bundled like stc_video (after flow, beside it)
+    conda:
+        f"{ENVS}/eval.yaml"
+    shell:
+        "{VAD} cell-stats --params {params.cfg:q} --flows {input.flows:q} --layout {input.layout:q} "
+        "--cameras {input.cameras:q} --out {output:q} 2> {log:q}"
+
+
+rule cell_stats:
+    """A split's window statistics as one HDF5 file: virtual datasets over its videos' (none copied)."""
+    input:
+        parts=per_video("results/{dataset}/cells/stats/{split}/{video}.h5"),
+    output:
+        "results/{dataset}/cells/stats_{split}.h5",
     log:
         "results/logs/{dataset}/cells/stats_{split}.log",
     benchmark:
@@ -125,8 +144,7 @@ rule cell_stats:
     conda:
         f"{ENVS}/eval.yaml"
     shell:
-        "{VAD} cell-stats --params {params.cfg:q} --flows {input.flows:q} --layout {input.layout:q} "
-        "--cameras {input.cameras:q} --out {output:q} 2> {log:q}"
+        "{VAD} cell-stats-gather --parts {input.parts:q} --out {output:q} 2> {log:q}"
 
 
 rule cell_terms:

@@ -15,7 +15,10 @@ rule stc_video:
     benchmark:
         "results/benchmarks/{dataset}/stc/{split}/{video}.tsv"
     group:
-        "per_video"  # cluster only: --group-components per_video=N bundles N such jobs per submission
+        # cluster only, like detect's and flow's per_video but a group of its own: in one group with them
+        # a video's detect -> stc_video <- flow would be one component with two parallel branches, which
+        # the Slurm plugin's job step sizes differently from the submission (More processors requested)
+        "per_video_stc"
     conda:
         f"{ENVS}/vision.yaml"
     shell:
