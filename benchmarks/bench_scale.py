@@ -73,7 +73,10 @@ def run_workflow(work: Path, section: dict, epochs: int, cores: int) -> float:
     """The workflow on ``section`` in ``work`` (config.yaml's ``shanghaitech`` section, its root
     and layout replaced, the cpu preset's epochs ``epochs``): its wall seconds."""
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["datasets"][NAME].update({k: v for k, v in section.items()})
+    section = dict(section)
+    if isinstance(section.get("cameras"), str):   # the shorthand would replace the section's cameras settings
+        section["cameras"] = {"assign": section["cameras"]}
+    cfg["datasets"][NAME] = C.deep_merge(cfg["datasets"][NAME], section)
     cfg["datasets"][NAME].pop("frame_size", None)
     cfg.setdefault("presets", {}).setdefault("cpu", {}).setdefault("train", {})["epochs"] = epochs
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -237,7 +240,8 @@ def calibrate(jobs: pd.DataFrame, run: dict, knn: dict, scaling: dict, cores: in
 def target_jobs(t: dict, rate: dict, cfg: dict, threads: dict, cores: int, gpu_cubes_per_s: float | None = None,
                 p_train: float = 0.9) -> list[dict]:
     """The jobs of a target set (even cameras and videos), each {name, threads, s, deps}: its
-    seconds on its threads; dependencies by name."""
+    seconds on its threads; dependencies by name. ``gpu_cubes_per_s``: train and infer on a GPU
+    at that rate (the reader's bound)."""
     cams, tv, sv = t["cameras"], t["train_videos"], t["test_videos"]
     f_tr, f_te = t["train_frames"] / tv, t["test_frames"] / sv
     cpf = rate["cubes_per_frame"]
@@ -274,9 +278,12 @@ def target_jobs(t: dict, rate: dict, cfg: dict, threads: dict, cores: int, gpu_c
         torch_threads = max(1, min(th, cores) - (1 if min(th, cores) >= 4 else 0))
         add("train", rate["train_s_per_cube_seen"] * seen / amdahl(p_train, torch_threads), ["stc:train"], th)
     for split in ("train", "test"):
+        n = t[f"{split}_frames"] * cpf
+        if split == "train" and cfg["score"].get("train_cubes"):   # every s-th training cube (score.train_cubes)
+            n = min(n, cfg["score"]["train_cubes"])
         infer_th = min(threads["infer"], cores)
-        add(f"infer:{split}", rate["infer_s_per_cube"] * t[f"{split}_frames"] * cpf / amdahl(p_train, infer_th),
-            ["train", f"stc:{split}"], threads["infer"])
+        s = n / gpu_cubes_per_s if gpu_cubes_per_s else rate["infer_s_per_cube"] * n / amdahl(p_train, infer_th)
+        add(f"infer:{split}", s, ["train", f"stc:{split}"], threads["infer"])
     blocks = int(cfg["cameras"]["blocks"])
     for c in range(cams):
         add(f"motion_terms:{c}", rate["motion_terms_s_per_cube"] * (t["train_frames"] + t["test_frames"]) * cpf / cams,
@@ -361,10 +368,13 @@ def peak_rss_gb(t: dict, rate: dict, cfg: dict) -> dict:
     return {k: round(v, 2) for k, v in out.items()}
 
 
-def predict(t: dict, rate: dict, cfg: dict, p_train: float) -> dict:
+def predict(t: dict, rate: dict, base: dict, name: str, p_train: float) -> dict:
+    """Wall hours on 8 cores (cpu preset), on 8 cores and a GPU (gpu preset: training and inference
+    at the reader's rate, train.workers auto: 4 processes), on a 64-core cluster; CPU hours per
+    rule and peak RSS per job."""
+    cfg, gcfg = C.resolve(base, name), C.resolve({**base, "preset": "gpu"}, name)
     cpu = target_jobs(t, rate, cfg, RULE_THREADS, 8, p_train=p_train)
-    # a GPU: the reader bound, train.workers auto (4 on 8 cores) processes of the measured rate
-    gpu = target_jobs(t, rate, cfg, RULE_THREADS, 8, gpu_cubes_per_s=rate["loader_cubes_per_s"] * 4, p_train=p_train)
+    gpu = target_jobs(t, rate, gcfg, RULE_THREADS, 8, gpu_cubes_per_s=rate["loader_cubes_per_s"] * 4, p_train=p_train)
     cluster = target_jobs(t, rate, cfg, CLUSTER_THREADS, 64, p_train=p_train)
     stages: dict[str, float] = {}
     for j in cpu:
@@ -373,7 +383,7 @@ def predict(t: dict, rate: dict, cfg: dict, p_train: float) -> dict:
     return {"frames": t["train_frames"] + t["test_frames"], "jobs": len(cpu),
             "wall_h": {"cores8": round(schedule(cpu, 8) / 3600, 2), "cores8_gpu": round(schedule(gpu, 8) / 3600, 2),
                        "cluster64": round(critical_path(cluster) / 3600, 2)},
-            "cpu_h_by_rule": {k: round(v / 3600, 2) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
+            "core_h_by_rule": {k: round(v / 3600, 2) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
             "peak_rss_gb": max(rss.values()), "peak_rss_gb_by_rule": rss}
 
 
@@ -424,7 +434,13 @@ def loader_rate(stc: Path, block: int = 8192) -> float:
 
 
 def make_set(root: Path, size: tuple[int, int], cameras: int, n_frames: int) -> dict:
-    return build(root, "shanghaitech", size, cameras, n_frames=n_frames)["joint"]
+    """The set's dataset section; built once (``root/section.json`` says it is complete)."""
+    done = root / "section.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    section = build(root, "shanghaitech", size, cameras, n_frames=n_frames)["joint"]
+    done.write_text(json.dumps(section))
+    return section
 
 
 def main() -> None:
@@ -439,12 +455,17 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="also run the check set and compare with its prediction")
     ap.add_argument("--check-cameras", type=int, default=13)
     ap.add_argument("--check-frames", type=int, default=250, help="frames per video of the check set (13 cameras: 20,750)")
-    ap.add_argument("--check-dir", default=None, help="where the check run goes (default: a temporary folder)")
+    ap.add_argument("--check-dir", default=None, help="where the check run goes (default: a temporary folder); "
+                    "a set already built there is reused")
+    ap.add_argument("--build-check-only", action="store_true", help="only build the check set in --check-dir "
+                    "(its generation is not part of the prediction)")
     ap.add_argument("--out", default=None, help="write the summary as JSON (docs/scale.json)")
     a = ap.parse_args()
     h, w = (int(v) for v in a.size.lower().split("x"))
-    cfg = C.resolve(C.load(REPO / "config.yaml"), NAME)
     tmp = tempfile.mkdtemp(prefix="vad-bench-scale-")
+    if a.build_check_only:
+        make_set(Path(a.check_dir or tmp) / "data", (h, w), a.check_cameras, a.check_frames)
+        return
     cal = Path(a.calibration or Path(tmp) / "calibration")
     cal.mkdir(parents=True, exist_ok=True)
     if not (cal / "results" / NAME / "benchmark.json").is_file():
@@ -454,11 +475,17 @@ def main() -> None:
         (cal / "wall_s.txt").write_text(f"{cal_wall:.1f}\n")
     cal_wall = float((cal / "wall_s.txt").read_text()) if (cal / "wall_s.txt").is_file() else None
     shape, jobs = set_shape({}, cal)
-    print("timing nearest-neighbour references and torch threads ...", flush=True)
-    KNN = knn_costs()
-    scaling = train_scaling()
+    micro = cal / "micro.json"   # timed once with the calibration run, on the same quiet machine
+    if micro.is_file():
+        KNN, scaling, loader = (json.loads(micro.read_text())[k] for k in ("knn", "train_threads", "loader_cubes_per_s"))
+        KNN["query_s"] = {int(t): v for t, v in KNN["query_s"].items()}
+    else:
+        print("timing nearest-neighbour references, torch threads and the training reader ...", flush=True)
+        KNN, scaling = knn_costs(), train_scaling()
+        loader = loader_rate(cal / "results" / NAME / "stc" / "train.h5")
+        micro.write_text(json.dumps({"knn": KNN, "train_threads": scaling, "loader_cubes_per_s": loader}))
     rate = calibrate(jobs, shape, KNN, scaling, a.cores)
-    rate["loader_cubes_per_s"] = loader_rate(cal / "results" / NAME / "stc" / "train.h5")
+    rate["loader_cubes_per_s"] = loader
     p = scaling["parallel_fraction"]
     # the calibration set itself, predicted on its own cores: how well the model fits where it was measured
     own = {"train_frames": shape["train_frames"], "test_frames": shape["frames"] - shape["train_frames"],
@@ -470,8 +497,8 @@ def main() -> None:
            "calibration": {"frames": shape["frames"], "cameras": own["cameras"], "size": [h, w], "cores": a.cores,
                            "measured_wall_s": cal_wall, "model_wall_s": round(fit, 1)},
            "rates": {k: v for k, v in rate.items() if k != "rss_mb"}, "knn": KNN, "train_threads": scaling,
-           "shanghaitech": predict(SHANGHAITECH, rate, cfg, p),
-           "hour_1080p": predict(HOUR_1080P, rate, C.resolve(C.load(REPO / "config.yaml"), "mycam"), p),
+           "shanghaitech": predict(SHANGHAITECH, rate, C.load(REPO / "config.yaml"), NAME, p),
+           "hour_1080p": predict(HOUR_1080P, rate, C.load(REPO / "config.yaml"), "mycam", p),
            "assumptions": [
                "8 or more threads: torch's speed-up from Amdahl's law fitted to 1 and 2 threads; the nearest-"
                "neighbour queries' linear in threads beyond the 2 measured",

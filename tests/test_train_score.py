@@ -426,6 +426,13 @@ def test_infer_writes_raw_terms_per_object(tiny_demo, tmp_path):
         terms = T.compute_terms(model, app[None], flow[None])
     assert df["s_p"].iloc[i] == pytest.approx(float(terms["int"][0]), rel=1e-4)
     assert df["s_f"].iloc[i] == pytest.approx(float(terms["sim"][0]), rel=1e-4, abs=1e-6)
+    # score.train_cubes: every s-th cube only, the same terms as scoring them all
+    cap = len(ds) // 3
+    some = infer(str(model_path), stc, str(tmp_path / "scores" / "some.csv"), cfg, max_cubes=cap)
+    step = -(-len(ds) // cap)
+    assert len(some) <= cap and some[INDEX].equals(df[INDEX].iloc[::step].reset_index(drop=True))
+    np.testing.assert_allclose(some[["s_f", "s_p"]], df[["s_f", "s_p"]].iloc[::step], rtol=1e-5, atol=1e-7)
+    assert infer(str(model_path), stc, str(tmp_path / "scores" / "all.csv"), cfg, max_cubes=len(ds)).equals(df)
 
 
 def _scores(s_f, s_p, videos=None) -> pd.DataFrame:

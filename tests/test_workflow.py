@@ -50,7 +50,8 @@ def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
         assert (res / png).read_bytes()[:4] == b"\x89PNG"
     bench = json.loads((res / "benchmark.json").read_text())
     assert bench["stages"]["flow"]["frames_per_s"] > 0 and bench["stages"]["train"]["samples_per_s"] > 0
-    assert bench["stages"]["cells"]["jobs"] == 4 and bench["stages"]["motion"]["jobs"] == 3   # layout, 2 x stats, terms
+    videos = len(list((res / "flow").rglob("*.h5")))   # layout, statistics per video and 2 gathers, terms
+    assert bench["stages"]["cells"]["jobs"] == 4 + videos and bench["stages"]["motion"]["jobs"] == 3
     check_report_holds_every_figure(workdir)
 
     # a second run has nothing to do
@@ -65,7 +66,7 @@ def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
     # another k for S_c rescores the cells only: no new window layout or flow statistics
     rules = planned_rules(workdir, "results/demo/auc.json", "--config", 'cells={"k": 3}')
     assert {"cell_terms", "frame_scores", "evaluate"} <= rules
-    assert not rules & {"cell_layout", "cell_stats", "score", "train"}
+    assert not rules & {"cell_layout", "cell_stats_video", "cell_stats", "score", "train"}
 
     # changing one video's boxes reruns the test cubes and everything downstream of them only
     # (Snakemake ignores a bare touch of a small file whose checksum is unchanged)

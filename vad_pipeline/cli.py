@@ -148,7 +148,7 @@ def cmd_train(cfg, a):
 def cmd_infer(cfg, a):
     from vad_pipeline.infer import infer
 
-    infer(a.model, a.stc, a.out, cfg, a.threads)
+    infer(a.model, a.stc, a.out, cfg, a.threads, a.max_cubes)
 
 
 def cmd_motion_features(cfg, a):
@@ -423,7 +423,9 @@ COMMANDS = {
     "train": (cmd_train, "train the model on the training cubes",
               [("--stc", REQ), ("--out", REQ), ("--log", REQ), ("--plot", {}), ("--ckpt-dir", {}), TORCH_THREADS]),
     "infer": (cmd_infer, "raw per-object terms (S_f, S_p) of an STC file",
-              [("--model", REQ), ("--stc", REQ), ("--out", REQ), TORCH_THREADS]),
+              [("--model", REQ), ("--stc", REQ), ("--out", REQ), TORCH_THREADS,
+               ("--max-cubes", {"type": int, "default": 0, "help": "score every s-th cube, s the smallest that keeps "
+                                                                   "at most this many (0: every cube)"})]),
     "motion-features": (cmd_motion_features, "per-object flow statistics, size and place of a split",
                         [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ)]),
     "motion-terms": (cmd_motion_terms, "motion-density term S_m of every training and test object",

@@ -22,10 +22,12 @@ log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def infer(model_path: str, stc_path: str, out: str, cfg: dict, threads: int = 0) -> pd.DataFrame:
+def infer(model_path: str, stc_path: str, out: str, cfg: dict, threads: int = 0, max_cubes: int = 0) -> pd.DataFrame:
     """``INDEX`` + ``s_f``, ``s_p`` of every cube of ``stc_path`` with ``threads`` torch threads
     (the rule's; 0: torch's setting); a file without cubes (a test split in which nothing was
-    detected) gives the header alone, the model left unloaded."""
+    detected) gives the header alone, the model left unloaded. ``max_cubes`` > 0: of every s-th
+    cube only, s the smallest that keeps at most that many (``score.train_cubes``: the training
+    split's terms serve only their z-statistics, which a regular sample gives)."""
     if threads > 0:
         torch.set_num_threads(threads)
     ds = STCDataset(stc_path)   # refuses a file that is not an STC file; reads no sample
@@ -43,9 +45,15 @@ def infer(model_path: str, stc_path: str, out: str, cfg: dict, threads: int = 0)
     s_f = np.empty(len(ds), np.float64)
     s_p = np.empty(len(ds), np.float64)
     bs = cfg["score"]["batch_size"]
-    log.info("%s: %d cubes, device %s, %d threads", stc_path, len(ds), device, torch.get_num_threads())
-    progress = Progress(f"infer {stc_path}", len(ds), "cubes")
+    step = -(-len(ds) // max_cubes) if 0 < max_cubes < len(ds) else 1
+    log.info("%s: %d cubes%s, device %s, %d threads", stc_path, len(ds),
+             f", every {step}-th scored" if step > 1 else "", device, torch.get_num_threads())
+    progress = Progress(f"infer {stc_path}", -(-len(ds) // step), "cubes")
     for idx, app, flow in ds.blocks(max(bs, 4096)):
+        if step > 1:
+            keep = np.flatnonzero(idx % step == 0)
+            rows = torch.from_numpy(keep)
+            idx, app, flow = idx[keep], app[rows], flow[rows]
         for s in range(0, len(app), bs):
             terms = compute_terms(model, app[s : s + bs].to(device), flow[s : s + bs].to(device))
             feature = terms.get(model.feature_term)  # absent without a motion stream: NaN, z = 0 in fuse
@@ -54,5 +62,6 @@ def infer(model_path: str, stc_path: str, out: str, cfg: dict, threads: int = 0)
             progress.update(len(idx[s : s + bs]))
     df = read_index(stc_path)
     df["s_f"], df["s_p"] = s_f, s_p
+    df = df.iloc[::step].reset_index(drop=True)
     write_csv(out, df)
     return df

@@ -7,6 +7,8 @@ rule infer:
         "results/{dataset}/infer/{split}.csv",
     params:
         cfg=params_json("device", extra=lambda c: {"score": {"batch_size": c["score"]["batch_size"]}}),
+        # the training split: at most score.train_cubes scored (its statistics are all score needs of it)
+        cap=lambda w: (job_config(w)["score"].get("train_cubes") or 0) if w.split == "train" else 0,
     threads: 8  # a local default (capped by --cores); profiles set threads, memory, GPUs and time
     log:
         "results/logs/{dataset}/infer/{split}.log",
@@ -16,7 +18,7 @@ rule infer:
         f"{ENVS}/torch.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {VAD} infer --params {params.cfg:q} --model {input.model:q} "
-        "--stc {input.stc:q} --out {output:q} --threads {threads} 2> {log:q}"
+        "--stc {input.stc:q} --out {output:q} --threads {threads} --max-cubes {params.cap} 2> {log:q}"
 
 
 rule motion_features:
