@@ -321,6 +321,7 @@ def test_part_jobs_end_to_end(two_cameras, tmp_path):
         for s, path in zip(("train", "test"), one):
             assert filecmp.cmp(res / term / f"{s}.csv", path, shallow=False), f"{term}/{s}.csv is not the one job's"
     logs = wd / "results" / "logs" / "two"
-    assert "videos (100 %)" in (logs / "cells" / "stats_train.log").read_text()
+    per_video = sorted((logs / "cells" / "stats" / "train").glob("*.log"))   # cell_stats_video: one job a video
+    assert len(per_video) == 4 and all("videos (100 %)" in p.read_text() for p in per_video)
     assert "neighbourhoods (100 %)" in (logs / "cells" / "terms" / "02" / "1of2.log").read_text()
     assert "objects (100 %)" in (logs / "motion" / "terms" / "01.log").read_text()
