@@ -157,7 +157,7 @@ def test_max_cubes_null_reads_what_every_epoch_read_before(tiny_demo, tmp_path):
     stc = build_stcs(tiny_demo, tmp_path)[0]
     n = len(STCDataset(stc))
     tc = {**_cfg(tiny_demo)["train"], "block": 48, "batch_size": 32, "hflip": True, "workers": 0}
-    assert tc.get("max_cubes") is None and n > 2 * tc["block"]
+    assert n > 2 * tc["block"]
     for cap in (None, n, 10 * n):   # a cap the set does not reach is no cap
         data = T.TrainData(stc, n, {**tc, "max_cubes": cap}, seed=3, device=torch.device("cpu"))
         try:
@@ -175,11 +175,13 @@ def test_max_cubes_null_reads_what_every_epoch_read_before(tiny_demo, tmp_path):
 def test_a_run_without_a_cap_keeps_the_identity_of_a_run_before_the_key(tiny_demo, tmp_path):
     """Its checkpoint (and default checkpoint folder) is found and resumed."""
     stc = build_stcs(tiny_demo, tmp_path)[0]
-    cfg = _cfg(tiny_demo)
-    assert cfg["train"]["max_cubes"] is None
+    cfg = _cfg(tiny_demo, max_cubes=None)
     before = copy.deepcopy(cfg)
     del before["train"]["max_cubes"]
     assert T.run_identity(cfg, stc) == T.run_identity(before, stc)
+    n = len(STCDataset(stc))   # the cpu preset's cap (40,000) that a set does not reach: no cap either
+    for cap in (n, 40_000):
+        assert T.run_identity({**cfg, "train": {**cfg["train"], "max_cubes": cap}}, stc) == T.run_identity(cfg, stc)
     assert T.run_identity({**cfg, "train": {**cfg["train"], "max_cubes": 50}}, stc) != T.run_identity(cfg, stc)
 
 

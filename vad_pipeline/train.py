@@ -389,10 +389,15 @@ def data_fingerprint(path: str) -> dict:
 def run_identity(cfg: dict, stc_path: str) -> dict:
     """What a checkpoint must share with this run to be resumed: the model and loss sections the
     model uses, train.* but RESUMABLE_KEYS, the seed, and the training cubes' fingerprint.
-    ``train.max_cubes`` null (every cube) is left out: the identity, and so the checkpoint folder,
-    of a run written before the key existed stays that of the same run now."""
+    ``train.max_cubes`` null, or a cap the training cubes do not reach (every cube, every epoch),
+    is left out: the identity, and so the checkpoint folder, of a run written before the key
+    existed (or before a preset set it) stays that of the same run now."""
+    cap = cfg["train"].get("max_cubes")
+    if cap is not None:
+        with h5py.File(stc_path, "r") as f:
+            no_cap = cap >= f["app"].shape[0]
     trained_by = {k: v for k, v in cfg["train"].items()
-                  if k not in RESUMABLE_KEYS and not (k == "max_cubes" and v is None)}
+                  if k not in RESUMABLE_KEYS and not (k == "max_cubes" and (v is None or no_cap))}
     return {**model_sections(cfg), "train": trained_by, "seed": cfg["seed"], "data": data_fingerprint(stc_path)}
 
 
