@@ -389,7 +389,7 @@ def predict(t: dict, rate: dict, base: dict, name: str, p_train: float) -> dict:
 
 # ----------------------------------------------------------------------------- driving
 
-def set_shape(section: dict, work: Path) -> dict:
+def set_shape(work: Path) -> tuple[dict, pd.DataFrame]:
     """What the model needs of a run: frames, videos, cubes, cubes seen in training, the cell
     layout's windows and rows, and each camera's (train frames, test frames, videos)."""
     from vad_pipeline.cells import read_layout
@@ -474,7 +474,7 @@ def main() -> None:
         cal_wall = run_workflow(cal, section, a.epochs, a.cores)
         (cal / "wall_s.txt").write_text(f"{cal_wall:.1f}\n")
     cal_wall = float((cal / "wall_s.txt").read_text()) if (cal / "wall_s.txt").is_file() else None
-    shape, jobs = set_shape({}, cal)
+    shape, jobs = set_shape(cal)
     micro = cal / "micro.json"   # timed once with the calibration run, on the same quiet machine
     if micro.is_file():
         KNN, scaling, loader = (json.loads(micro.read_text())[k] for k in ("knn", "train_threads", "loader_cubes_per_s"))
