@@ -90,6 +90,27 @@ def test_each_camera_is_z_scored_with_its_own_training_data(tmp_path):
     np.testing.assert_array_equal(one["score"], pooled["score"])
 
 
+def test_test_rows_are_z_scored_with_training_statistics_not_their_own():
+    """Training and test rows from different distributions: each camera's test z-scores come
+    from its training rows' mean and spread, so a camera whose whole test split moved up stands
+    out, and a test split like its training data does not (z-scoring with the test rows' own
+    statistics would centre both on 0)."""
+    from vad_pipeline.score import camera_z
+
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"camera": ["01"] * 300 + ["02"] * 300,
+                          "s_f": np.r_[rng.normal(1.0, 0.1, 300), rng.normal(10.0, 2.0, 300)]})
+    test = pd.DataFrame({"camera": ["01"] * 50 + ["02"] * 50,
+                         "s_f": np.r_[rng.normal(1.5, 0.1, 50), rng.normal(10.0, 2.0, 50)]})
+    z, stats = camera_z(train, test, "s_f", by_camera=True)
+    one, two = test["camera"].to_numpy() == "01", test["camera"].to_numpy() == "02"
+    for mine, cam in ((one, "01"), (two, "02")):
+        ref = train.loc[train["camera"] == cam, "s_f"]
+        np.testing.assert_allclose(z[mine], (test.loc[mine, "s_f"] - ref.mean()) / ref.std(ddof=0))
+        assert stats["cameras"][cam]["mean"] == pytest.approx(ref.mean())
+    assert z[one].mean() > 4 and abs(z[two].mean()) < 0.5
+
+
 def test_motion_reference_per_camera(tmp_path):
     """Objects of camera 02 move fast as a rule; a fast object of camera 01 is unusual there,
     which only the per-camera reference sees."""

@@ -279,17 +279,21 @@ def _rewritten(before: dict, after: dict) -> set[str]:
 
 @SLOW
 def test_one_run_brings_results_up_to_date_after_the_videos_change(workdir, tiny_config, tmp_path):
-    """The issue's two scenarios on one dataset, one after the other: ``root`` pointed at a copy
-    without one of the training videos, then a test video added with its labels; each time one
-    run reruns exactly what depends on the change, and a dry run after it plans nothing."""
+    """On one dataset, one after the other: ``root`` pointed at a copy without one of the training
+    videos, a test video added with its labels, the data moved, a pixel mask fixed in place;
+    each time one run reruns exactly what depends on the change, and a dry run after it plans
+    nothing."""
     from tests.test_workflow import planned_rules, snakemake
 
     demo = _source(tiny_config, tmp_path, n_train=3, n_test=3)
     data = tmp_path / "data"
     for v in ("01", "02", "03"):
         _copy_video(demo, "train", v, data)
+    masks = Path(demo["dataset"]["root"]) / "testing" / "pixel_masks"
+    (data / "testing" / "pixel_masks").mkdir(parents=True)
     for v in ("01", "02"):
         _copy_video(demo, "test", v, data)
+        shutil.copyfile(masks / f"{v}.npz", data / "testing" / "pixel_masks" / f"{v}.npz")
     _write_gt(demo, data, ["01", "02"])
     _dataset(tiny_config, "mine", data)
     write_config(tiny_config, workdir / "config.yaml")
@@ -323,6 +327,7 @@ def test_one_run_brings_results_up_to_date_after_the_videos_change(workdir, tiny
 
     # 2. a test video added with its labels, in place; one run
     _copy_video(demo, "test", "03", smaller)
+    shutil.copyfile(masks / "03.npz", smaller / "testing" / "pixel_masks" / "03.npz")
     _write_gt(demo, smaller, ["01", "02", "03"])
     snakemake(workdir, target)
     third = _state(res)
@@ -350,6 +355,27 @@ def test_one_run_brings_results_up_to_date_after_the_videos_change(workdir, tiny
     write_config(tiny_config, workdir / "config.yaml")
     rules = planned_rules(workdir, target, "--config", 'cells={"k": 3}')
     assert {"cell_terms", "frame_scores", "evaluate"} <= rules and not rules & {"train", "detect", "stc"}
+    snakemake(workdir, target)   # (the root file names the data where it is)
+    fourth = _state(res)
+
+    # 3. a pixel mask fixed in place (same file name, new regions): the localisation metrics, the
+    # ground-truth summary and the pictures (they draw masks), nothing upstream of them
+    path = smaller / "testing" / "pixel_masks" / "01.npz"
+    with np.load(path) as f:
+        bits, width = f["bits"], int(f["width"])
+    fixed = np.unpackbits(bits, axis=-1, count=width).astype(bool)
+    abnormal = np.flatnonzero(fixed.reshape(len(fixed), -1).any(1))
+    fixed[abnormal[: len(abnormal) // 2]] = False   # the first half of its regions were not anomalies
+    np.savez_compressed(path, bits=np.packbits(fixed, axis=-1), width=width)
+    snakemake(workdir, target)
+    fifth = _state(res)
+    redone = _rewritten(fourth, fifth)
+    assert {"localisation.json", "gt_summary.json", "top_anomalies/contact_sheet.png"} <= redone, redone
+    assert fifth["localisation.json"][1] != fourth["localisation.json"][1]
+    assert fifth["gt_summary.json"][1] != fourth["gt_summary.json"][1]
+    assert not redone & {"detect/test/01.csv", "flow/test/01.h5", "stc/test.h5", "train/model.pt",
+                         "object_scores.csv", "cameras/test.csv"}, redone
+    assert planned_rules(workdir, target) == set()
 
 
 @SLOW
@@ -432,46 +458,6 @@ def test_one_run_follows_a_video_moved_to_another_camera(workdir, tiny_config, t
     # (motion/train.csv and cells/train.csv are rewritten with the test side's: one job writes both)
     assert not redone & {"cameras/train.csv", "cells/layout.json", "cells/stats_train.h5", "detect/test/t2.csv",
                          "flow/test/t2.h5"}, redone
-    assert planned_rules(workdir, *targets) == set()
-
-
-@SLOW
-def test_one_run_follows_a_fixed_pixel_mask(workdir, tiny_config, tmp_path):
-    """A pixel mask fixed in place (same file name, new regions): one run recomputes the
-    localisation metrics and the ground-truth summary, nothing upstream of them; a dry run after
-    it plans nothing."""
-    from tests.test_workflow import planned_rules, snakemake
-
-    demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
-    data = tmp_path / "data"
-    for split in ("train", "test"):
-        for v in ("01", "02"):
-            _copy_video(demo, split, v, data)
-    _write_gt(demo, data, ["01", "02"])
-    shutil.copytree(Path(demo["dataset"]["root"]) / "testing" / "pixel_masks", data / "testing" / "pixel_masks")
-    _dataset(tiny_config, "masked", data)
-    write_config(tiny_config, workdir / "config.yaml")
-    targets = [f"results/masked/{t}" for t in ("localisation.json", "top_anomalies")]   # (the pictures draw masks)
-    snakemake(workdir, *targets)
-    res = workdir / "results" / "masked"
-    first = _state(res)
-    assert "localisation.json" in first
-
-    path = data / "testing" / "pixel_masks" / "01.npz"
-    with np.load(path) as f:
-        bits, width = f["bits"], int(f["width"])
-    masks = np.unpackbits(bits, axis=-1, count=width).astype(bool)
-    abnormal = np.flatnonzero(masks.reshape(len(masks), -1).any(1))
-    masks[abnormal[: len(abnormal) // 2]] = False   # the first half of its regions were not anomalies
-    np.savez_compressed(path, bits=np.packbits(masks, axis=-1), width=width)
-    snakemake(workdir, *targets)
-    second = _state(res)
-    redone = _rewritten(first, second)
-    assert {"localisation.json", "gt_summary.json", "top_anomalies/contact_sheet.png"} <= redone, redone
-    assert second["localisation.json"][1] != first["localisation.json"][1]
-    assert second["gt_summary.json"][1] != first["gt_summary.json"][1]
-    assert not redone & {"detect/test/01.csv", "flow/test/01.h5", "stc/test.h5", "train/model.pt",
-                         "object_scores.csv", "cameras/test.csv"}, redone
     assert planned_rules(workdir, *targets) == set()
 
 

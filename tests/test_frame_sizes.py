@@ -142,33 +142,47 @@ SIZES = {"avenue": (360, 640), "shanghaitech": (480, 856), "mycam": (1080, 1920)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(SIZES))
-def test_shipped_sections_run_end_to_end_at_their_frame_size(name, tmp_path):
+def test_shipped_sections_run_end_to_end_at_their_frame_size(tmp_path):
+    """One scene written at the three sizes, one run: each works at 240 rows and finds what the
+    others find (the weight-free terms see the same working-size footage: their AUCs agree), boxes
+    in frame pixels, pictures and localisation where the layout has masks."""
     from tests.test_workflow import snakemake
 
     cfg, res, train, test = _scene(tmp_path, 120, 160, n_frames=36)
     labels = D.frame_labels(res, test)
     masks = {v.name: D.pixel_masks(res, v) for v in test}
-    h, w = SIZES[name]
-    layout = C.load(REPO / "config.yaml")["datasets"][name]["layout"]
-    section = export(train, test, labels, masks, layout, tmp_path / "data", size=(h, w))
+    shipped = C.load(REPO / "config.yaml")
+    run_cfg = C.deep_merge(shipped, {k: v for k, v in tiny_overlay().items() if k != "demo"})
+    for name, size in SIZES.items():
+        section = export(train, test, labels, masks, shipped["datasets"][name]["layout"], tmp_path / name, size=size)
+        run_cfg["datasets"][name].update({k: v for k, v in section.items() if k != "layout"})
+        run_cfg["datasets"][name].pop("presets", None)
+        for m in run_cfg["datasets"][name].get("models", {}).values():
+            m.pop("presets", None)
     wd = tmp_path / "run"
     wd.mkdir()
-    run_cfg = C.deep_merge(C.load(REPO / "config.yaml"), {k: v for k, v in tiny_overlay().items() if k != "demo"})
-    run_cfg["datasets"][name].update({k: v for k, v in section.items() if k != "layout"})
-    run_cfg["datasets"][name].pop("presets", None)
-    for m in run_cfg["datasets"][name].get("models", {}).values():
-        m.pop("presets", None)
     write_config(run_cfg, wd / "config.yaml")
-    snakemake(wd, f"results/{name}/auc.json")
-    out = wd / "results" / name
-    auc = json.loads((out / "auc.json").read_text())
-    assert 0.0 <= auc["auc_micro"] <= 1.0
-    with h5py.File(next((out / "flow" / "train").glob("*.h5"))) as f:
-        assert (f.attrs["height"], f.attrs["width"]) == (h, w) and f["flow"].shape[1] == 240
-    boxes = pd.concat(pd.read_csv(p) for p in (out / "detect" / "test").glob("*.csv"))
-    assert boxes["x2"].max() <= w and boxes["y2"].max() <= h and boxes["x2"].max() > w / 2   # frame pixels
-    assert len(list((out / "top_anomalies").glob("*.png"))) > 0
-    assert len(pd.read_csv(out / "frame_scores.csv")) == sum(v.n_frames for v in test)
-    if masks and name != "mycam":
-        assert (out / "localisation.json").is_file()
+    snakemake(wd, *(f"results/{name}/auc.json" for name in SIZES))
+    terms = {}
+    for name, (h, w) in SIZES.items():
+        out = wd / "results" / name
+        auc = json.loads((out / "auc.json").read_text())
+        assert auc["auc_micro"] > 0.7, (name, auc["auc_micro"])   # the fast walkers are found
+        terms[name] = auc["auc_terms"]
+        with h5py.File(next((out / "flow" / "train").glob("*.h5"))) as f:
+            assert (f.attrs["height"], f.attrs["width"]) == (h, w) and f["flow"].shape[1] == 240
+        boxes = pd.concat(pd.read_csv(p) for p in (out / "detect" / "test").glob("*.csv"))
+        assert boxes["x2"].max() <= w and boxes["y2"].max() <= h and boxes["x2"].max() > w / 2   # frame pixels
+        assert len(list((out / "top_anomalies").glob("*.png"))) > 0
+        assert len(pd.read_csv(out / "frame_scores.csv")) == sum(v.n_frames for v in test)
+        summary = json.loads((out / "gt_summary.json").read_text())
+        assert summary["abnormal_frames"] == sum(int(v.sum()) for v in labels.values()), name
+        loc = auc.get("localisation")
+        if name == "mycam":   # own footage: no pixel masks, no metric
+            assert loc is None and not (out / "localisation.json").exists()
+        else:
+            assert 0 <= loc["rbdc"] <= 1 and 0 <= loc["tbdc"] <= 1 and 0.5 < loc["pixel_auc"] <= 1, name
+            assert loc["n_regions"] > 0 and loc["n_tracks"] > 0, name
+    for term in ("s_m", "s_c"):
+        values = [t[term] for t in terms.values()]
+        assert max(values) - min(values) < 0.05, (term, terms)

@@ -167,7 +167,9 @@ def build(out: Path, layout: str, size: Size | Sequence[Size], n_cameras: int, p
     with tempfile.TemporaryDirectory(prefix="vad-cameras-") as tmp:
         parts = {cam: generated(cam, spec, seed + i, Path(tmp)) for i, (cam, spec) in enumerate(zip(names, specs))}
         if layout != "frames":
-            return {"joint": _joint(parts, layout, out, sizes, ped2_root, Path(tmp))}
+            if ped2_root is not None:
+                parts = {PED2: ped2(Path(ped2_root)), **parts}
+            return {"joint": joint(parts, layout, out, sizes, Path(tmp))}
         folders, labels = {}, {}
         for cam, (train, test, lab, masks) in parts.items():
             sections[cam] = export(train, test, lab, masks, "frames", out / "cameras" / cam, size=sizes[cam])
@@ -180,26 +182,30 @@ def build(out: Path, layout: str, size: Size | Sequence[Size], n_cameras: int, p
         folders.update({("testing", v.name): v.source for v in test})
         labels.update(lab)
         sections[PED2] = {"layout": "frames", "root": str(ped2_root), "gt": "ped2.mat"}
-    joint = out / "joint"
+    joint_root = out / "joint"
     for (split, name), folder in folders.items():
-        link = joint / split / "frames" / name
+        link = joint_root / split / "frames" / name
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
             link.symlink_to(Path(folder).resolve(), target_is_directory=True)
     test_names = natural_sorted([n for s, n in folders if s == "testing"], key=str)
-    (joint / "gt.json").write_text(json.dumps([labels[n].astype(int).tolist() for n in test_names]))
-    sections["joint"] = {"layout": "frames", "root": str(joint), "gt": "gt.json", "cameras": "prefix"}
+    (joint_root / "gt.json").write_text(json.dumps([labels[n].astype(int).tolist() for n in test_names]))
+    sections["joint"] = {"layout": "frames", "root": str(joint_root), "gt": "gt.json", "cameras": "prefix"}
     return sections
 
 
-def _joint(parts: dict, layout: str, out: Path, sizes: dict[str, Size], ped2_root: Path | None, tmp: Path) -> dict:
-    """Every camera in one set of ``layout`` (shanghaitech, videos); its dataset section."""
+def joint(parts: dict, layout: str, out: Path, sizes: dict[str, Size], tmp: Path) -> dict:
+    """Every camera in one set of ``layout`` (shanghaitech, videos); its dataset section.
+
+    ``parts``: {camera: (train, test, labels, masks)} as :func:`generated` and :func:`ped2` give
+    them (video names ``<camera>_<video>``); ``sizes``: {camera: (height, width)}; ``tmp``: where
+    cameras are rescaled to their size first."""
     parts = dict(parts)
-    if ped2_root is not None:
-        parts = {PED2: ped2(Path(ped2_root)), **parts}
-        if layout == "shanghaitech" and any(m is None for m in parts[PED2][3].values()):
-            raise VadError(f"{ped2_root}: no pixel masks (testing/pixel_masks), which the shanghaitech layout "
-                           "holds: write the set as frames or videos")
+    if layout == "shanghaitech":
+        for cam, part in parts.items():
+            if any(m is None for m in part[3].values()):
+                raise VadError(f"camera {cam}: a test video without pixel masks, which the shanghaitech layout "
+                               "holds (Ped2 needs testing/pixel_masks): write the set as frames or videos")
     one = len(set(sizes.values())) == 1
     if not one:   # export scales every video to one size: bring each camera to its own first
         for cam, (train, test, lab, masks) in parts.items():
