@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from tests.conftest import REPO
@@ -83,3 +84,32 @@ def test_camera_specs_beyond_the_three_are_varied_and_deterministic():
 def test_bad_flags_are_errors(tmp_path, capsys, flags, message):
     assert cli.main(["make-camera-set", "--out", str(tmp_path / "x"), "--demo", TINY, *flags]) == 1
     assert message in capsys.readouterr().err
+
+
+def _own_footage_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("own_footage", REPO / "tools" / "own_footage.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_own_footage_report_reads_the_clip_the_unseen_clips_and_the_cameras(tmp_path):
+    """tools/own_footage.py: the clip's mean training terms (frames before the first full cube
+    left out), the unseen clips' means, and the frame-weighted mean of the per-camera AUCs."""
+    tool = _own_footage_tool()
+    res = tmp_path / "r"
+    for folder, term in (("motion", "s_m"), ("cells", "s_c")):
+        (res / folder).mkdir(parents=True)
+        pd.DataFrame({"video": ["a_01"] * 6 + ["b_01"] * 2, "frame": [0, 1, 4, 5, 6, 7, 4, 5],
+                      term: [100.0, 100.0, 1.0, 2.0, 3.0, 4.0, 50.0, 50.0]}).to_csv(res / folder / "train.csv", index=False)
+        pd.DataFrame({"video": ["a_n03", "a_n04", "a_01", "a_n03"], "frame": [4, 9, 5, 2],
+                      term: [2.0, 4.0, 70.0, 99.0]}).to_csv(res / folder / "test.csv", index=False)
+    means = tool.clip_means(res, "a_01", ["a_n03", "a_n04"])
+    assert means == {"s_m": 2.5, "s_m_unseen": 3.0, "s_c": 2.5, "s_c_unseen": 3.0}
+    (res / "auc.json").write_text(json.dumps({"auc_micro": 0.9, "cameras": {
+        "a": {"auc_micro": 0.8, "n_frames": 300}, "b": {"auc_micro": 1.0, "n_frames": 100}}}))
+    got = tool.aucs(res)
+    assert got["pooled_micro"] == 0.9 and got["cameras"] == {"a": 0.8, "b": 1.0}
+    assert got["camera_mean_micro"] == pytest.approx(0.85)
