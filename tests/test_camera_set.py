@@ -5,6 +5,7 @@ dataset layer reads back (names, frame counts, cameras)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -113,3 +114,15 @@ def test_own_footage_report_reads_the_clip_the_unseen_clips_and_the_cameras(tmp_
     got = tool.aucs(res)
     assert got["pooled_micro"] == 0.9 and got["cameras"] == {"a": 0.8, "b": 1.0}
     assert got["camera_mean_micro"] == pytest.approx(0.85)
+
+
+def test_a_shanghaitech_set_needs_every_test_videos_pixel_masks(tmp_path):
+    from types import SimpleNamespace
+
+    from vad_pipeline.camera_set import joint
+    from vad_pipeline.io import VadError
+
+    video = SimpleNamespace(name="01_02", source=Path("/data/ped2/testing/frames/02"))
+    parts = {"01": ([], [video], {}, {"01_02": None})}
+    with pytest.raises(VadError, match=r"camera 01: test video 01_02 \(/data/ped2/testing/frames/02\) has no pixel masks"):
+        joint(parts, "shanghaitech", tmp_path / "out", {"01": (240, 360)}, tmp_path / "tmp")

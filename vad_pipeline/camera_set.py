@@ -203,9 +203,12 @@ def joint(parts: dict, layout: str, out: Path, sizes: dict[str, Size], tmp: Path
     parts = dict(parts)
     if layout == "shanghaitech":
         for cam, part in parts.items():
-            if any(m is None for m in part[3].values()):
-                raise VadError(f"camera {cam}: a test video without pixel masks, which the shanghaitech layout "
-                               "holds (Ped2 needs testing/pixel_masks): write the set as frames or videos")
+            bare = sorted(name for name, m in part[3].items() if m is None)
+            if bare:
+                source = next((v.source for v in part[1] if v.name == bare[0]), bare[0])
+                raise VadError(f"camera {cam}: test video {bare[0]} ({source}) has no pixel masks, which the "
+                               "shanghaitech layout holds (Ped2 needs testing/pixel_masks): write the set as "
+                               "frames or videos")
     one = len(set(sizes.values())) == 1
     if not one:   # export scales every video to one size: bring each camera to its own first
         for cam, (train, test, lab, masks) in parts.items():
