@@ -39,9 +39,10 @@ import pandas as pd
 import yaml
 
 from vad_pipeline import camera_set as S
+from vad_pipeline import config as K
 from vad_pipeline.datasets.video import frame_size, iter_frames
 
-FIRST = 4   # frames before the first full cube: no score (frame_scores.exclude_first)
+FIRST = K.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: no score
 JUDGED = "a"
 
 

@@ -30,7 +30,7 @@ from vad_pipeline import motion as M
 from vad_pipeline.io import read_csv
 from vad_pipeline.reference import Reference
 
-FIRST = 4   # frames before the first full cube: not z-scored (frame_scores.exclude_first)
+FIRST = K.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: not z-scored
 
 
 def s_m(train: pd.DataFrame, unseen: pd.DataFrame, p: dict, leave: dict) -> tuple[float, float]:
