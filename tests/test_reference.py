@@ -60,13 +60,53 @@ def test_a_single_clip_camera_in_a_pooled_reference_keeps_its_own_footage():
     assert pooled[1] == pytest.approx(_train_mean([y1, y2])[0], rel=0.05)
 
 
+def _objects(rng, n: int = 600, life: int = 250, every: int = 25, start: int = 0, dim: int = 4):
+    """Objects' rows (features, frames, tracks): one object arrives every ``every`` frames and
+    stays ``life`` frames (longer than the margin) with features near its own (a walker's speed
+    and size), so an object's rows far apart in time are still near-duplicates."""
+    rows, frames, tracks = [], [], []
+    for o, t0 in enumerate(range(every - life, n, every)):
+        x = rng.normal(0, 1, dim)
+        for t in range(max(t0, 0), min(t0 + life, n)):
+            x = x + rng.normal(0, 0.03, dim)
+            rows.append(x.copy()), frames.append(t), tracks.append(o + start)
+    return np.array(rows), np.array(frames), np.array(tracks)
+
+
+def test_objects_in_view_longer_than_the_margin_are_left_out_whole():
+    """A camera filmed once or twice whose objects stay in view for longer than the margin: with
+    the block's objects left out wherever they are seen (tracks), its training scores match its
+    unseen footage's; with time alone they are far too low, and leaving one of two videos out
+    judges each against half the footage (too high)."""
+    one, frames_only, videos, blocks = [], [], [], []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        (a, fa, ta), (b, fb, tb) = _objects(rng), _objects(rng, start=1000)
+        unseen = [_objects(rng)[0] for _ in range(3)]
+        v = np.zeros(len(a))
+        test = np.mean([Reference(a, v, 5).score(u).mean() for u in unseen])
+        one.append(Reference(a, v, 5, frames=fa, tracks=ta).score_training().mean() / test)
+        frames_only.append(Reference(a, v, 5, frames=fa).score_training().mean() / test)
+        two, vv = np.concatenate([a, b]), np.r_[v, np.ones(len(b))]
+        test = np.mean([Reference(two, vv, 5).score(u).mean() for u in unseen])
+        kw = {"frames": np.r_[fa, fb], "tracks": np.r_[ta, tb]}
+        videos.append(Reference(two, vv, 5, few=1, **kw).score_training()[: len(a)].mean() / test)
+        blocks.append(Reference(two, vv, 5, few=2, **kw).score_training()[: len(a)].mean() / test)
+    assert 0.85 < np.mean(one) < 1.2 and np.mean(frames_only) < 0.7
+    assert 0.85 < np.mean(blocks) < 1.15 < np.mean(videos)
+
+
 def test_leave_out_schemes_and_blocks():
     assert scheme(1) == BLOCKS and scheme(2) == VIDEOS == scheme(13)
+    assert scheme(2, few=2) == BLOCKS and scheme(3, few=2) == VIDEOS and scheme(1, few=0) == BLOCKS
     assert block_edges(np.arange(100), 5).tolist() == [0, 20, 40, 60, 80, 100]
     assert block_edges(np.array([3, 3, 4]), 5).tolist() == [3, 4, 5]   # a short clip: fewer, non-empty blocks
     # a clip too short for its margin still gets finite training scores (its block alone left out)
     s = Reference(np.arange(12.0)[:, None], np.zeros(12), 3, frames=np.arange(12), margin=25).score_training()
     assert np.isfinite(s).all() and (s > 0).all()
+    # one object seen throughout: leaving it out would leave nothing, so only its block goes
+    one = Reference(np.arange(12.0)[:, None], np.zeros(12), 3, frames=np.arange(12), margin=25, tracks=np.zeros(12))
+    assert one.score_training().tolist() == s.tolist()
     with pytest.raises(ValueError, match="frame of each row"):
         Reference(np.zeros((4, 2)), np.zeros(4), 1).score_training()
 

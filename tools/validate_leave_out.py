@@ -9,10 +9,12 @@ Reads a finished run's weight-free features (snakemake results/<d>/motion/featur
 results/<d>/cells/stats_train.h5):
 
     python tools/validate_leave_out.py --results results --dataset ped2
-    python tools/validate_leave_out.py --dataset ped2 --blocks 3 5 8 --margin 0 12 25 50
+    python tools/validate_leave_out.py --dataset ped2 --blocks 3 5 8 --margin 0 12 25 50 --few 1 2
 
 Prints one row per setting: the median and the 10-90 % range over clips of train / unseen, for
-one training clip (time blocks) and for two (each clip against the other).
+one training clip (time blocks) and for two (time blocks where ``cameras.few_videos`` >= 2, else
+each clip against the other). S_m leaves out the objects of a block too (tracks), as the
+workflow does.
 """
 
 from __future__ import annotations
@@ -28,17 +30,15 @@ from vad_pipeline import cells as C
 from vad_pipeline import config as K
 from vad_pipeline import motion as M
 from vad_pipeline.io import read_csv
-from vad_pipeline.reference import Reference
 
 FIRST = K.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: not z-scored
 
 
 def s_m(train: pd.DataFrame, unseen: pd.DataFrame, p: dict, leave: dict) -> tuple[float, float]:
     """Mean training S_m of the first video of ``train`` and mean S_m of ``unseen`` objects."""
-    model = M.fit(train, p)
-    ref = Reference(M.embed(train, model), train["video"], p["k"], frames=train["frame"], **leave)
     first = (train["video"] == train["video"].iloc[0]).to_numpy()
-    return float(ref.score_training()[first].mean()), float(ref.score(M.embed(unseen, model)).mean())
+    return (float(M.training_scores(train, p, leave)[first].mean()),
+            float(M.density_scores(train, unseen, p).mean()))
 
 
 def s_c(train: list[np.ndarray], unseen: list[np.ndarray], layout: dict, p: dict, leave: dict) -> tuple[float, float]:
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configfile", default="config.yaml")
     ap.add_argument("--blocks", type=int, nargs="+", default=None, help="cameras.blocks to try (default: the config's)")
     ap.add_argument("--margin", type=int, nargs="+", default=None, help="cameras.margin to try")
+    ap.add_argument("--few", type=int, nargs="+", default=None, help="cameras.few_videos to try")
     ap.add_argument("--clips", type=int, default=8, help="training videos that take a turn as the only clip")
     ap.add_argument("--unseen", type=int, default=4, help="unseen clips each is compared with")
     a = ap.parse_args(argv)
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     layout = next(iter(layouts["cameras"].values()))
     names = sorted(stats)[: a.clips + a.unseen]
     rows = []
-    for blocks, margin in itertools.product(a.blocks or [cfg["cameras"]["blocks"]], a.margin or [cfg["cameras"]["margin"]]):
+    c = cfg["cameras"]
+    for blocks, margin, few in itertools.product(a.blocks or [c["blocks"]], a.margin or [c["margin"]],
+                                                 a.few or [c["few_videos"]]):
         ratios: dict[str, list[float]] = {"s_m one": [], "s_m two": [], "s_c one": [], "s_c two": []}
         for i, clip in enumerate(names[: a.clips]):
             other = names[(i + 1) % a.clips]   # its second clip
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, train in (("one", [clip]), ("two", [clip, other])):
                 for term in ("s_m", "s_c"):
                     p = cfg["motion"] if term == "s_m" else cfg["cells"]
-                    leave = {"blocks": blocks, "margin": max(margin, int(p["frames"]))}
+                    leave = {"blocks": blocks, "margin": max(margin, int(p["frames"])), "few": few}
                     if term == "s_m":
                         tr = pd.concat([feats[feats["video"] == v] for v in train], ignore_index=True)
                         t, u = s_m(tr[tr["frame"] >= FIRST], feats[feats["video"].isin(unseen) & (feats["frame"] >= FIRST)],
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         t, u = s_c([stats[v][0] for v in train], [stats[v][0] for v in unseen], layout, p, leave)
                     ratios[f"{term} {label}"].append(t / u)
-        row = {"blocks": blocks, "margin": margin}
+        row = {"blocks": blocks, "margin": margin, "few_videos": few}
         for k, v in ratios.items():
             q = np.percentile(v, [10, 50, 90])
             row[k] = f"{q[1]:.2f} ({q[0]:.2f}-{q[2]:.2f})"

@@ -562,9 +562,10 @@ def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, 
             log.info("S_c%s: band %s holds no row of windows", "" if cam == ONE else f" of camera {cam}", band)
             continue
         per = pd.Series([(cameras or {}).get(v, cam) for v in tr_names]).value_counts()
-        for c in per.index[per.map(scheme) != VIDEOS]:
-            log.warning("S_c, camera %s: a single training video; its training frames are scored in %d time blocks "
-                        "(each against the rest, %d frames either side left out)", c, leave["blocks"], leave["margin"])
+        for c in per.index[per.map(lambda n: scheme(n, leave["few"])) != VIDEOS]:
+            log.warning("S_c, camera %s: %d training video(s); its training frames are scored in %d time blocks a "
+                        "video (each against the rest, %d frames either side left out)", c, per[c], leave["blocks"],
+                        leave["margin"])
         boxes: dict[str, np.ndarray] = {}
         n_train = frame_counts(train_stats, tr_names)
         step = reference_step(n_train, p.get("reference_frames"))

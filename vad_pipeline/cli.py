@@ -88,7 +88,8 @@ def cmd_labels(cfg, a):
             from vad_pipeline.io import read_csv
 
             summary["cameras"] = cam.summary(pd.concat([read_csv(p, cam.COLUMNS) for p in a.cameras]),
-                                             int(cfg["cameras"]["min_train_frames"]))
+                                             int(cfg["cameras"]["min_train_frames"]),
+                                             int(cfg["cameras"]["few_videos"]))
         write_json(a.summary, summary)
         log.info("%s: %d test videos, %d frames, %s abnormal, %d with pixel masks", cfg["name"],
                  summary["videos"], summary["frames"], summary["abnormal_frames"], summary["frames_with_pixel_masks"])

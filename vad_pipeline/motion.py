@@ -124,12 +124,32 @@ def density_scores(train: pd.DataFrame, query: pd.DataFrame, p: dict, model: dic
 def training_scores(train: pd.DataFrame, p: dict, leave: dict | None = None, cameras=None,
                     threads: int = 1) -> np.ndarray:
     """S_m of the training objects, each video scored against the other training videos (with
-    the standardisation of all of them); a single training video: in time blocks, each against
-    the rest of the video less a margin (``leave``: :func:`vad_pipeline.reference.leave_out`);
-    ``cameras``: the camera of each row, where one pool holds several; ``threads``: the queries'."""
+    the standardisation of all of them); a camera with few training videos: in time blocks, each
+    against the rest of its footage less a margin and the objects seen in the block (``leave``:
+    :func:`vad_pipeline.reference.leave_out`; objects: :func:`object_tracks`); ``cameras``: the
+    camera of each row, where one pool holds several; ``threads``: the queries'."""
     leave = leave or {"margin": int(p["frames"])}
+    cams = np.zeros(len(train), int) if cameras is None else np.asarray(cameras)
     return Reference(embed(train, fit(train, p)), train["video"], p["k"], "motion density",
-                     frames=train["frame"], cameras=cameras, threads=threads, **leave).score_training()
+                     frames=train["frame"], cameras=cams, threads=threads,
+                     tracks=object_tracks(train, cams, int(leave.get("few", 1))), **leave).score_training()
+
+
+def object_tracks(train: pd.DataFrame, cameras: np.ndarray, few: int) -> np.ndarray:
+    """The object (:func:`vad_pipeline.tracks.of_videos`) of each row of ``train`` whose camera
+    (``cameras``, per row) has at most ``few`` training videos, so that its time blocks leave out
+    whole objects; -1 elsewhere (not needed: whole videos are left out)."""
+    from vad_pipeline.reference import BLOCKS, scheme
+    from vad_pipeline.tracks import of_videos
+
+    out = np.full(len(train), -1, int)
+    videos = train["video"].to_numpy()
+    for cam in pd.unique(cameras):
+        mine = cameras == cam
+        if scheme(len(set(videos[mine])), few) == BLOCKS:
+            t = of_videos(videos[mine], train["frame"].to_numpy()[mine], train[["x1", "y1", "x2", "y2"]].to_numpy()[mine])
+            out[mine] = t + out.max() + 1
+    return out
 
 
 PART_COLUMNS = [*INDEX, "s_m", "row"]   # a part job's rows: + the object's row in its split's features
@@ -179,10 +199,10 @@ def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict
             raise VadError(f"motion density: no training object of camera {cam}: its objects cannot be judged by its "
                            "own normal footage (add training footage in which objects move, or set cameras.motion: pooled)")
         for c, n in train[tr].groupby(real_cams[tr])["video"].nunique().items():
-            if scheme(n) != VIDEOS:
-                log.warning("S_m, camera %s: a single training video; its training objects are scored in %d time "
-                            "blocks (each against the rest, %d frames either side left out)", c, leave["blocks"],
-                            leave["margin"])
+            if scheme(n, leave["few"]) != VIDEOS:
+                log.warning("S_m, camera %s: %d training video(s); its training objects are scored in %d time blocks "
+                            "a video (each against the rest, %d frames either side and the objects seen in the "
+                            "block left out)", c, n, leave["blocks"], leave["margin"])
         train.loc[tr, "s_m"] = training_scores(train[tr], p, leave, real_cams[tr].to_numpy(), threads)
         progress.update(int(tr.sum()))
         test.loc[te, "s_m"] = density_scores(train[tr], test[te], p, threads=threads)

@@ -9,13 +9,18 @@ footage of that camera. A training row scored against a pool that holds its own 
 frames (near-duplicates) would score too low. So each row is scored with a part of the footage
 left out that holds the row and its neighbours:
 
-- the row's camera has several training videos: the row's whole video (leave one video out);
-- its camera has a single video: the row's time block, one of ``blocks`` equal spans of the
-  video, and ``margin`` frames either side of it (narrower where a short clip would keep fewer
-  than ``k`` rows of its own); the rest of the video stays (a camera filmed
-  once is judged like one filmed twice: tests/test_reference.py and docs/scale.md measure both
-  against unseen clips of the camera). Leaving its one video out would leave a pooled reference
-  with only the other cameras' footage, and a camera's own reference with nothing.
+- the row's camera has more than ``few`` training videos: the row's whole video (leave one
+  video out);
+- at most ``few`` (one, or very few): the row's time block, one of ``blocks`` equal spans of its
+  video, ``margin`` frames either side of it, and, where rows are objects with ``tracks``
+  (:mod:`vad_pipeline.tracks`), every row of an object seen in the block (a walker takes longer
+  than the margin to cross a scene); the rest of the camera's footage stays. Narrower where a
+  short clip would keep fewer than ``k`` rows of the camera: first the margin halves, then the
+  tracks are let go. Leaving one of a camera's few videos out would leave a pooled reference
+  with only the other cameras' footage, a camera's own reference with nothing, and with two
+  videos half the reference that judges the test footage (scores too high).
+  tools/validate_leave_out.py and tools/own_footage.py measure both schemes against unseen
+  clips of the camera (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -44,9 +49,9 @@ def _mean_knn(pool: np.ndarray, query: np.ndarray, k: int, threads: int = 1) -> 
     return nn.kneighbors(query)[0].mean(axis=1)
 
 
-def scheme(n_videos: int) -> str:
-    """The leave-out of a camera with ``n_videos`` training videos."""
-    return VIDEOS if n_videos >= 2 else BLOCKS
+def scheme(n_videos: int, few: int = 1) -> str:
+    """The leave-out of a camera with ``n_videos`` training videos: time blocks up to ``few``."""
+    return VIDEOS if n_videos > max(1, few) else BLOCKS
 
 
 def block_edges(frames: np.ndarray, blocks: int) -> np.ndarray:
@@ -57,20 +62,23 @@ def block_edges(frames: np.ndarray, blocks: int) -> np.ndarray:
 
 class Reference:
     """Training features (n, d), the video, frame and camera of each row, and ``k``: the mean
-    distance of a query to its k nearest training rows. ``blocks`` and ``margin``: the leave-out
-    of a camera's single training video (module docstring); ``cameras`` None: one camera;
+    distance of a query to its k nearest training rows. ``blocks``, ``margin``, ``few`` and
+    ``tracks`` (an object number per row, unique across videos; -1: none): the leave-out of a
+    camera with few training videos (module docstring); ``cameras`` None: one camera;
     ``threads``: the queries' threads."""
 
     def __init__(self, features: np.ndarray, videos, k: int, what: str = "reference", frames=None,
-                 blocks: int = 5, margin: int = 50, cameras=None, threads: int = 1):
+                 blocks: int = 5, margin: int = 50, cameras=None, threads: int = 1, few: int = 1,
+                 tracks=None):
         self.features = np.asarray(features, float).reshape(len(features), -1)
         self.videos = np.asarray(videos)
         self.frames = None if frames is None else np.asarray(frames, int)
         self.cameras = np.zeros(len(self.videos), int) if cameras is None else np.asarray(cameras)
-        if any(len(a) != len(self.features) for a in (self.videos, self.cameras, self.frames)
+        self.tracks = None if tracks is None else np.asarray(tracks, int)
+        if any(len(a) != len(self.features) for a in (self.videos, self.cameras, self.frames, self.tracks)
                if a is not None):
             raise ValueError("one video (frame, camera) per training row")
-        self.k, self.what, self.blocks, self.margin = int(k), what, int(blocks), int(margin)
+        self.k, self.what, self.blocks, self.margin, self.few = int(k), what, int(blocks), int(margin), int(few)
         self.threads = max(1, int(threads))
 
     def score(self, query: np.ndarray) -> np.ndarray:
@@ -81,9 +89,9 @@ class Reference:
         return _mean_knn(self.features, query, self.k, self.threads)
 
     def score_training(self) -> np.ndarray:
-        """Each training row against the rows of the other videos; a row of a camera with a
-        single video: against the rest, less the row's time block of that video and ``margin``
-        frames either side."""
+        """Each training row against the rows of the other videos; a row of a camera with at
+        most ``few`` videos: against the rest, less the row's time block of its video, ``margin``
+        frames either side and the objects (``tracks``) seen in the block."""
         out = np.zeros(len(self.features))
         names = list(dict.fromkeys(self.videos.tolist()))
         n_videos: dict = {}
@@ -92,36 +100,53 @@ class Reference:
             n_videos[cam] = n_videos.get(cam, 0) + 1
         for v in names:
             mine = self.videos == v
-            if scheme(n_videos[self.cameras[mine][0]]) == VIDEOS:
+            cam = self.cameras == self.cameras[mine][0]
+            if scheme(n_videos[self.cameras[mine][0]], self.few) == VIDEOS:
                 out[mine] = _mean_knn(self.features[~mine], self.features[mine], self.k, self.threads)
             else:
-                out[mine] = self._blocks(mine)
+                out[mine] = self._blocks(mine, cam)
         return out
 
-    def _blocks(self, video: np.ndarray) -> np.ndarray:
-        """Scores of the rows of one ``video`` (a mask) in time blocks."""
-        if self.frames is None:
-            raise ValueError(f"{self.what}: a camera's single training video needs the frame of each row")
-        frames, out = self.frames[video], np.zeros(int(video.sum()))
-        if len(out) < 2:
-            return out
-        edges = block_edges(frames, self.blocks)
-        for s, e in zip(edges[:-1], edges[1:]):
-            mine = (frames >= s) & (frames < e)
-            if not mine.any():
-                continue
-            near = np.zeros(len(self.features), bool)
+    def _left_out(self, video: np.ndarray, s: int, e: int, camera: np.ndarray, track: int) -> np.ndarray:
+        """The rows left out for the block of frames ``s`` to ``e`` of ``video`` (a mask) and its
+        object ``track`` (-1: none): the widest leave-out (the margin halves, then the object is
+        let go) that keeps ``k`` rows of ``camera``."""
+        frames = self.frames[video]
+        for obj in ([track, -1] if track >= 0 else [-1]):
             margin = self.margin
-            while True:   # a clip too short for the margin: the widest that leaves k rows of its own
+            while True:
+                near = np.zeros(len(self.features), bool)
                 near[video] = (frames >= s - margin) & (frames < e + margin)
-                if (video & ~near).sum() >= self.k or margin == 0:
+                if obj >= 0:
+                    near |= self.tracks == obj
+                if (camera & ~near).sum() >= self.k:
+                    return near
+                if margin == 0:
                     break
                 margin //= 2
-            if near.all():               # one block holds every row: each against the others
-                out[mine] = _mean_knn_self(self.features[video][mine], self.k, self.threads)
-                continue
-            out[mine] = _mean_knn(self.features[~near], self.features[video][mine], self.k, self.threads)
-        return out
+        return near
+
+    def _blocks(self, video: np.ndarray, camera: np.ndarray) -> np.ndarray:
+        """Scores of the rows of one ``video`` (a mask) of ``camera`` (a mask) in time blocks, and
+        within a block per object (``tracks``)."""
+        if self.frames is None:
+            raise ValueError(f"{self.what}: a camera with few training videos needs the frame of each row")
+        out = np.zeros(len(self.features))
+        if video.sum() < 2:
+            return out[video]
+        frames = np.where(video, self.frames, -1)
+        tracks = np.full(len(out), -1) if self.tracks is None else self.tracks
+        edges = block_edges(self.frames[video], self.blocks)
+        for s, e in zip(edges[:-1], edges[1:]):
+            block = (frames >= s) & (frames < e)
+            for track in np.unique(tracks[block]):
+                mine = block & (tracks == track)
+                near = self._left_out(video, s, e, camera, int(track))
+                if near.all():           # one block holds every row: each against the others
+                    out[mine] = _mean_knn_self(self.features[mine], self.k, self.threads)
+                else:
+                    out[mine] = _mean_knn(self.features[~near], self.features[mine], self.k, self.threads)
+        return out[video]
 
 
 def _mean_knn_self(rows: np.ndarray, k: int, threads: int = 1) -> np.ndarray:
@@ -135,7 +160,9 @@ def _mean_knn_self(rows: np.ndarray, k: int, threads: int = 1) -> np.ndarray:
 
 
 def leave_out(cfg: dict, window: int = 0) -> dict:
-    """The single-video leave-out settings of ``cfg["cameras"]`` (``blocks``, ``margin``), the
-    margin at least the term's temporal ``window`` (frames sharing a flow are near-duplicates)."""
+    """The few-video leave-out settings of ``cfg["cameras"]`` (``blocks``, ``margin``, ``few``:
+    ``few_videos``), the margin at least the term's temporal ``window`` (frames sharing a flow are
+    near-duplicates)."""
     cams = cfg.get("cameras", {})
-    return {"blocks": int(cams.get("blocks", 5)), "margin": max(int(cams.get("margin", 50)), int(window))}
+    return {"blocks": int(cams.get("blocks", 5)), "margin": max(int(cams.get("margin", 50)), int(window)),
+            "few": int(cams.get("few_videos", 1))}

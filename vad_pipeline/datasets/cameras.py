@@ -98,9 +98,10 @@ def camera_table(cfg: dict, videos: dict[str, dict[str, int]]) -> pd.DataFrame:
     return df
 
 
-def summary(table: pd.DataFrame, min_train_frames: int = 0) -> dict[str, dict]:
+def summary(table: pd.DataFrame, min_train_frames: int = 0, few_videos: int = 1) -> dict[str, dict]:
     """Per camera (for gt_summary.json): its training and test videos and frames, how its training
-    scores leave footage out (:func:`vad_pipeline.reference.scheme`), and whether it has fewer
+    scores leave footage out (:func:`vad_pipeline.reference.scheme`: time blocks up to
+    ``few_videos`` training videos), and whether it has fewer
     than ``min_train_frames`` training frames (``too_little_footage``: warned in the log)."""
     from vad_pipeline.reference import scheme
 
@@ -109,7 +110,7 @@ def summary(table: pd.DataFrame, min_train_frames: int = 0) -> dict[str, dict]:
         row = {f"{s}_{k}": (int(g.loc[g["split"] == s, "frames"].sum()) if k == "frames"
                             else int((g["split"] == s).sum()))
                for s in ("train", "test") for k in ("videos", "frames")}
-        row["leave_out"] = scheme(row["train_videos"])
+        row["leave_out"] = scheme(row["train_videos"], few_videos)
         row["too_little_footage"] = row["train_frames"] < min_train_frames
         if row["too_little_footage"]:
             log.warning("camera %s: %d training frames (fewer than cameras.min_train_frames %d): too little "

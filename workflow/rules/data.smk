@@ -23,7 +23,7 @@ rule labels:
         summary="results/{dataset}/gt_summary.json",
     params:
         root=root_param,
-        cfg=params_json("demo", "cameras", only={"cameras": ("min_train_frames",)}),
+        cfg=params_json("demo", "cameras", only={"cameras": ("min_train_frames", "few_videos")}),
         videos=videos_param("test"),
         gt=gt_param,
         masks=masks_param,

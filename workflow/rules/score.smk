@@ -54,7 +54,7 @@ rule motion_terms:
         train="results/{dataset}/motion/terms/{camera}/train.csv",
         test="results/{dataset}/motion/terms/{camera}/test.csv",
     params:
-        cfg=params_json("motion", "cameras", only={"cameras": ("motion", "blocks", "margin")}),
+        cfg=params_json("motion", "cameras", only={"cameras": ("motion", "blocks", "margin", "few_videos")}),
     wildcard_constraints:
         camera="[^/]+",
     threads: 2  # the nearest-neighbour queries (capped by --cores)
@@ -162,7 +162,7 @@ rule cell_terms:
         train="results/{dataset}/cells/terms/{camera}/{band}/train.csv",
         test="results/{dataset}/cells/terms/{camera}/{band}/test.csv",
     params:
-        cfg=params_json("cells", "cameras", only={"cells": vcells.TERMS_KEYS, "cameras": ("blocks", "margin")}),
+        cfg=params_json("cells", "cameras", only={"cells": vcells.TERMS_KEYS, "cameras": ("blocks", "margin", "few_videos")}),
     wildcard_constraints:
         camera="[^/]+",
         band="[0-9]+of[0-9]+",
