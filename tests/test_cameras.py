@@ -38,6 +38,8 @@ def test_cameras_by_layout_and_setting(tmp_path):
                "too_little_footage": False},
         "02": {"train_videos": 1, "train_frames": 5, "test_videos": 1, "test_frames": 6, "leave_out": "time blocks",
                "too_little_footage": True}}
+    # cameras.few_videos 2: a camera filmed twice is scored in time blocks too
+    assert K.summary(table, few_videos=2)["01"]["leave_out"] == "time blocks"
     assert set(K.camera_table(_cfg("frames"), VIDEOS)["camera"]) == {K.ONE}
 
 
