@@ -96,6 +96,23 @@ def test_objects_in_view_longer_than_the_margin_are_left_out_whole():
     assert 0.85 < np.mean(blocks) < 1.15 < np.mean(videos)
 
 
+def test_an_objects_rows_are_scored_against_the_rest_less_its_block_margin_and_itself():
+    """The one-tree search (k nearest plus the object's rows, the object's dropped) gives what
+    scoring each object of a block against its own reduced pool gives."""
+    rng = np.random.default_rng(3)
+    x, frames, tracks = _objects(rng, n=200, life=60, every=10)
+    s = Reference(x, np.zeros(len(x)), 4, frames=frames, tracks=tracks, blocks=4, margin=10).score_training()
+    expect = np.zeros(len(x))
+    for lo, hi in zip(range(0, 200, 50), range(50, 250, 50)):
+        block = (frames >= lo) & (frames < hi)
+        for t in np.unique(tracks[block]):
+            mine = block & (tracks == t)
+            pool = ~((frames >= lo - 10) & (frames < hi + 10)) & (tracks != t)
+            d = np.linalg.norm(x[mine][:, None] - x[pool][None], axis=2)
+            expect[mine] = np.sort(d, axis=1)[:, :4].mean(axis=1)
+    np.testing.assert_allclose(s, expect, rtol=1e-9)
+
+
 def test_leave_out_schemes_and_blocks():
     assert scheme(1) == BLOCKS and scheme(2) == VIDEOS == scheme(13)
     assert scheme(2, few=2) == BLOCKS and scheme(3, few=2) == VIDEOS and scheme(1, few=0) == BLOCKS

@@ -107,46 +107,63 @@ class Reference:
                 out[mine] = self._blocks(mine, cam)
         return out
 
-    def _left_out(self, video: np.ndarray, s: int, e: int, camera: np.ndarray, track: int) -> np.ndarray:
-        """The rows left out for the block of frames ``s`` to ``e`` of ``video`` (a mask) and its
-        object ``track`` (-1: none): the widest leave-out (the margin halves, then the object is
-        let go) that keeps ``k`` rows of ``camera``."""
-        frames = self.frames[video]
-        for obj in ([track, -1] if track >= 0 else [-1]):
-            margin = self.margin
-            while True:
-                near = np.zeros(len(self.features), bool)
-                near[video] = (frames >= s - margin) & (frames < e + margin)
-                if obj >= 0:
-                    near |= self.tracks == obj
-                if (camera & ~near).sum() >= self.k:
-                    return near
-                if margin == 0:
-                    break
-                margin //= 2
-        return near
+    def _near(self, video: np.ndarray, s: int, e: int, camera: np.ndarray) -> np.ndarray:
+        """The rows of ``video`` (a mask) within ``margin`` frames of the block ``s`` to ``e``, the
+        margin halved until ``k`` rows of ``camera`` stay outside (a clip too short for it)."""
+        frames, margin = self.frames[video], self.margin
+        while True:
+            near = np.zeros(len(self.features), bool)
+            near[video] = (frames >= s - margin) & (frames < e + margin)
+            if (camera & ~near).sum() >= self.k or margin == 0:
+                return near
+            margin //= 2
 
     def _blocks(self, video: np.ndarray, camera: np.ndarray) -> np.ndarray:
-        """Scores of the rows of one ``video`` (a mask) of ``camera`` (a mask) in time blocks, and
-        within a block per object (``tracks``)."""
+        """Scores of the rows of one ``video`` (a mask) of ``camera`` (a mask) in time blocks,
+        each block's objects (``tracks``) left out wherever they are seen."""
         if self.frames is None:
             raise ValueError(f"{self.what}: a camera with few training videos needs the frame of each row")
         out = np.zeros(len(self.features))
         if video.sum() < 2:
             return out[video]
         frames = np.where(video, self.frames, -1)
-        tracks = np.full(len(out), -1) if self.tracks is None else self.tracks
         edges = block_edges(self.frames[video], self.blocks)
         for s, e in zip(edges[:-1], edges[1:]):
             block = (frames >= s) & (frames < e)
-            for track in np.unique(tracks[block]):
-                mine = block & (tracks == track)
-                near = self._left_out(video, s, e, camera, int(track))
-                if near.all():           # one block holds every row: each against the others
-                    out[mine] = _mean_knn_self(self.features[mine], self.k, self.threads)
-                else:
-                    out[mine] = _mean_knn(self.features[~near], self.features[mine], self.k, self.threads)
+            if not block.any():
+                continue
+            near = self._near(video, s, e, camera)
+            if near.all():               # one block holds every row: each against the others
+                out[block] = _mean_knn_self(self.features[block], self.k, self.threads)
+            elif self.tracks is None:
+                out[block] = _mean_knn(self.features[~near], self.features[block], self.k, self.threads)
+            else:
+                out[block] = self._without_objects(block, ~near, camera)
         return out[video]
+
+    def _without_objects(self, block: np.ndarray, pool: np.ndarray, camera: np.ndarray) -> np.ndarray:
+        """Scores of the ``block`` rows against the ``pool`` rows (masks) less each row's own
+        object (one tree: its k nearest plus as many as the object has in the pool, the object's
+        dropped); an object that would leave fewer than ``k`` rows of ``camera`` stays."""
+        from sklearn.neighbors import NearestNeighbors
+
+        rows = np.flatnonzero(pool)
+        nn = NearestNeighbors(n_neighbors=min(self.k, len(rows)), n_jobs=self.threads).fit(self.features[rows])
+        tracks, room = self.tracks[rows], int((camera & pool).sum())
+        scored = np.flatnonzero(block)
+        out = np.zeros(len(scored))
+        for track in np.unique(self.tracks[scored]):
+            mine = self.tracks[scored] == track
+            own = tracks == track if track >= 0 else np.zeros(len(rows), bool)
+            n_own = int(own.sum())
+            if n_own == 0 or room - n_own < self.k:
+                out[mine] = nn.kneighbors(self.features[scored[mine]])[0].mean(axis=1)
+                continue
+            dist, idx = nn.kneighbors(self.features[scored[mine]], n_neighbors=self.k + n_own)
+            keep = ~own[idx]
+            keep &= np.cumsum(keep, axis=1) <= self.k   # the k nearest of other objects
+            out[mine] = (dist * keep).sum(axis=1) / self.k
+        return out
 
 
 def _mean_knn_self(rows: np.ndarray, k: int, threads: int = 1) -> np.ndarray:
