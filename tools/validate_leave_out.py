@@ -13,7 +13,7 @@ results/<d>/cells/stats_train.h5):
 
 Prints one row per setting: the median and the 10-90 % range over clips of train / unseen, for
 one training clip (time blocks) and for two (time blocks where ``cameras.few_videos`` >= 2, else
-each clip against the other). S_m leaves out the objects of a block too (tracks), as the
+each clip against the other). S_m leaves out each row's own object too (tracks), as the
 workflow does.
 """
 

@@ -125,7 +125,7 @@ def training_scores(train: pd.DataFrame, p: dict, leave: dict | None = None, cam
                     threads: int = 1) -> np.ndarray:
     """S_m of the training objects, each video scored against the other training videos (with
     the standardisation of all of them); a camera with few training videos: in time blocks, each
-    against the rest of its footage less a margin and the objects seen in the block (``leave``:
+    against the rest of its footage less a margin and each row's own object (``leave``:
     :func:`vad_pipeline.reference.leave_out`; objects: :func:`object_tracks`); ``cameras``: the
     camera of each row, where one pool holds several; ``threads``: the queries'."""
     leave = leave or {"margin": int(p["frames"])}
@@ -137,8 +137,8 @@ def training_scores(train: pd.DataFrame, p: dict, leave: dict | None = None, cam
 
 def object_tracks(train: pd.DataFrame, cameras: np.ndarray, few: int) -> np.ndarray:
     """The object (:func:`vad_pipeline.tracks.of_videos`) of each row of ``train`` whose camera
-    (``cameras``, per row) has at most ``few`` training videos, so that its time blocks leave out
-    whole objects; -1 elsewhere (not needed: whole videos are left out)."""
+    (``cameras``, per row) has at most ``few`` training videos, so that a row's whole object is
+    left out of its reference; -1 elsewhere (not needed: whole videos are left out)."""
     from vad_pipeline.reference import BLOCKS, scheme
     from vad_pipeline.tracks import of_videos
 
@@ -201,8 +201,8 @@ def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict
         for c, n in train[tr].groupby(real_cams[tr])["video"].nunique().items():
             if scheme(n, leave["few"]) != VIDEOS:
                 log.warning("S_m, camera %s: %d training video(s); its training objects are scored in %d time blocks "
-                            "a video (each against the rest, %d frames either side and the objects seen in the "
-                            "block left out)", c, n, leave["blocks"], leave["margin"])
+                            "a video (each against the rest, %d frames either side and each object's own rows "
+                            "left out)", c, n, leave["blocks"], leave["margin"])
         train.loc[tr, "s_m"] = training_scores(train[tr], p, leave, real_cams[tr].to_numpy(), threads)
         progress.update(int(tr.sum()))
         test.loc[te, "s_m"] = density_scores(train[tr], test[te], p, threads=threads)

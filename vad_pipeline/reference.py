@@ -13,10 +13,10 @@ left out that holds the row and its neighbours:
   video out);
 - at most ``few`` (one, or very few): the row's time block, one of ``blocks`` equal spans of its
   video, ``margin`` frames either side of it, and, where rows are objects with ``tracks``
-  (:mod:`vad_pipeline.tracks`), every row of an object seen in the block (a walker takes longer
-  than the margin to cross a scene); the rest of the camera's footage stays. Narrower where a
-  short clip would keep fewer than ``k`` rows of the camera: first the margin halves, then the
-  tracks are let go. Leaving one of a camera's few videos out would leave a pooled reference
+  (:mod:`vad_pipeline.tracks`), every row of the row's own object wherever it is in view (a
+  walker takes longer than the margin to cross a scene); the rest of the camera's footage stays.
+  Narrower where a short clip would keep fewer than ``k`` rows of the camera: the margin halves;
+  an object that would leave too few stays in. Leaving one of a camera's few videos out would leave a pooled reference
   with only the other cameras' footage, a camera's own reference with nothing, and with two
   videos half the reference that judges the test footage (scores too high).
   tools/validate_leave_out.py and tools/own_footage.py measure both schemes against unseen
@@ -77,7 +77,7 @@ class Reference:
         self.tracks = None if tracks is None else np.asarray(tracks, int)
         if any(len(a) != len(self.features) for a in (self.videos, self.cameras, self.frames, self.tracks)
                if a is not None):
-            raise ValueError("one video (frame, camera) per training row")
+            raise ValueError("one video (frame, camera, track) per training row")
         self.k, self.what, self.blocks, self.margin, self.few = int(k), what, int(blocks), int(margin), int(few)
         self.threads = max(1, int(threads))
 
@@ -91,7 +91,7 @@ class Reference:
     def score_training(self) -> np.ndarray:
         """Each training row against the rows of the other videos; a row of a camera with at
         most ``few`` videos: against the rest, less the row's time block of its video, ``margin``
-        frames either side and the objects (``tracks``) seen in the block."""
+        frames either side and the row's own object (``tracks``) wherever it is seen."""
         out = np.zeros(len(self.features))
         names = list(dict.fromkeys(self.videos.tolist()))
         n_videos: dict = {}
@@ -120,7 +120,7 @@ class Reference:
 
     def _blocks(self, video: np.ndarray, camera: np.ndarray) -> np.ndarray:
         """Scores of the rows of one ``video`` (a mask) of ``camera`` (a mask) in time blocks,
-        each block's objects (``tracks``) left out wherever they are seen."""
+        each row's own object (``tracks``) left out wherever it is seen."""
         if self.frames is None:
             raise ValueError(f"{self.what}: a camera with few training videos needs the frame of each row")
         out = np.zeros(len(self.features))
