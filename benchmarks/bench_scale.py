@@ -180,15 +180,16 @@ def amdahl(p: float, threads: int) -> float:
 # ----------------------------------------------------------------------------- the cost model
 
 def cell_work(train_frames: float, test_frames: float, videos: int, windows: int, rows: int,
-              reference_frames: int | None, blocks: int = 5) -> dict:
+              reference_frames: int | None, blocks: int = 5, few: int = 2) -> dict:
     """The nearest-neighbour work of one camera's S_c (``cells.rows`` 0, ``cols`` -1): every
     ``step``-th training frame in the reference (cells.reference_frames), each row of windows a
-    reference of those frames' windows of the row, rebuilt per training video left out (a single
-    video: per time block); queries: every window of the scored training frames and test frames."""
+    reference of those frames' windows of the row, rebuilt per training video left out (a camera
+    with at most ``few`` videos, cameras.few_videos: per time block of each video); queries: every
+    window of the scored training frames and test frames."""
     step = 1 if not reference_frames or train_frames <= reference_frames else math.ceil(train_frames / reference_frames)
     ref_frames = train_frames / step
     entries = ref_frames * windows / rows
-    return {"step": step, "entries": entries, "builds": rows * (videos if videos > 1 else blocks),
+    return {"step": step, "entries": entries, "builds": rows * (videos if videos > few else videos * blocks),
             "queries": (ref_frames + test_frames) * windows}
 
 

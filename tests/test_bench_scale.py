@@ -41,6 +41,8 @@ def test_reference_bound_cuts_the_cell_work(bench):
     assert bounded["builds"] == full["builds"] == 24 * 25
     assert bounded["queries"] == pytest.approx((10_500 + 3_300) * 1_456)
     assert bench.cell_work(600, 300, 1, 100, 10, 16_000)["builds"] == 10 * 5   # one video: time blocks
+    assert bench.cell_work(600, 300, 2, 100, 10, 16_000)["builds"] == 10 * 10  # two: blocks of each
+    assert bench.cell_work(600, 300, 3, 100, 10, 16_000)["builds"] == 10 * 3   # three: each left out
 
 
 def test_target_jobs_follow_the_sets_shape_and_budgets(bench):
