@@ -5,7 +5,7 @@ takes longer than the leave-out margin to cross the scene would otherwise stay i
 and make its own training score too small.
 
 Greedy overlap linking, no appearance: a box joins the track whose last box (at most ``gap``
-frames earlier) it overlaps most, with intersection over union at least ``iou``. Two walkers
+frames missed since) it overlaps most, with intersection over union at least ``iou``. Two walkers
 that meet may share a track (more is left out: the safe side); a detector that drops an object
 for longer than ``gap`` frames splits it.
 """
