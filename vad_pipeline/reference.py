@@ -100,11 +100,11 @@ class Reference:
             n_videos[cam] = n_videos.get(cam, 0) + 1
         for v in names:
             mine = self.videos == v
-            cam = self.cameras == self.cameras[mine][0]
-            if scheme(n_videos[self.cameras[mine][0]], self.few) == VIDEOS:
+            cam = self.cameras[mine][0]
+            if scheme(n_videos[cam], self.few) == VIDEOS:
                 out[mine] = _mean_knn(self.features[~mine], self.features[mine], self.k, self.threads)
             else:
-                out[mine] = self._blocks(mine, cam)
+                out[mine] = self._blocks(mine, self.cameras == cam)
         return out
 
     def _near(self, video: np.ndarray, s: int, e: int, camera: np.ndarray) -> np.ndarray:
@@ -179,7 +179,9 @@ def _mean_knn_self(rows: np.ndarray, k: int, threads: int = 1) -> np.ndarray:
 def leave_out(cfg: dict, window: int = 0) -> dict:
     """The few-video leave-out settings of ``cfg["cameras"]`` (``blocks``, ``margin``, ``few``:
     ``few_videos``), the margin at least the term's temporal ``window`` (frames sharing a flow are
-    near-duplicates)."""
-    cams = cfg.get("cameras", {})
-    return {"blocks": int(cams.get("blocks", 5)), "margin": max(int(cams.get("margin", 50)), int(window)),
-            "few": int(cams.get("few_videos", 1))}
+    near-duplicates); a key not in ``cfg``: the schema's default."""
+    from vad_pipeline.config import defaults
+
+    cams = {**defaults()["cameras"], **cfg.get("cameras", {})}
+    return {"blocks": int(cams["blocks"]), "margin": max(int(cams["margin"]), int(window)),
+            "few": int(cams["few_videos"])}
