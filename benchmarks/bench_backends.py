@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from vad_pipeline import config as C
-from vad_pipeline import flow as F
+from vad_pipeline import flow as FL
 from vad_pipeline.datasets import get_video, iter_frames, video_names
 from vad_pipeline.detect import mmdet as MM
-from vad_pipeline.detect import motion as D
+from vad_pipeline.detect import motion as Mo
 from vad_pipeline.flow.flownet2 import FlowNet2
 from vad_pipeline.flow.network import TorchFlow, net_size
 from vad_pipeline.flow.raft import build_raft
@@ -54,7 +54,7 @@ def timed(fn, batches) -> float:
 def flow_rates(cfg: dict, frames: list[np.ndarray], device: str, batch: int, out: dict) -> None:
     gray = [f.mean(-1).astype(np.uint8) for f in frames]
     for name in ("dis", "farneback"):
-        be = F.factory(name)(cfg["flow"][name])
+        be = FL.factory(name)(cfg["flow"][name])
         secs = timed(lambda b, be=be: be.fn(b[0], b[1]), [([g], [h]) for g, h in zip(gray, gray[1:])])
         out[f"flow/{name}"] = (len(gray) - 1) / secs
     nets = {"flownet2": (FlowNet2, cfg["flow"]["flownet2"]["size"], 64, 0)}
@@ -84,11 +84,11 @@ def flow_rates(cfg: dict, frames: list[np.ndarray], device: str, batch: int, out
 
 def detect_rates(cfg: dict, frames: list[np.ndarray], device: str, batch: int, out: dict, tmp: Path) -> None:
     p = cfg["detect"]["motion"]
-    bg = np.median(np.stack([D._prep(f.mean(-1), p["blur"]) for f in frames]), axis=0).astype(np.float32)
+    bg = np.median(np.stack([Mo._prep(f.mean(-1), p["blur"]) for f in frames]), axis=0).astype(np.float32)
 
     def motion(fs):
         for f in fs:
-            D.boxes_from_mask(D.foreground_mask(D._prep(f.mean(-1).astype(np.float32), p["blur"]), None, bg, p), p)
+            Mo.boxes_from_mask(Mo.foreground_mask(Mo._prep(f.mean(-1).astype(np.float32), p["blur"]), None, bg, p), p)
 
     out["detect/motion"] = len(frames) / timed(motion, [[f] for f in frames])
     try:

@@ -393,7 +393,7 @@ def predict(t: dict, rate: dict, base: dict, name: str, p_train: float) -> dict:
 def set_shape(work: Path) -> tuple[dict, pd.DataFrame]:
     """What the model needs of a run: frames, videos, cubes, cubes seen in training, the cell
     layout's windows and rows, and each camera's (train frames, test frames, videos)."""
-    from vad_pipeline.cells import read_layout
+    from vad_pipeline.windows import read_layout
 
     res = work / "results" / NAME
     jobs = jobs_of_run(work)

@@ -74,7 +74,7 @@ def _two_camera_terms(tmp_path):
 
 
 def test_each_camera_is_z_scored_with_its_own_training_data(tmp_path):
-    from vad_pipeline.score import fuse
+    from vad_pipeline.fusion import fuse
 
     paths, cams = _two_camera_terms(tmp_path)
     cfg = {"score": {"w_f": 1.0, "w_p": 0.0, "w_m": 0.0}, "cameras": {"normalize": "camera"}}
@@ -97,7 +97,7 @@ def test_test_rows_are_z_scored_with_training_statistics_not_their_own():
     from its training rows' mean and spread, so a camera whose whole test split moved up stands
     out, and a test split like its training data does not (z-scoring with the test rows' own
     statistics would centre both on 0)."""
-    from vad_pipeline.score import camera_z
+    from vad_pipeline.fusion import camera_z
 
     rng = np.random.default_rng(1)
     train = pd.DataFrame({"camera": ["01"] * 300 + ["02"] * 300,
@@ -116,7 +116,7 @@ def test_test_rows_are_z_scored_with_training_statistics_not_their_own():
 def test_motion_reference_per_camera(tmp_path):
     """Objects of camera 02 move fast as a rule; a fast object of camera 01 is unusual there,
     which only the per-camera reference sees."""
-    from vad_pipeline import motion as M
+    from vad_pipeline import object_motion as M
 
     rng = np.random.default_rng(1)
 

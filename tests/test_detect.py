@@ -12,7 +12,7 @@ import pytest
 from tests.reference import boxes_by_frame
 from vad_pipeline import detect as Det
 from vad_pipeline.datasets import Video, get_video, video_names
-from vad_pipeline.detect import mmdet as Dm
+from vad_pipeline.detect import mmdet as MM
 from vad_pipeline.detect import motion as Mo
 from vad_pipeline.io import VadError
 
@@ -273,12 +273,12 @@ def _det(*rows) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
 
-MM = {"score_threshold": 0.5, "min_area": 100, "max_overlap": 0.6}
+MM_PARAMS = {"score_threshold": 0.5, "min_area": 100, "max_overlap": 0.6}
 
 
 def test_filter_detections_score_and_area_thresholds_are_inclusive():
     det = _det((0, 0, 10, 10, 0.5, 0), (20, 0, 30, 10, 0.49, 0), (40, 0, 49, 10, 0.9, 0), (60, 0, 70, 10, 0.7, 3))
-    kept = Dm.filter_detections(det, MM)
+    kept = MM.filter_detections(det, MM_PARAMS)
     # 0.49 is below the threshold; the 9 x 10 box is below 100 px
     np.testing.assert_array_equal(kept[:, [0, 4, 5]], [[0, 0.5, 0], [60, 0.7, 3]])
 
@@ -287,10 +287,10 @@ def test_filter_detections_prefers_the_higher_score_not_the_larger_box():
     big_weak = (0, 0, 40, 40, 0.6, 0)
     small_strong = (0, 0, 20, 20, 0.95, 0)  # lies entirely inside big_weak
     inside_big = (30, 30, 40, 40, 0.8, 0)
-    kept = Dm.filter_detections(_det(big_weak, small_strong, inside_big), MM)
+    kept = MM.filter_detections(_det(big_weak, small_strong, inside_big), MM_PARAMS)
     # big_weak is visited last: 1/4 of it lies inside small_strong, so it stays too
     assert len(kept) == 3
-    kept = Dm.filter_detections(_det(big_weak, small_strong), {**MM, "max_overlap": 0.2})
+    kept = MM.filter_detections(_det(big_weak, small_strong), {**MM_PARAMS, "max_overlap": 0.2})
     np.testing.assert_array_equal(kept[:, 4], [0.95])
 
 
@@ -300,12 +300,12 @@ def test_difference_boxes_and_the_uncovered_ones():
     cur[5:15, 5:15] = 150    # changed region A (100 px)
     cur[20:30, 40:52] = 160  # changed region B (120 px)
     p = {"diff_threshold": 18, "min_area": 50, "max_area_frac": 0.5}
-    fg = Dm.difference_boxes(cur, prev, p)
+    fg = MM.difference_boxes(cur, prev, p)
     assert sorted(map(tuple, fg[:, :4].astype(int))) == [(5, 5, 15, 15), (40, 20, 52, 30)]
-    assert len(Dm.difference_boxes(cur, None, p)) == 0
+    assert len(MM.difference_boxes(cur, None, p)) == 0
     det = _det((0, 0, 16, 16, 0.9, 0))  # covers A entirely, B not at all
-    np.testing.assert_array_equal(Dm.uncovered(fg, det, 0.6)[:, :4], [[40, 20, 52, 30]])
-    assert len(Dm.uncovered(fg, _det(), 0.6)) == 2
+    np.testing.assert_array_equal(MM.uncovered(fg, det, 0.6)[:, :4], [[40, 20, 52, 30]])
+    assert len(MM.uncovered(fg, _det(), 0.6)) == 2
 
 
 class FakeDetector:
@@ -336,7 +336,7 @@ def test_mmdet_backend_filters_clips_and_adds_uncovered_motion(tiny_resolved, tm
     p = copy.deepcopy(tiny_resolved["detect"]["mmdet"])
     p.update(batch_size=2, min_area=50, foreground={"enabled": True, "diff_threshold": 18, "blur": 1, "min_area": 5})
     fake = FakeDetector()
-    df = Dm.detect_mmdet(_moving_square_video(tmp_path), p, detector=fake)
+    df = MM.detect_mmdet(_moving_square_video(tmp_path), p, detector=fake)
     assert list(df.columns) == Det.COLUMNS
     assert fake.calls == [2, 2, 1]  # batches of batch_size frames
     people = df[df["class"] == "person"]
@@ -346,7 +346,7 @@ def test_mmdet_backend_filters_clips_and_adds_uncovered_motion(tiny_resolved, tm
     assert set(moving.frame) == {1, 2, 3, 4}  # no previous frame at t = 0
     assert (moving.x1 >= 40).all() and (moving.x2 <= 55).all() and (moving.y1 >= 30).all()
     p["foreground"]["enabled"] = False
-    df = Dm.detect_mmdet(_moving_square_video(tmp_path / "b"), p, detector=FakeDetector())
+    df = MM.detect_mmdet(_moving_square_video(tmp_path / "b"), p, detector=FakeDetector())
     assert set(df["class"]) == {"person"}
 
 
@@ -356,10 +356,10 @@ def test_mmdet_backend_without_mmdet_or_weights_says_what_to_do(tiny_resolved):
         import mmdet  # noqa: F401
     except ImportError:
         with pytest.raises(VadError, match=r"pip install -e '\.\[mmdet\]'"):
-            Dm.MMDetector(p)
+            MM.MMDetector(p)
         return
     with pytest.raises(VadError, match="detect.mmdet.checkpoint is not set.*Cascade R-CNN R101-FPN.*model zoo.*Reproduce the papers"):
-        Dm.MMDetector(p)
+        MM.MMDetector(p)
 
 
 def test_mmdet_detector_from_local_config_and_weights(tiny_resolved, tmp_path, mmdet_small):
@@ -375,7 +375,7 @@ def test_mmdet_detector_from_local_config_and_weights(tiny_resolved, tmp_path, m
     assert list(pd.read_csv(out).columns) == Det.COLUMNS
     dets = df[df["class"] != "foreground"]
     assert set(dets.frame) == set(range(5)) and dets.groupby("frame").size().max() <= 5  # config's max_per_img
-    assert dets["class"].map(type).eq(str).all() and "person" in Dm.MMDetector(cfg["detect"]["mmdet"]).classes
+    assert dets["class"].map(type).eq(str).all() and "person" in MM.MMDetector(cfg["detect"]["mmdet"]).classes
     assert ((dets.x1 >= 0) & (dets.x2 <= 64) & (dets.y1 >= 0) & (dets.y2 <= 48) & (dets.x2 > dets.x1)).all()
     # weights of another architecture are refused, naming the file
     state = torch.load(ckpt, weights_only=True)["state_dict"]

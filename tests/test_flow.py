@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.reference import read_flow
-from vad_pipeline import flow as F
+from vad_pipeline import flow as FL
 from vad_pipeline.datasets import Video
 from vad_pipeline.io import VadError
 
@@ -55,7 +55,7 @@ def _inside(field: np.ndarray, scale: int = 1) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["dis", "farneback"])
 def test_flow_of_a_shifted_square(tiny_resolved, tmp_path, backend):
     out = tmp_path / "flow" / "sq.h5"
-    F.flow_video(_video(tmp_path), _cfg(tiny_resolved, backend=backend, downscale=1), str(out))
+    FL.flow_video(_video(tmp_path), _cfg(tiny_resolved, backend=backend, downscale=1), str(out))
     with h5py.File(out, "r") as f:
         flow = f["flow"]
         assert flow.dtype == np.float16
@@ -73,7 +73,7 @@ def test_flow_of_a_shifted_square(tiny_resolved, tmp_path, backend):
 
 def test_downscaled_flow_keeps_full_resolution_vectors(tiny_resolved, tmp_path):
     out = tmp_path / "sq.h5"
-    F.flow_video(_video(tmp_path), _cfg(tiny_resolved, backend="dis", downscale=2), str(out))
+    FL.flow_video(_video(tmp_path), _cfg(tiny_resolved, backend="dis", downscale=2), str(out))
     with h5py.File(out, "r") as f:
         assert f["flow"].shape == (2, H // 2, W // 2, 2)
         assert f["flow"].dtype == np.float16
@@ -88,7 +88,7 @@ def test_downscaled_flow_keeps_full_resolution_vectors(tiny_resolved, tmp_path):
 
 def test_flow_without_compression(tiny_resolved, tmp_path):
     out = tmp_path / "sq.h5"
-    F.flow_video(_video(tmp_path, n=3), _cfg(tiny_resolved, compression=0), str(out))
+    FL.flow_video(_video(tmp_path, n=3), _cfg(tiny_resolved, compression=0), str(out))
     with h5py.File(out, "r") as f:
         assert f["flow"].compression is None
         assert f["flow"].shape[0] == 3
@@ -97,7 +97,7 @@ def test_flow_without_compression(tiny_resolved, tmp_path):
 
 def test_read_flow_single_frame(tiny_resolved, tmp_path):
     out = tmp_path / "sq.h5"
-    F.flow_video(_video(tmp_path), _cfg(tiny_resolved), str(out))
+    FL.flow_video(_video(tmp_path), _cfg(tiny_resolved), str(out))
     one = read_flow(str(out), 1)
     assert one.shape == (H, W, 2) and one.dtype == np.float32
     np.testing.assert_array_equal(one, read_flow(str(out), slice(None))[1])
@@ -106,7 +106,7 @@ def test_read_flow_single_frame(tiny_resolved, tmp_path):
 def test_unknown_backend(tiny_resolved, tmp_path):
     out = tmp_path / "sq.h5"
     with pytest.raises(VadError, match="nope"):
-        F.flow_video(_video(tmp_path), _cfg(tiny_resolved, backend="nope"), str(out))
+        FL.flow_video(_video(tmp_path), _cfg(tiny_resolved, backend="nope"), str(out))
     assert not out.exists()
 
 
@@ -115,20 +115,20 @@ def test_failed_run_leaves_no_file(tiny_resolved, tmp_path):
     (video.frames[2]).write_bytes(b"broken")
     out = tmp_path / "out" / "sq.h5"
     with pytest.raises(VadError, match="002.png"):
-        F.flow_video(video, _cfg(tiny_resolved), str(out))
+        FL.flow_video(video, _cfg(tiny_resolved), str(out))
     assert not out.exists()
     assert list(out.parent.iterdir()) == []  # no temporary file left behind either
 
 
 def test_stored_flow_is_at_the_working_size_in_its_pixels():
     field = np.ones((10, 14, 2), np.float32) * np.array([3.0, -1.0], np.float32)
-    small = F.to_stored(field, (10, 14), 2)   # downscale 2: half the field, vectors as they were
+    small = FL.to_stored(field, (10, 14), 2)   # downscale 2: half the field, vectors as they were
     assert small.shape == (5, 7, 2)
     np.testing.assert_allclose(small, field[:5, :7])
-    assert F.to_stored(field, (10, 14), 1) is field
+    assert FL.to_stored(field, (10, 14), 1) is field
     # a network's full-frame field (20 x 28) stored at a working size of 10 x 14: vectors halved
     big = np.ones((20, 28, 2), np.float32) * np.array([6.0, -2.0], np.float32)
-    np.testing.assert_allclose(F.to_stored(big, (10, 14), 1), field)
+    np.testing.assert_allclose(FL.to_stored(big, (10, 14), 1), field)
 
 
 def test_quantize_rounds_to_the_quantum_and_keeps_zero_as_is():

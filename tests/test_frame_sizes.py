@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO, tiny_overlay, write_config
-from vad_pipeline import cells as Cells
 from vad_pipeline import config as C
 from vad_pipeline import datasets as D
+from vad_pipeline import windows as W
 from vad_pipeline.datasets.export import export
 from vad_pipeline.datasets.video import work_size
 from vad_pipeline.detect import detect_video, to_frame_pixels
@@ -112,12 +112,12 @@ def test_cell_statistics_of_thousands_of_windows_are_stored(tmp_path):
     with h5py.File(flow, "w") as f:
         f.create_dataset("flow", data=rng.normal(0, 1, (3, 60, 80, 2)).astype(np.float16))
         f.attrs.update(height=1080, width=1920, downscale=1, quantum=0.0)
-    Cells.split_stats([str(flow)], str(tmp_path / "layout.json"), str(tmp_path / "stats.h5"),
+    W.split_stats([str(flow)], str(tmp_path / "layout.json"), str(tmp_path / "stats.h5"),
                       {"frames": 2, "moving_px": 1.0})
-    back, stats = Cells.read_stats(str(tmp_path / "stats.h5"))
+    back, stats = W.read_stats(str(tmp_path / "stats.h5"))
     assert back == {"cameras": {"all": layout}}
     values, boxes = stats["01"]
-    assert values.shape == (3, n, len(Cells.STATS)) and boxes.shape == (n, 4)
+    assert values.shape == (3, n, len(W.STATS)) and boxes.shape == (n, 4)
     with h5py.File(tmp_path / "stats.h5") as f:
         assert sum(len(str(v)) for v in f.attrs.values()) < 1024
 

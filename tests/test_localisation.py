@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vad_pipeline import localisation as L
+from vad_pipeline import localisation as Loc
 
 P = {"overlap": 0.1, "track_fraction": 0.1, "max_fpr": 1.0, "min_region_area": 0}
 
@@ -34,9 +34,9 @@ def two_frames():
 
 
 def test_iou_exclusive_ends():
-    assert L.iou([[0, 0, 4, 4]], [[0, 0, 4, 4]])[0, 0] == 1.0
-    assert L.iou([[3, 0, 7, 4]], [[1, 0, 5, 4]])[0, 0] == pytest.approx(1 / 3)
-    assert L.iou([[0, 0, 4, 4]], [[4, 0, 8, 4]])[0, 0] == 0.0  # touching, no shared pixel
+    assert Loc.iou([[0, 0, 4, 4]], [[0, 0, 4, 4]])[0, 0] == 1.0
+    assert Loc.iou([[3, 0, 7, 4]], [[1, 0, 5, 4]])[0, 0] == pytest.approx(1 / 3)
+    assert Loc.iou([[0, 0, 4, 4]], [[4, 0, 8, 4]])[0, 0] == 0.0  # touching, no shared pixel
 
 
 def test_curves_hand_computed():
@@ -44,7 +44,7 @@ def test_curves_hand_computed():
     # regions detected (r0 at .9, r1 at .4, r2 never) of 3; tracks {r0, r1} (detected once one of
     # its 2 regions is: at .9) and {r2} (never) of 2
     objects, frames, masks = two_frames()
-    out, c = L.localise(objects, frames, masks, P)
+    out, c = Loc.localise(objects, frames, masks, P)
     np.testing.assert_allclose(c["threshold"], [np.inf, 0.9, 0.5, 0.4, 0.3])
     np.testing.assert_allclose(c["fpr"], [0, 0, 0.5, 0.5, 1])
     np.testing.assert_allclose(c["rbdc"], [0, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
@@ -54,20 +54,20 @@ def test_curves_hand_computed():
 
 def test_rbdc_tbdc_hand_computed():
     objects, frames, masks = two_frames()
-    out, _ = L.localise(objects, frames, masks, P)
+    out, _ = Loc.localise(objects, frames, masks, P)
     # RBDC: 1/3 from fpr 0 to .5 (area 1/6), then 2/3 from .5 to 1 (area 1/3): 1/2
     assert out["rbdc"] == pytest.approx(0.5, abs=1e-12)
     # TBDC: 1/2 from fpr 0 to 1: 1/2
     assert out["tbdc"] == pytest.approx(0.5, abs=1e-12)
     # up to 0.5 false positives per frame: RBDC (1/3 * 0.5) / 0.5 = 1/3
-    out, _ = L.localise(objects, frames, masks, {**P, "max_fpr": 0.5})
+    out, _ = Loc.localise(objects, frames, masks, {**P, "max_fpr": 0.5})
     assert out["rbdc"] == pytest.approx(1 / 3, abs=1e-12)
     # alpha 0.6: track {r0, r1} needs both regions, detected from .4 (fpr .5): TBDC (1 - .5) * 1/2
-    out, _ = L.localise(objects, frames, masks, {**P, "track_fraction": 0.6})
+    out, _ = Loc.localise(objects, frames, masks, {**P, "track_fraction": 0.6})
     assert out["tbdc"] == pytest.approx(0.25, abs=1e-12)
     # overlap 0.5: C no longer detects r1 (IoU 1/3) and is a false positive: fp 0 0 1 2 3
     # (fpr 0 0 .5 1 1.5), RBDC 0 1/3 1/3 1/3 1/3: area 1/3
-    out, _ = L.localise(objects, frames, masks, {**P, "overlap": 0.5})
+    out, _ = Loc.localise(objects, frames, masks, {**P, "overlap": 0.5})
     assert out["rbdc"] == pytest.approx(1 / 3, abs=1e-12)
 
 
@@ -77,7 +77,7 @@ def test_pixel_auc_hand_computed():
     #   negatives: 16 at .5 (B), 8 at .4 (C outside r1), 16 at .3 (D), 68 + 56 uncovered
     # pairs won: 16 * 164 + 8 * (16 + 124 + 8 / 2) + 12 * 124 / 2 = 4520 of 36 * 164 = 5904
     objects, frames, masks = two_frames()
-    out, _ = L.localise(objects, frames, masks, P)
+    out, _ = Loc.localise(objects, frames, masks, P)
     assert out["pixel_auc"] == pytest.approx(4520 / 5904, abs=1e-12)
 
 
@@ -87,7 +87,7 @@ def test_perfect_detector_scores_one():
     objects = pd.DataFrame({"video": "v", "frame": [0, 1, 2], "x1": 2, "y1": 2, "x2": 5, "y2": 5,
                             "score": [3.0, 2.0, 1.0]})
     frames = pd.DataFrame({"video": "v", "frame": [0, 1, 2], "excluded": False})
-    out, _ = L.localise(objects, frames, {"v": masks}, P)
+    out, _ = Loc.localise(objects, frames, {"v": masks}, P)
     assert out["rbdc"] == pytest.approx(1.0) and out["tbdc"] == pytest.approx(1.0)
     assert out["pixel_auc"] == pytest.approx(1.0) and out["n_tracks"] == 1
 
@@ -96,7 +96,7 @@ def test_excluded_frames_and_videos_without_masks_are_left_out():
     objects, frames, masks = two_frames()
     frames = pd.concat([frames.assign(excluded=[True, False]),
                         pd.DataFrame({"video": "02", "frame": [0], "excluded": False})])
-    out, c = L.localise(objects, frames, {**masks, "02": None}, P)
+    out, c = Loc.localise(objects, frames, {**masks, "02": None}, P)
     # frame 1 only: r1 (detected by C at .4), r2 (never); D is the only false positive
     assert (out["n_frames"], out["n_regions"], out["n_tracks"]) == (1, 2, 2)
     np.testing.assert_allclose(c["fpr"], [0, 0, 1])
@@ -105,17 +105,17 @@ def test_excluded_frames_and_videos_without_masks_are_left_out():
 
 def test_area_to_stops_at_max_fpr_and_stays_flat_to_it():
     # (0,0) - (.5,.5) - (2,1): the last point within fpr 1 is (.5,.5), flat from there to 1
-    area = L.area_to(np.array([0, 0.5, 2]), np.array([0, 0.5, 1]), 1.0)
+    area = Loc.area_to(np.array([0, 0.5, 2]), np.array([0, 0.5, 1]), 1.0)
     assert area == pytest.approx(0.5 * 0.5 * 0.5 + 0.5 * 0.5, abs=1e-12)
     # ending below max_fpr: flat from the last point
-    assert L.area_to(np.array([0, 0, 0.5]), np.array([0, 1, 1]), 2.0) == pytest.approx(1.0, abs=1e-12)
+    assert Loc.area_to(np.array([0, 0, 0.5]), np.array([0, 1, 1]), 2.0) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_mask_fragments_below_min_region_area_are_not_regions():
     # frame 1's r2 (4 px) is a fragment at min_region_area 5: regions r0, r1 in one track; the
     # pixel AUC still counts its pixels
     objects, frames, masks = two_frames()
-    out, c = L.localise(objects, frames, masks, {**P, "min_region_area": 5})
+    out, c = Loc.localise(objects, frames, masks, {**P, "min_region_area": 5})
     assert (out["n_regions"], out["n_tracks"]) == (2, 1)
     # rates 0 1/2 1/2 1 1 at fpr 0 0 .5 .5 1: area 1/2 * 1/2 + 1 * 1/2 = 3/4
     np.testing.assert_allclose(c["rbdc"], [0, 0.5, 0.5, 1, 1])

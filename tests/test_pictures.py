@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 
 from vad_pipeline import datasets as D
-from vad_pipeline import pictures as P
+from vad_pipeline import pictures as Pic
 from vad_pipeline.evaluate import top_anomalies
 
 
 def test_strip_frames_centred_on_the_peak_and_inside_the_video():
-    assert P.strip_frames(10, 14, 12, 100, 5, 1) == [10, 11, 12, 13, 14]
-    assert P.strip_frames(10, 30, 20, 100, 5, 0) == [10, 15, 20, 25, 30]   # spread over the segment
-    assert P.strip_frames(0, 3, 1, 100, 5, 2) == [0, 2, 4, 6, 8]           # shifted at the start
-    assert P.strip_frames(95, 99, 99, 100, 5, 1) == [95, 96, 97, 98, 99]   # ... and at the end
-    assert P.strip_frames(0, 1, 0, 3, 5, 1) == [0, 1, 2]                   # short video
+    assert Pic.strip_frames(10, 14, 12, 100, 5, 1) == [10, 11, 12, 13, 14]
+    assert Pic.strip_frames(10, 30, 20, 100, 5, 0) == [10, 15, 20, 25, 30]   # spread over the segment
+    assert Pic.strip_frames(0, 3, 1, 100, 5, 2) == [0, 2, 4, 6, 8]           # shifted at the start
+    assert Pic.strip_frames(95, 99, 99, 100, 5, 1) == [95, 96, 97, 98, 99]   # ... and at the end
+    assert Pic.strip_frames(0, 1, 0, 3, 5, 1) == [0, 1, 2]                   # short video
 
 
 def test_read_frames_decodes_a_video_file_only_up_to_the_last_frame_asked(tiny_demo, tmp_path, monkeypatch):
@@ -71,9 +71,9 @@ def test_pictures_of_own_footage_without_labels(tiny_demo, tmp_path):
     frames, objects = _fake_run(cfg)
     top = top_anomalies(frames, {}, cfg["report"])
     assert len(top) == 2 and top["label_overlap"].isna().all()
-    paths = P.pictures(top, objects, frames, cfg, str(tmp_path / "pics"))
+    paths = Pic.pictures(top, objects, frames, cfg, str(tmp_path / "pics"))
     names = sorted(p.name for p in paths)
-    assert names == sorted([P.file_name(r) for r in top.itertuples()] + [P.CONTACT_SHEET])
+    assert names == sorted([Pic.file_name(r) for r in top.itertuples()] + [Pic.CONTACT_SHEET])
     for p in paths:
         assert p.read_bytes()[:4] == b"\x89PNG"
 
@@ -84,8 +84,8 @@ def test_pictures_count_is_capped_by_config(tiny_demo, tmp_path):
     frames, objects = _fake_run(cfg)
     frames["label"] = 0
     top = top_anomalies(frames, {}, cfg["report"])
-    paths = P.pictures(top, objects, frames, cfg, str(tmp_path / "pics"))
-    assert [p.name for p in paths] == [P.file_name(next(top.itertuples())), P.CONTACT_SHEET]
+    paths = Pic.pictures(top, objects, frames, cfg, str(tmp_path / "pics"))
+    assert [p.name for p in paths] == [Pic.file_name(next(top.itertuples())), Pic.CONTACT_SHEET]
 
 
 def test_pictures_draw_the_cell_terms_window(tiny_demo, tmp_path, monkeypatch):
@@ -96,10 +96,10 @@ def test_pictures_draw_the_cell_terms_window(tiny_demo, tmp_path, monkeypatch):
     top = top_anomalies(frames, {}, cfg["report"])
     cells = frames[["video", "frame"]].assign(s_c=1.0, x1=3, y1=4, x2=13, y2=24)
     drawn = []
-    show = P._show
-    monkeypatch.setattr(P, "_show", lambda *a, **k: (drawn.append(a[7] if len(a) > 7 else None), show(*a, **k)))
-    P.pictures(top, objects, frames, cfg, str(tmp_path / "with"), cells)
+    show = Pic._show
+    monkeypatch.setattr(Pic, "_show", lambda *a, **k: (drawn.append(a[7] if len(a) > 7 else None), show(*a, **k)))
+    Pic.pictures(top, objects, frames, cfg, str(tmp_path / "with"), cells)
     assert len(drawn) == 3 + 1 and all(d == ((3, 4, 13, 24), 1.0) for d in drawn)   # strip + contact sheet
     drawn.clear()
-    P.pictures(top, objects, frames, cfg, str(tmp_path / "without"))
+    Pic.pictures(top, objects, frames, cfg, str(tmp_path / "without"))
     assert drawn == [None] * 4

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vad_pipeline.fusion import camera_z
 from vad_pipeline.io import VadError
 from vad_pipeline.reference import BLOCKS, VIDEOS, Reference, block_edges, scheme
-from vad_pipeline.score import camera_z
 
 
 def _clip(rng, n: int, centre: float = 0.0, dim: int = 5) -> np.ndarray:

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO, tiny_overlay, write_config
-from vad_pipeline import cells as Cells
 from vad_pipeline import cli
 from vad_pipeline import config as C
-from vad_pipeline import motion as M
+from vad_pipeline import object_motion as M
+from vad_pipeline import windows as W
 from vad_pipeline.datasets import cameras as K
 from vad_pipeline.io import VadError
 from vad_pipeline.reference import Reference, _mean_knn, _mean_knn_self
@@ -88,30 +88,30 @@ def test_camera_names_need_no_frame_counts(two_cameras, tmp_path):
 
 
 def test_bands_and_parts():
-    assert Cells.parse_band("2of4") == (2, 4)
+    assert W.parse_band("2of4") == (2, 4)
     for bad in ("0of2", "3of2", "2/4", "of", "x"):
         with pytest.raises(VadError, match="IofN"):
-            Cells.parse_band(bad)
+            W.parse_band(bad)
     layout = {"rows": [0, 0, 1, 1, 2, 3, 3, 4]}
     for n in (1, 2, 3, 5, 7):   # every row in exactly one band, in order; more bands than rows: empty ones
-        bands = [Cells.band_rows(layout, f"{i}of{n}") for i in range(1, n + 1)]
+        bands = [W.band_rows(layout, f"{i}of{n}") for i in range(1, n + 1)]
         assert np.concatenate(bands).tolist() == [0, 1, 2, 3, 4]
     cams = {f"{c}_{i:03d}": c for c in ("01", "02") for i in range(30)}
     cfg = {"cameras": {"cells": "camera", "motion": "camera"}, "cells": {"jobs": "auto"}}
-    assert Cells.jobs(cfg, cams) == [("01", "1of1"), ("02", "1of1")]
+    assert W.jobs(cfg, cams) == [("01", "1of1"), ("02", "1of1")]
     assert M.jobs(cfg, cams) == ["01", "02"]
     pooled = {"cameras": {"cells": "pooled", "motion": "pooled"}, "cells": {"jobs": "auto"}}
-    assert Cells.jobs(pooled, cams) == [(K.ONE, "1of2"), (K.ONE, "2of2")]   # 60 videos: a band per 50
-    assert Cells.jobs({**pooled, "cells": {"jobs": 1}}, cams) == [(K.ONE, "1of1")] and M.jobs(pooled, cams) == [K.ONE]
+    assert W.jobs(pooled, cams) == [(K.ONE, "1of2"), (K.ONE, "2of2")]   # 60 videos: a band per 50
+    assert W.jobs({**pooled, "cells": {"jobs": 1}}, cams) == [(K.ONE, "1of1")] and M.jobs(pooled, cams) == [K.ONE]
     one = {v: "01" for v in cams}   # one camera: one part, whatever the reference
-    assert Cells.jobs({**cfg, "cells": {"jobs": 1}}, one) == [(K.ONE, "1of1")] and M.jobs(cfg, one) == [K.ONE]
+    assert W.jobs({**cfg, "cells": {"jobs": 1}}, one) == [(K.ONE, "1of1")] and M.jobs(cfg, one) == [K.ONE]
 
 
 # The gathered files against one job's, on inputs small enough to make by hand.
 
 
 def _layout(height: int, width: int, size: int, stride: int) -> dict:
-    boxes, rows, steps = Cells.grid_windows(height, width, size, stride)
+    boxes, rows, steps = W.grid_windows(height, width, size, stride)
     return {"windows": "grid", "frame_size": [height, width], "perspective": None,
             "boxes": (boxes / [width, height, width, height]).round(6).tolist(), "rows": rows.tolist(),
             "steps": (steps / width).round(6).tolist()}
@@ -133,10 +133,10 @@ def _stats_files(tmp_path: Path, per_camera: bool) -> list[str]:
             h.create_dataset("layout", data=json.dumps({"cameras": layouts}, sort_keys=True), dtype=h5py.string_dtype())
             for v, n in videos.items():
                 layout = layouts[v[:2] if per_camera else K.ONE]
-                x = rng.gamma(2.0, 1.0, (n, len(layout["rows"]), len(Cells.STATS))).astype(np.float32)
+                x = rng.gamma(2.0, 1.0, (n, len(layout["rows"]), len(W.STATS))).astype(np.float32)
                 x[::4] = 0.0
                 h.create_dataset(f"stats/{v}", data=x)
-                h.create_dataset(f"boxes/{v}", data=Cells.pixel_boxes(layout, 240, 320))
+                h.create_dataset(f"boxes/{v}", data=W.pixel_boxes(layout, 240, 320))
     return paths
 
 
@@ -177,7 +177,7 @@ def test_gathered_cell_terms_are_the_one_jobs(tmp_path, caplog, reference):
              **({} if per_camera else {"rows": 1, "cols": 1})}
     params = {"cells": cells, "cameras": {"blocks": 3, "margin": 2, "cells": reference}}
     cams = {v: v[:2] for videos in VIDEOS.values() for v in videos}
-    parts = Cells.jobs(params, cams)
+    parts = W.jobs(params, cams)
     assert len(parts) == (6 if per_camera else 3)
     train, test = _gathered_equals_one_job(tmp_path, "cell-terms", stats, params,
                                            [["--camera", c, "--band", b] for c, b in parts])
@@ -194,17 +194,17 @@ def test_reference_frames_bound_the_reference_and_the_training_frames_scored(tmp
     cams = {v: v[:2] for videos in VIDEOS.values() for v in videos}
     cells = {**C.defaults()["cells"], "k": 3, "frames": 2}
     cfg = {"cells": cells, "cameras": {**C.defaults()["cameras"], "blocks": 3, "margin": 2}}
-    full = Cells.term_parts(*stats, cfg, cams)
-    assert Cells.reference_step(42, 16000) == 1 and Cells.reference_step(42, 20) == 3
+    full = W.term_parts(*stats, cfg, cams)
+    assert W.reference_step(42, 16000) == 1 and W.reference_step(42, 20) == 3
     # camera 01 has 42 training frames: at most 20 keeps every third; camera 02 (30) every second
-    tr, te = Cells.term_parts(*stats, {**cfg, "cells": {**cells, "reference_frames": 20}}, cams)
+    tr, te = W.term_parts(*stats, {**cfg, "cells": {**cells, "reference_frames": 20}}, cams)
     for v, n in VIDEOS["train"].items():
         step = 3 if v.startswith("01") else 2
         assert tr.loc[tr["video"] == v, "frame"].tolist() == list(range(0, n, step))   # real frame numbers
     assert te[["video", "frame"]].equals(full[1][["video", "frame"]])   # every test frame is scored
     assert not np.allclose(te["s_c"], full[1]["s_c"])                   # against the thinner reference
     # a bound above the footage changes nothing
-    same = Cells.term_parts(*stats, {**cfg, "cells": {**cells, "reference_frames": 100}}, cams)
+    same = W.term_parts(*stats, {**cfg, "cells": {**cells, "reference_frames": 100}}, cams)
     pd.testing.assert_frame_equal(same[0], full[0])
     pd.testing.assert_frame_equal(same[1], full[1])
 
@@ -217,20 +217,20 @@ def test_window_statistics_per_video_gather_into_the_splits_file(tmp_path):
         with h5py.File(flows[-1], "w") as h:
             h.create_dataset("flow", data=rng.normal(size=(n, 40, 60, 2)).astype(np.float16))
             h.attrs.update(height=80, width=120, work_height=40, work_width=60)
-    Cells.write_json(str(layout_path), {"cameras": {K.ONE: _layout(40, 60, 20, 10)}})
+    W.write_json(str(layout_path), {"cameras": {K.ONE: _layout(40, 60, 20, 10)}})
     p = C.defaults()["cells"]
     whole = str(tmp_path / "whole.h5")
-    Cells.split_stats(flows, str(layout_path), whole, p)
+    W.split_stats(flows, str(layout_path), whole, p)
     parts = []
     for fp in flows:
         parts.append(str(tmp_path / "parts" / f"{Path(fp).stem}.h5"))
         Path(parts[-1]).parent.mkdir(exist_ok=True)
-        Cells.split_stats([fp], str(layout_path), parts[-1], p)
+        W.split_stats([fp], str(layout_path), parts[-1], p)
     gathered = str(tmp_path / "gathered" / "stats_train.h5")
     Path(gathered).parent.mkdir()
     assert cli.main(["cell-stats-gather", "--parts", *parts, "--out", gathered]) == 0
-    assert Cells.stats_index(gathered) == Cells.stats_index(whole)
-    a, b = Cells.read_stats(whole)[1], Cells.read_stats(gathered)[1]
+    assert W.stats_index(gathered) == W.stats_index(whole)
+    a, b = W.read_stats(whole)[1], W.read_stats(gathered)[1]
     for v in ("01", "02", "03"):
         np.testing.assert_array_equal(a[v][0], b[v][0])
         np.testing.assert_array_equal(a[v][1], b[v][1])
@@ -238,17 +238,17 @@ def test_window_statistics_per_video_gather_into_the_splits_file(tmp_path):
         assert h["stats/01"].is_virtual    # read from the video's file, not copied
         np.testing.assert_array_equal(h["stats/03"][::2], a["03"][0][::2])
     other = str(tmp_path / "other.h5")   # another layout's statistics
-    Cells.write_json(str(layout_path), {"cameras": {K.ONE: _layout(40, 60, 10, 10)}})
-    Cells.split_stats(flows[:1], str(layout_path), other, p)
+    W.write_json(str(layout_path), {"cameras": {K.ONE: _layout(40, 60, 10, 10)}})
+    W.split_stats(flows[:1], str(layout_path), other, p)
     with pytest.raises(VadError, match="another layout"):
-        Cells.gather_stats([parts[0], other], str(tmp_path / "bad.h5"))
+        W.gather_stats([parts[0], other], str(tmp_path / "bad.h5"))
 
 
 def test_a_part_of_a_camera_without_layout_is_an_error(tmp_path):
     stats = _stats_files(tmp_path, per_camera=True)
     cfg = {"cells": {**C.defaults()["cells"], "k": 3}, "cameras": C.defaults()["cameras"]}
     with pytest.raises(VadError, match="no window layout of camera 07"):
-        Cells.term_parts(*stats, cfg, {v: v[:2] for videos in VIDEOS.values() for v in videos}, camera="07")
+        W.term_parts(*stats, cfg, {v: v[:2] for videos in VIDEOS.values() for v in videos}, camera="07")
 
 
 def _features(tmp_path: Path) -> list[str]:

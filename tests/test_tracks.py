@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vad_pipeline import motion as M
+from vad_pipeline import object_motion as M
 from vad_pipeline.tracks import iou, link, of_videos
 
 

@@ -1,4 +1,4 @@
-"""Training, checkpoints and resumption (vad_pipeline.train); object scores (vad_pipeline.score)."""
+"""Training, checkpoints and resumption (vad_pipeline.train); object scores (vad_pipeline.fusion)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, build_stcs
-from vad_pipeline import score as Sc
+from vad_pipeline import fusion as Fu
 from vad_pipeline import train as T
 from vad_pipeline.cubes import STCDataset
 from vad_pipeline.infer import infer
@@ -447,7 +447,7 @@ def test_fuse_uses_training_statistics(tmp_path):
     _scores([1.0, 2.0, 3.0], [10.0, 10.0, 10.0]).to_csv(tmp_path / "train.csv", index=False)
     _scores([2.0, 4.0, float("nan")], [12.0, 9.0, 10.0], ["01", "01", "02"]).to_csv(tmp_path / "test.csv", index=False)
     cfg = {"score": {"w_f": 2.0, "w_p": 0.5}}
-    df = Sc.fuse(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), str(tmp_path / "out.csv"),
+    df = Fu.fuse(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), str(tmp_path / "out.csv"),
                  cfg, str(tmp_path / "stats.json"))
     sd_f = math.sqrt(2 / 3)  # population std of 1, 2, 3
     np.testing.assert_allclose(df["z_f"], [0.0, 2.0 / sd_f, 0.0])  # NaN (no motion stream) -> 0
@@ -468,9 +468,9 @@ def test_fuse_uses_training_statistics(tmp_path):
 def test_fuse_weights_select_a_term(tmp_path):
     _scores([0.1, 0.3], [1.0, 3.0]).to_csv(tmp_path / "train.csv", index=False)
     _scores([0.3, 0.1], [1.0, 3.0]).to_csv(tmp_path / "test.csv", index=False)
-    only_p = Sc.fuse(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), str(tmp_path / "p.csv"),
+    only_p = Fu.fuse(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), str(tmp_path / "p.csv"),
                      {"score": {"w_f": 0.0, "w_p": 1.0}})
-    only_f = Sc.fuse(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), str(tmp_path / "f.csv"),
+    only_f = Fu.fuse(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), str(tmp_path / "f.csv"),
                      {"score": {"w_f": 1.0, "w_p": 0.0}})
     np.testing.assert_allclose(only_p["score"], [-1.0, 1.0])
     np.testing.assert_allclose(only_f["score"], [1.0, -1.0])
@@ -481,7 +481,7 @@ def test_fuse_missing_column_names_the_file(tmp_path):
     _scores([1.0], [1.0]).to_csv(tmp_path / "train.csv", index=False)
     _scores([1.0], [1.0]).drop(columns="s_p").to_csv(tmp_path / "test.csv", index=False)
     with pytest.raises(VadError, match="test.csv"):
-        Sc.fuse(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), str(tmp_path / "o.csv"),
+        Fu.fuse(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), str(tmp_path / "o.csv"),
                 {"score": {"w_f": 1.0, "w_p": 1.0}})
 
 
@@ -493,7 +493,7 @@ def test_fuse_missing_column_names_the_file(tmp_path):
     ([float("nan")] * 3, (0.0, 1.0)),
 ])
 def test_zstats(values, expected):
-    mu, sd = Sc.zstats(np.asarray(values, dtype=float))
+    mu, sd = Fu.zstats(np.asarray(values, dtype=float))
     assert mu == pytest.approx(expected[0]) and sd == pytest.approx(expected[1])
     assert sd > 0
 

@@ -39,11 +39,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from vad_pipeline import camera_set as S
-from vad_pipeline import config as K
+from vad_pipeline import camera_set as CS
+from vad_pipeline import config as C
 from vad_pipeline.datasets.video import frame_size, iter_frames
 
-FIRST = K.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: no score
+FIRST = C.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: no score
 JUDGED = "a"
 
 
@@ -52,14 +52,14 @@ def _clip_parts(source: str, ped2_root: Path | None, n_frames: int, tmp: Path):
     if source == "ped2":
         if ped2_root is None:
             raise SystemExit("--source ped2 needs --ped2 (the UCSD Ped2 folder: frames layout, ped2.mat)")
-        train, test, labels, _ = S.ped2(ped2_root, camera=JUDGED)
+        train, test, labels, _ = CS.ped2(ped2_root, camera=JUDGED)
         by = {v.name: v for v in train}
         first, second = by["a_01"], by["a_02"]
         unseen = [replace(by[f"a_{n}"], name=f"a_n{n}") for n in ("05", "06")]
         test = [v for v in test if v.name in {"a_01", "a_02", "a_03", "a_04"}]
     else:
-        spec = {**S.camera_spec(0), "n_frames": n_frames, "n_train": 4}
-        train, test, labels, _ = S.generated(JUDGED, spec, seed=11, tmp=tmp)
+        spec = {**CS.camera_spec(0), "n_frames": n_frames, "n_train": 4}
+        train, test, labels, _ = CS.generated(JUDGED, spec, seed=11, tmp=tmp)
         first, second = train[0], train[1]
         unseen = [replace(v, name=f"a_n{v.name.split('_')[1]}") for v in train[2:]]
     labels = {v.name: labels[v.name] for v in test}
@@ -73,14 +73,14 @@ def build_sets(out: Path, name: str, source: str, ped2_root: Path | None, n_fram
     with tempfile.TemporaryDirectory(prefix="vad-own-") as tmp:
         tmp = Path(tmp)
         first, second, unseen, test, labels = _clip_parts(source, ped2_root, n_frames, tmp)
-        b = S.generated("b", S.camera_spec(2), seed=13, tmp=tmp)
+        b = CS.generated("b", CS.camera_spec(2), seed=13, tmp=tmp)
         size_a = (480, 856) if source == "generator" else tuple(frame_size(first))
         sizes = {JUDGED: size_a, "b": (360, 640)}
         sections = {}
         # camera b first: its videos get the same containers (export alternates them) in both sets
         for kind, clips in (("one", [first]), ("two", [first, second])):
             a = (clips, [*test, *unseen], labels, {v.name: None for v in [*test, *unseen]})
-            sections[f"{name}_{kind}"] = S.joint({"b": b, JUDGED: a}, "videos", out / kind, sizes, tmp / kind)
+            sections[f"{name}_{kind}"] = CS.joint({"b": b, JUDGED: a}, "videos", out / kind, sizes, tmp / kind)
     for section in sections.values():
         section.pop("cameras", None)   # as a user would: cameras.csv in the root is found (auto)
     return sections

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from vad_pipeline import cells as Cells
 from vad_pipeline import config as C
-from vad_pipeline import motion as M
+from vad_pipeline import object_motion as M
+from vad_pipeline import windows as W
 from vad_pipeline.datasets.cameras import ONE, read_cameras
 from vad_pipeline.evaluate import auc
 from vad_pipeline.reference import Reference
@@ -87,7 +87,7 @@ def s_c(stats: dict, cams: dict, layouts: dict, p: dict, mode: str, held: set[st
             kept = {v: x for v, x in kept.items() if cams[v] == cam}
         query = {v: stats[v] for v in held if cams[v] == cam}
         query.update({f"{v}*": perturb(stats[v]) for v in held if cams[v] == cam})
-        train_scores, test_scores = Cells.layout_terms(kept, query, layouts[layout_cam], p)
+        train_scores, test_scores = W.layout_terms(kept, query, layouts[layout_cam], p)
         own = np.concatenate([s.max(axis=1) for v, s in train_scores.items() if cams[v] == cam])
         for v, s in test_scores.items():
             out.append(pd.DataFrame({"camera": cam, "label": int(v.endswith("*")), "z": zscore(s.max(axis=1), own)}))
@@ -126,12 +126,12 @@ def main() -> None:
         rows = pd.concat([s_m(features, cams, res["motion"], mode, held) for held in fl], ignore_index=True)
         result["s_m"][mode] = report(rows)
         # one layout per camera, or one for all: the cameras given or not (as the cell-layout CLI does)
-        layouts = Cells.make_layout(boxes, flows, str(root / f"validate_layout_{mode}.json"), res["cells"],
+        layouts = W.make_layout(boxes, flows, str(root / f"validate_layout_{mode}.json"), res["cells"],
                                     cams if mode == "camera" else None)
         stats = {}
         for v, fp in zip(train_videos["video"], flows):
-            _, layout = Cells.layout_for(layouts, v, cams)
-            stats[v] = Cells.video_stats(fp, layout, res["cells"])[0]
+            _, layout = W.layout_for(layouts, v, cams)
+            stats[v] = W.video_stats(fp, layout, res["cells"])[0]
         rows = pd.concat([s_c(stats, cams, layouts["cameras"], res["cells"], mode, held) for held in fl],
                          ignore_index=True)
         result["s_c"][mode] = report(rows)

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vad_pipeline import cells as C
-from vad_pipeline import config as K
-from vad_pipeline import motion as M
+from vad_pipeline import config as C
+from vad_pipeline import object_motion as M
+from vad_pipeline import windows as W
 from vad_pipeline.io import read_csv
 
-FIRST = K.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: not z-scored
+FIRST = C.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: not z-scored
 
 
 def s_m(train: pd.DataFrame, unseen: pd.DataFrame, p: dict, leave: dict) -> tuple[float, float]:
@@ -44,12 +44,12 @@ def s_m(train: pd.DataFrame, unseen: pd.DataFrame, p: dict, leave: dict) -> tupl
 def s_c(train: list[np.ndarray], unseen: list[np.ndarray], layout: dict, p: dict, leave: dict) -> tuple[float, float]:
     """Mean training frame S_c of the first clip of ``train`` and of the ``unseen`` clips."""
     stack = np.concatenate(train)
-    sd = stack.reshape(-1, len(C.STATS)).std(axis=0)
+    sd = stack.reshape(-1, len(W.STATS)).std(axis=0)
     scale = np.where(sd > 0, sd, 1.0)
     videos = np.repeat(np.arange(len(train)), [len(x) for x in train])
     frames = np.concatenate([np.arange(len(x)) for x in train])
     query = np.concatenate([x[FIRST:] for x in unseen])
-    tr, te = C.window_scores(stack, videos, query, scale, layout, p, frames=frames, leave=leave)
+    tr, te = W.window_scores(stack, videos, query, scale, layout, p, frames=frames, leave=leave)
     first = tr[: len(train[0])].max(axis=1)[FIRST:]
     return float(first.mean()), float(te.max(axis=1).mean())
 
@@ -65,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=8, help="training videos that take a turn as the only clip")
     ap.add_argument("--unseen", type=int, default=4, help="unseen clips each is compared with")
     a = ap.parse_args(argv)
-    cfg = K.resolve(K.load(a.configfile), a.dataset)
+    cfg = C.resolve(C.load(a.configfile), a.dataset)
     root = Path(a.results) / a.dataset
     feats = read_csv(root / "motion" / "features_train.csv", M.INDEX + M.FEATURES).astype({"video": str})
-    layouts, stats = C.read_stats(str(root / "cells" / "stats_train.h5"))
+    layouts, stats = W.read_stats(str(root / "cells" / "stats_train.h5"))
     layout = next(iter(layouts["cameras"].values()))
     names = sorted(stats)[: a.clips + a.unseen]
     rows = []

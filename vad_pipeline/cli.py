@@ -73,7 +73,7 @@ def cmd_make_camera_set(cfg, a):
 
 
 def cmd_labels(cfg, a):
-    from vad_pipeline.datasets import cameras as cam
+    from vad_pipeline.datasets import cameras as K
     from vad_pipeline.datasets import frame_labels, get_video, gt_summary, video_names
     from vad_pipeline.evaluate import labels_table
     from vad_pipeline.io import write_csv, write_json
@@ -87,7 +87,7 @@ def cmd_labels(cfg, a):
 
             from vad_pipeline.io import read_csv
 
-            summary["cameras"] = cam.summary(pd.concat([read_csv(p, cam.COLUMNS) for p in a.cameras]),
+            summary["cameras"] = K.summary(pd.concat([read_csv(p, K.COLUMNS) for p in a.cameras]),
                                              int(cfg["cameras"]["min_train_frames"]),
                                              int(cfg["cameras"]["few_videos"]))
         write_json(a.summary, summary)
@@ -97,11 +97,11 @@ def cmd_labels(cfg, a):
 
 
 def cmd_cameras(cfg, a):
-    from vad_pipeline.datasets import cameras as cam
+    from vad_pipeline.datasets import cameras as K
     from vad_pipeline.datasets import get_video, video_names
     from vad_pipeline.io import write_csv
 
-    table = cam.camera_table(cfg, {s: {n: get_video(cfg, s, n).n_frames for n in video_names(cfg, s)}
+    table = K.camera_table(cfg, {s: {n: get_video(cfg, s, n).n_frames for n in video_names(cfg, s)}
                                    for s in ("train", "test")})
     write_csv(a.out, table[table["split"] == a.split])
     log.info("%s: %d cameras", a.split, table.loc[table["split"] == a.split, "camera"].nunique())
@@ -154,7 +154,7 @@ def cmd_infer(cfg, a):
 
 def cmd_motion_features(cfg, a):
     from vad_pipeline.io import write_csv
-    from vad_pipeline.motion import split_features
+    from vad_pipeline.object_motion import split_features
 
     df = split_features(a.flows, a.boxes, cfg["motion"])
     write_csv(a.out, df)
@@ -162,7 +162,7 @@ def cmd_motion_features(cfg, a):
 
 
 def cmd_motion_terms(cfg, a):
-    from vad_pipeline.motion import motion_term_part, motion_terms
+    from vad_pipeline.object_motion import motion_term_part, motion_terms
 
     if a.camera:   # one part job, for gather-motion-terms
         motion_term_part(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.camera, a.threads)
@@ -171,7 +171,7 @@ def cmd_motion_terms(cfg, a):
 
 
 def cmd_gather_motion_terms(cfg, a):
-    from vad_pipeline.motion import gather_motion_terms
+    from vad_pipeline.object_motion import gather_motion_terms
 
     gather_motion_terms(a.train, a.test, a.train_out, a.test_out)
 
@@ -184,34 +184,34 @@ def _pair(command: str, stage: str, train: str | None, test: str | None) -> tupl
 
 
 def cmd_score(cfg, a):
-    from vad_pipeline.score import fuse
+    from vad_pipeline.fusion import fuse
 
     fuse(a.train, a.test, a.out, cfg, a.stats, _pair("score", "motion", a.motion_train, a.motion_test),
          read_cameras(a.cameras))
 
 
 def cmd_cell_layout(cfg, a):
-    from vad_pipeline.cells import make_layout
+    from vad_pipeline.windows import make_layout
 
     per_camera = cfg["cameras"]["cells"] == "camera"   # else one layout for every camera
     make_layout(a.boxes, a.flows, a.out, cfg["cells"], read_cameras(a.cameras) if per_camera else None)
 
 
 def cmd_cell_stats(cfg, a):
-    from vad_pipeline.cells import split_stats
+    from vad_pipeline.windows import split_stats
 
     split_stats(a.flows, a.layout, a.out, cfg["cells"], read_cameras(a.cameras))
 
 
 def cmd_cell_stats_gather(cfg, a):
-    from vad_pipeline.cells import gather_stats
+    from vad_pipeline.windows import gather_stats
 
     gather_stats(a.parts, a.out)
     log.info("%s: window statistics of %d videos", a.out, len(a.parts))
 
 
 def cmd_cell_terms(cfg, a):
-    from vad_pipeline.cells import cell_term_part, cell_terms
+    from vad_pipeline.windows import cell_term_part, cell_terms
 
     if a.camera or a.band:   # one part job, for gather-cell-terms
         cell_term_part(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.camera,
@@ -221,7 +221,7 @@ def cmd_cell_terms(cfg, a):
 
 
 def cmd_gather_cell_terms(cfg, a):
-    from vad_pipeline.cells import gather_cell_terms
+    from vad_pipeline.windows import gather_cell_terms
 
     gather_cell_terms(a.train, a.test, a.train_out, a.test_out)
 
@@ -305,7 +305,7 @@ def cmd_pictures(cfg, a):
     frames = read_csv(a.frames, ["video", "frame", "score", "label", "excluded"])
     cells = None
     if a.cells:
-        from vad_pipeline.cells import read_terms
+        from vad_pipeline.windows import read_terms
 
         cells = read_terms(a.cells)
     paths = pictures(top, objects, frames, cfg, a.out, cells)
@@ -345,7 +345,7 @@ def cmd_bench(cfg, a):
     for stage in ("detect", "flow"):  # frames/s per backend
         if stage in cfg and stage in result["stages"]:
             result["stages"][stage]["backend"] = cfg[stage]["backend"]
-    from vad_pipeline.motion import best_box_flow_auc
+    from vad_pipeline.object_motion import best_box_flow_auc
 
     # proposals: how well the best box's mean flow magnitude alone ranks frames (issue 14)
     result["best_box_flow_auc"] = best_box_flow_auc(a.results, cfg["name"], cfg["frame_scores"]["exclude_first"])

@@ -7,7 +7,7 @@ video (no full cube exists there) are marked excluded. Each score term the objec
 pooled the same way on its own, as the fused score uses it: z-scored (per camera with
 ``cameras.normalize: camera``) before the maximum (``score_f``, ``score_p``, ``score_m`` from
 ``z_f``, ``z_p``, ``z_m``), so a user sees which term detects and a term's pooled AUC compares
-with the fused one. Given the cell stage's frame-level S_c (:mod:`vad_pipeline.cells`), the frame
+with the fused one. Given the cell stage's frame-level S_c (:mod:`vad_pipeline.windows`), the frame
 score adds ``score.w_c`` times its z-score (mean and standard deviation of the training frames'
 S_c, each scored without its own video), which is ``score_c``.
 A test video without any scored object (nothing detected: a frozen camera, an empty corridor) is
@@ -60,7 +60,7 @@ def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: f
     z(S_c) and ``score`` + ``w_c`` * z(S_c); z from the training frames that are not excluded (of
     the frame's own camera, given ``cameras``)."""
     from vad_pipeline.datasets.cameras import of
-    from vad_pipeline.score import camera_z
+    from vad_pipeline.fusion import camera_z
 
     train, test = cells
     df = df.merge(test[["video", "frame", "s_c"]].rename(columns={"s_c": "score_c"}), on=["video", "frame"], how="left")
@@ -378,7 +378,7 @@ def top_anomalies(frames: pd.DataFrame, fps: dict[str, float | None], p: dict) -
 def write_frame_scores(objects_csv: str, labels_csv: str, out: str, cfg: dict,
                        cells: tuple[str, str] | None = None, cameras: dict[str, str] | None = None) -> pd.DataFrame:
     """``cells``: the cell stage's (training, test) CSVs; ``cameras``: {video: camera}."""
-    from vad_pipeline.cells import read_terms
+    from vad_pipeline.windows import read_terms
 
     objects = read_csv(objects_csv, ["video", "frame", "score"])
     labels = read_csv(labels_csv, ["video", "frame", "label"])

@@ -1,4 +1,4 @@
-"""Raw per-object terms of a trained model over an STC file (torch; :mod:`vad_pipeline.score`
+"""Raw per-object terms of a trained model over an STC file (torch; :mod:`vad_pipeline.fusion`
 fuses them without it): S_f = 1 - cos(f_a, f_m) (feature inconsistency; both seed models, the
 term ``model.feature_term``) and S_p = ||x_hat - x||^2 (prediction error).
 """

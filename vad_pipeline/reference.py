@@ -1,6 +1,6 @@
 """The reference of the weight-free terms: features of normal training data, and a query's
-distance to its ``k`` nearest entries (S_m per object, :mod:`vad_pipeline.motion`; S_c per
-window, :mod:`vad_pipeline.cells`).
+distance to its ``k`` nearest entries (S_m per object, :mod:`vad_pipeline.object_motion`; S_c per
+window, :mod:`vad_pipeline.windows`).
 
 One :class:`Reference` holds one pool (one camera's, or every camera's). Its training rows are
 scored too (:meth:`Reference.score_training`): those scores give the z-statistics that the

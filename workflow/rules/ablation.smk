@@ -4,11 +4,11 @@
 # in common.smk resolves them through job_config), so each variant is cached and reruns on its own;
 # detection, flow, STCs and labels are the dataset's, shared with the main pipeline. A variant
 # whose training settings coincide with an earlier one's on a dataset is inferred with that one's
-# model instead of training its own (vabl.trained_by; trained_by and variant_model in common.smk).
+# model instead of training its own (A.trained_by; trained_by and variant_model in common.smk).
 import re
 
 ABLATION = config.get("ablation", {})
-ABL = vabl.variant_dir("results", "{dataset}", "{variant}")
+ABL = A.variant_dir("results", "{dataset}", "{variant}")
 
 
 wildcard_constraints:
@@ -89,7 +89,7 @@ rule ablation:
         plot=report("results/{dataset}/ablation.png", caption="../report/ablation.rst", category="Ablation"),
         table=report("results/{dataset}/ablation.html", caption="../report/ablation.rst", category="Ablation"),
     params:
-        cfg=lambda w: json.dumps(vabl.spec(config, w.dataset)),  # variants in config order, like the input
+        cfg=lambda w: json.dumps(A.spec(config, w.dataset)),  # variants in config order, like the input
     log:
         "results/logs/{dataset}/ablation.log",
     conda:

@@ -9,18 +9,18 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the package, also when it is not installed
-from vad_pipeline import ablation as vabl  # noqa: E402
-from vad_pipeline import cells as vcells  # noqa: E402
-from vad_pipeline import config as vconf  # noqa: E402
-from vad_pipeline.datasets import cameras as vcams  # noqa: E402
-from vad_pipeline import datasets as vdata  # noqa: E402
+from vad_pipeline import ablation as A  # noqa: E402
+from vad_pipeline import windows as W  # noqa: E402
+from vad_pipeline import config as C  # noqa: E402
+from vad_pipeline.datasets import cameras as K  # noqa: E402
+from vad_pipeline import datasets as D  # noqa: E402
 from vad_pipeline.io import VadError, atomic_path  # noqa: E402
 
 # --config reads nested values as strings ('cells={"frames": 16}' gives "16"): convert those the schema types
-vconf.coerce_strings(config)
+C.coerce_strings(config)
 validate(config, schema="../schemas/config.schema.yaml")
 try:
-    RESOLVED = {name: vconf.resolve(config, name) for name in config["datasets"]}
+    RESOLVED = {name: C.resolve(config, name) for name in config["datasets"]}
 except VadError as exc:
     raise WorkflowError(str(exc))
 
@@ -57,7 +57,7 @@ wildcard_constraints:
 def variant_config(dataset, variant):
     """The dataset's settings with an ablation variant's overrides applied last (ablation.smk)."""
     try:
-        return vconf.resolve(config, dataset, config["ablation"][variant]["overrides"])
+        return C.resolve(config, dataset, config["ablation"][variant]["overrides"])
     except VadError as exc:
         raise WorkflowError(f"ablation variant {variant}: {exc}")
 
@@ -76,7 +76,7 @@ def params_json(*sections, extra=None, only=None):
 
     def fn(wildcards):
         cfg = job_config(wildcards)
-        p = vconf.stage_params(cfg, *sections, only=only)
+        p = C.stage_params(cfg, *sections, only=only)
         if extra:
             p.update(extra(cfg))
         return json.dumps(p, sort_keys=True)
@@ -86,7 +86,7 @@ def params_json(*sections, extra=None, only=None):
 
 def video_names(dataset, split):
     try:
-        return vdata.video_names(RESOLVED[dataset], split)
+        return D.video_names(RESOLVED[dataset], split)
     except VadError as exc:
         raise WorkflowError(str(exc))
 
@@ -119,7 +119,7 @@ def root_file(dataset):
     cfg = RESOLVED[dataset]
     if cfg["dataset"]["layout"] != "demo":   # (the demo's is make_demo's output)
         try:
-            vdata.root_of(cfg)
+            D.root_of(cfg)
         except VadError as exc:
             raise WorkflowError(str(exc))
     path = Path(ROOT_FILE.format(dataset=dataset))
@@ -145,14 +145,14 @@ def dataset_input(wildcards):
 @functools.cache
 def _sources(dataset, split):
     try:
-        return vdata.video_sources(RESOLVED[dataset], split)
+        return D.video_sources(RESOLVED[dataset], split)
     except VadError as exc:
         raise WorkflowError(str(exc))
 
 
 @functools.cache
 def _fingerprint(dataset, split, video):
-    """One video's fingerprint (vdata.fingerprint), computed once per Snakemake process: a job
+    """One video's fingerprint (D.fingerprint), computed once per Snakemake process: a job
     that reads one video (a cluster job) stats only that video's files, a split's list reuses
     them. None for the generated demo (make_demo's output: regenerating it reruns everything)."""
     if RESOLVED[dataset]["dataset"]["layout"] == "demo":
@@ -161,16 +161,16 @@ def _fingerprint(dataset, split, video):
     if video not in sources:
         raise WorkflowError(f"dataset {dataset}: no {split} video {video!r} (have {', '.join(sources)})")
     try:
-        return vdata.fingerprint(sources[video], vdata.fingerprint_mode(RESOLVED[dataset]))
+        return D.fingerprint(sources[video], D.fingerprint_mode(RESOLVED[dataset]))
     except VadError as exc:
         raise WorkflowError(str(exc))
 
 
 def videos_param(split=None, cameras=False):
-    """Params entry of what the job's videos are (vdata.fingerprint): with a {video} wildcard
+    """Params entry of what the job's videos are (D.fingerprint): with a {video} wildcard
     that video's fingerprint, else {video: fingerprint} of the job's split (or of ``split``).
     ``cameras``: where cameras.csv assigns the cameras, {video: [fingerprint, its cameras there]}
-    (vdata.camera_fingerprints): the split's rows of the file, so that a test video moved to
+    (D.camera_fingerprints): the split's rows of the file, so that a test video moved to
     another camera reruns the test side and not the training one; other modes as without."""
 
     def fn(wildcards):
@@ -179,7 +179,7 @@ def videos_param(split=None, cameras=False):
             return _fingerprint(d, s, wildcards.video)
         fps = {v: _fingerprint(d, s, v) for v in _sources(d, s)}
         try:
-            cams = vdata.camera_fingerprints(RESOLVED[d], s) if cameras else None
+            cams = D.camera_fingerprints(RESOLVED[d], s) if cameras else None
         except VadError as exc:
             raise WorkflowError(str(exc))
         return json.dumps({v: [fp, cams[v]] for v, fp in fps.items()} if cams is not None else fps)
@@ -188,9 +188,9 @@ def videos_param(split=None, cameras=False):
 
 
 def gt_param(wildcards):
-    """Params entry of the frame ground truth's content (vdata.gt_fingerprint)."""
+    """Params entry of the frame ground truth's content (D.gt_fingerprint)."""
     try:
-        return vdata.gt_fingerprint(RESOLVED[wildcards.dataset]) or ""
+        return D.gt_fingerprint(RESOLVED[wildcards.dataset]) or ""
     except VadError as exc:
         raise WorkflowError(str(exc))
 
@@ -198,13 +198,13 @@ def gt_param(wildcards):
 @functools.cache
 def _masks(dataset):
     try:
-        return vdata.mask_fingerprint(RESOLVED[dataset]) or ""
+        return D.mask_fingerprint(RESOLVED[dataset]) or ""
     except VadError as exc:
         raise WorkflowError(str(exc))
 
 
 def masks_param(wildcards):
-    """Params entry of the pixel masks' content (vdata.mask_fingerprint) of the rules that read
+    """Params entry of the pixel masks' content (D.mask_fingerprint) of the rules that read
     them (labels counts them, localisation scores against them, pictures draws them); hashed once
     per Snakemake process."""
     return _masks(wildcards.dataset)
@@ -261,19 +261,19 @@ def term_parts(term, pattern):
     gather_cell_terms for ``cells``, S_c): ``pattern`` of each of its part jobs, one per camera
     where the term's reference is per camera and there are several (cameras.motion,
     cameras.cells; else one, 'all'), S_c's also per band of rows of windows (cells.jobs). The
-    cameras come from the videos' names (vcams.video_cameras), so the jobs are known before any
+    cameras come from the videos' names (K.video_cameras), so the jobs are known before any
     job runs."""
-    from vad_pipeline import motion as vmotion
+    from vad_pipeline import object_motion as M
 
     def fn(wildcards):
         cfg = RESOLVED[wildcards.dataset]
         try:
-            cams = {**vcams.video_cameras(cfg, "train"), **vcams.video_cameras(cfg, "test")}
+            cams = {**K.video_cameras(cfg, "train"), **K.video_cameras(cfg, "test")}
         except VadError as exc:
             raise WorkflowError(str(exc))
         if term == "cells":
-            return [pattern.format(dataset=wildcards.dataset, camera=c, band=b) for c, b in vcells.jobs(cfg, cams)]
-        return [pattern.format(dataset=wildcards.dataset, camera=c) for c in vmotion.jobs(cfg, cams)]
+            return [pattern.format(dataset=wildcards.dataset, camera=c, band=b) for c, b in W.jobs(cfg, cams)]
+        return [pattern.format(dataset=wildcards.dataset, camera=c) for c in M.jobs(cfg, cams)]
 
     return fn
 
@@ -284,7 +284,7 @@ def term_parts(term, pattern):
 @functools.cache
 def trained_by(dataset):
     try:
-        return vabl.trained_by(config, dataset)
+        return A.trained_by(config, dataset)
     except VadError as exc:
         raise WorkflowError(f"ablation: {exc}")
 
@@ -293,7 +293,7 @@ def variant_model(wildcards):
     """The model a variant is inferred with: its own, or that of the earlier variant it coincides
     with on this dataset (same training settings: trained once)."""
     owner = trained_by(wildcards.dataset)[wildcards.variant]
-    return f"{vabl.variant_dir('results', wildcards.dataset, owner)}/train/model.pt"
+    return f"{A.variant_dir('results', wildcards.dataset, owner)}/train/model.pt"
 
 
 def localisation_input(name):
@@ -302,7 +302,7 @@ def localisation_input(name):
 
     def fn(wildcards):
         try:
-            masks = vdata.has_pixel_masks(RESOLVED[wildcards.dataset])
+            masks = D.has_pixel_masks(RESOLVED[wildcards.dataset])
         except VadError as exc:
             raise WorkflowError(str(exc))
         return [f"results/{wildcards.dataset}/{name}"] if masks else []

@@ -43,7 +43,7 @@ rule motion_features:
 
 
 rule motion_terms:
-    """Motion term S_m of one part (vad_pipeline.motion): with cameras.motion camera and several cameras
+    """Motion term S_m of one part (vad_pipeline.object_motion): with cameras.motion camera and several cameras
     the objects of one camera, else of all ('all'): distance to the k nearest training objects
     (training objects: against the other training videos)."""
     input:
@@ -96,7 +96,7 @@ rule cell_layout:
     output:
         "results/{dataset}/cells/layout.json",
     params:
-        cfg=params_json("cells", "cameras", only={"cells": vcells.LAYOUT_KEYS, "cameras": ("cells",)}),
+        cfg=params_json("cells", "cameras", only={"cells": W.LAYOUT_KEYS, "cameras": ("cells",)}),
         videos=videos_param("train"),
     log:
         "results/logs/{dataset}/cells/layout.log",
@@ -118,7 +118,7 @@ rule cell_stats_video:
     output:
         "results/{dataset}/cells/stats/{split}/{video}.h5",
     params:
-        cfg=params_json("cells", only={"cells": vcells.STATS_KEYS}),
+        cfg=params_json("cells", only={"cells": W.STATS_KEYS}),
         video=videos_param(),
     log:
         "results/logs/{dataset}/cells/stats/{split}/{video}.log",
@@ -150,7 +150,7 @@ rule cell_stats:
 
 
 rule cell_terms:
-    """Cell motion term S_c of one part (vad_pipeline.cells): the frames of one window layout (with
+    """Cell motion term S_c of one part (vad_pipeline.windows): the frames of one window layout (with
     cameras.cells camera and several cameras one camera's, else all: 'all'), their windows of one band of
     rows (cells.jobs), each against the windows of its row in the training frames (training frames:
     against the other training videos)."""
@@ -162,7 +162,7 @@ rule cell_terms:
         train="results/{dataset}/cells/terms/{camera}/{band}/train.csv",
         test="results/{dataset}/cells/terms/{camera}/{band}/test.csv",
     params:
-        cfg=params_json("cells", "cameras", only={"cells": vcells.TERMS_KEYS, "cameras": ("blocks", "margin", "few_videos")}),
+        cfg=params_json("cells", "cameras", only={"cells": W.TERMS_KEYS, "cameras": ("blocks", "margin", "few_videos")}),
     wildcard_constraints:
         camera="[^/]+",
         band="[0-9]+of[0-9]+",

@@ -7,7 +7,7 @@ rule train:
         log="results/{dataset}/train/loss.csv",
         plot=report("results/{dataset}/train/loss.png", caption="../report/loss.rst", category="Training"),
     params:
-        cfg=params_json(*vconf.TRAIN_SECTIONS),
+        cfg=params_json(*C.TRAIN_SECTIONS),
     threads: 8  # a local default (capped by --cores); profiles set threads, memory, GPUs and time
     log:
         "results/logs/{dataset}/train.log",

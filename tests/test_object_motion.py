@@ -1,4 +1,4 @@
-"""Motion-density term S_m (vad_pipeline.motion), its fusion (score.fuse) and its pooling to frames."""
+"""Motion-density term S_m (vad_pipeline.object_motion), its fusion (score.fuse) and its pooling to frames."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from vad_pipeline import cli
 from vad_pipeline import evaluate as E
-from vad_pipeline import motion as D
+from vad_pipeline import object_motion as M
 from vad_pipeline.config import defaults
-from vad_pipeline.score import fuse
+from vad_pipeline.fusion import fuse
 
 H, W, N = 120, 160, 12
 P = {**defaults()["motion"], "k": 3, "frames": 1, "location_weight": 4.0}
@@ -42,8 +42,8 @@ def _perspective(tmp_path, name: str, shift: int = 0):
 
 def test_object_features_hand_checked(tmp_path):
     fp, bp = _scene(tmp_path, "v", [(40, 20, 3.0)])
-    df = D.object_features(fp, bp, "v", {**P, "moving_px": 1.0})
-    assert list(df.columns) == D.INDEX + D.FEATURES and len(df) == N - 1
+    df = M.object_features(fp, bp, "v", {**P, "moving_px": 1.0})
+    assert list(df.columns) == M.INDEX + M.FEATURES and len(df) == N - 1
     row = df.iloc[0]
     assert (row["video"], row["frame"], row["x1"], row["y2"]) == ("v", 1, 40, 50)
     assert (row["mag_mean"], row["mag_p95"], row["moving"], row["dx"], row["dy"]) == (3.0, 3.0, 1.0, 3.0, 0.0)
@@ -54,18 +54,18 @@ def test_object_features_hand_checked(tmp_path):
 def test_unusual_speed_for_its_place_scores_highest(tmp_path):
     """An object at the top moving at the speed of the close (bottom) objects is the anomaly:
     the same speed at the bottom is normal, and so is the slow speed at the top."""
-    train = D.split_features(*zip(*[_perspective(tmp_path, f"tr{i}", shift=2 * i) for i in range(3)]), P)
+    train = M.split_features(*zip(*[_perspective(tmp_path, f"tr{i}", shift=2 * i) for i in range(3)]), P)
     odd = _scene(tmp_path, "te", [(60, 5, 4.0), (20, 5, 1.0), (70, 85, 4.0)])   # top object at 4 px/frame
-    test = D.split_features([odd[0]], [odd[1]], P)
-    s = D.density_scores(train, test, P)
+    test = M.split_features([odd[0]], [odd[1]], P)
+    s = M.density_scores(train, test, P)
     per_object = pd.Series(s).groupby(test["x1"].to_numpy()).mean()
     assert per_object.idxmax() == 60
     assert per_object[60] > 2.5 * max(per_object[20], per_object[70])
     # where it is matters: without the location the fast top object looks like the bottom ones
-    blind = pd.Series(D.density_scores(train, test, {**P, "location_weight": 0.0})).groupby(test["x1"].to_numpy()).mean()
+    blind = pd.Series(M.density_scores(train, test, {**P, "location_weight": 0.0})).groupby(test["x1"].to_numpy()).mean()
     assert blind[60] == pytest.approx(blind[70], abs=0.2)
     # training objects, each video against the others: as low as normal test objects
-    own = D.training_scores(train, P)
+    own = M.training_scores(train, P)
     assert own.shape == (len(train),) and own.max() < per_object[60] / 2.5
 
 
@@ -83,11 +83,11 @@ def test_motion_stage_cli_and_fusion(tmp_path):
                      "--test", str(m / "features_test.csv"), "--train-out", str(m / "train.csv"),
                      "--test-out", str(m / "test.csv")]) == 0
     mtr, mte = pd.read_csv(m / "train.csv", dtype={"video": str}), pd.read_csv(m / "test.csv", dtype={"video": str})
-    assert list(mte.columns) == D.INDEX + ["s_m"] and len(mtr) == 3 * 4 * (N - 1)
+    assert list(mte.columns) == M.INDEX + ["s_m"] and len(mtr) == 3 * 4 * (N - 1)
     # the model's terms of the same objects (from frame 4 on, as the cubes), random
     rng = np.random.default_rng(0)
     for split, df in (("train", mtr), ("test", mte)):
-        inf = df[df["frame"] >= 4][D.INDEX].copy()
+        inf = df[df["frame"] >= 4][M.INDEX].copy()
         inf["s_f"], inf["s_p"] = rng.random(len(inf)), rng.random(len(inf))
         inf.to_csv(tmp_path / f"infer_{split}.csv", index=False)
     base = {"score": {"w_f": 1.0, "w_p": 0.3, "w_m": 0.0}}
@@ -131,5 +131,5 @@ def test_best_box_flow_auc_diagnostic(tmp_path):
     (root / "flow" / "test" / "v.h5").write_bytes(open(fp, "rb").read())
     (root / "detect" / "test" / "v.csv").write_text(open(bp).read())
     pd.DataFrame({"video": "v", "frame": range(N), "label": [0] * 8 + [1] * (N - 8)}).to_csv(root / "labels.csv", index=False)
-    assert D.best_box_flow_auc(str(tmp_path / "res"), "toy", 4) == pytest.approx(1.0)
-    assert D.best_box_flow_auc(str(tmp_path / "res"), "other", 4) is None   # no labels: none
+    assert M.best_box_flow_auc(str(tmp_path / "res"), "toy", 4) == pytest.approx(1.0)
+    assert M.best_box_flow_auc(str(tmp_path / "res"), "other", 4) is None   # no labels: none

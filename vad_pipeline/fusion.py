@@ -3,7 +3,7 @@
 ``fuse`` z-scores S_f and S_p with the mean/std of the *training* cubes (of the object's own
 camera, ``cameras.normalize``) and forms
 S = w_f * z(S_f) + w_p * z(S_p), so a change of weights never needs the model again. Given the
-motion stage's S_m (:mod:`vad_pipeline.motion`, one row per detected object, joined on ``INDEX``),
+motion stage's S_m (:mod:`vad_pipeline.object_motion`, one row per detected object, joined on ``INDEX``),
 it is z-scored with the training objects' S_m the same way and ``w_m * z(S_m)`` added; with
 ``w_m: 0`` the score is exactly the two-term one. No torch import: rescoring runs without it.
 """
