@@ -103,3 +103,64 @@ def test_pictures_draw_the_cell_terms_window(tiny_demo, tmp_path, monkeypatch):
     drawn.clear()
     Pic.pictures(top, objects, frames, cfg, str(tmp_path / "without"))
     assert drawn == [None] * 4
+
+
+def _rgb(fig) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+
+
+def _is(rgb: np.ndarray, colour: tuple[int, int, int], tol: int = 60) -> np.ndarray:
+    return (np.abs(rgb - np.array(colour)) <= tol).all(axis=-1)
+
+
+def test_the_drawn_box_lies_where_the_object_is():
+    """The object's box is drawn red on its four edges, the window's cyan on its own, and the
+    inside of the box keeps the frame's pixels (a box drawn elsewhere, or not at all, fails)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = np.full((120, 160), 128, np.uint8)
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    obj, cell = ((40, 30, 100, 90), 2.5), ((120, 10, 150, 40), 1.0)
+    Pic._show(ax, img, obj, None, "t", False, False, cell)
+    rgb = _rgb(fig)
+    red, cyan = _is(rgb, (255, 0, 0)), _is(rgb, (0, 255, 255))
+    height = rgb.shape[0]
+
+    def at(x: float, y: float) -> tuple[int, int]:   # image pixel -> (row, col) of the rendered figure
+        dx, dy = ax.transData.transform((x - 0.5, y - 0.5))
+        return int(round(height - dy)), int(round(dx))
+
+    def near(mask: np.ndarray, x: float, y: float, r: int = 2) -> bool:
+        row, col = at(x, y)
+        return bool(mask[row - r:row + r + 1, col - r:col + r + 1].any())
+
+    x1, y1, x2, y2 = obj[0]
+    for x, y in (((x1 + x2) / 2, y1), ((x1 + x2) / 2, y2), (x1, (y1 + y2) / 2), (x2, (y1 + y2) / 2)):
+        assert near(red, x, y), (x, y)                      # each edge of the object's box
+    assert not near(red, (x1 + x2) / 2, (y1 + y2) / 2, 4)    # its inside is the frame
+    assert not near(red, 10, 110, 4) and not near(cyan, 10, 110, 4)   # far from both: the frame
+    cx1, cy1, cx2, cy2 = cell[0]
+    assert near(cyan, cx1, (cy1 + cy2) / 2) and near(cyan, (cx1 + cx2) / 2, cy2)
+    assert not near(cyan, x1, (y1 + y2) / 2)
+    plt.close(fig)
+
+
+def test_contact_sheet_holds_a_red_box_only_where_an_object_is(tiny_demo, tmp_path):
+    import cv2
+
+    cfg = {**tiny_demo, "report": {**tiny_demo["report"], "pictures": 1, "strip": 2, "strip_step": 1}}
+    frames, objects = _fake_run(cfg)
+    top = top_anomalies(frames, {}, cfg["report"])
+    Pic.pictures(top, objects, frames, cfg, str(tmp_path / "with"))
+    Pic.pictures(top, objects.iloc[:0], frames, cfg, str(tmp_path / "without"))
+
+    def red_pixels(path) -> int:
+        bgr = cv2.imread(str(path)).astype(int)
+        return int(_is(bgr[..., ::-1], (255, 0, 0), 40).sum())
+
+    with_box = red_pixels(tmp_path / "with" / Pic.CONTACT_SHEET)
+    assert with_box > 100 and red_pixels(tmp_path / "without" / Pic.CONTACT_SHEET) < with_box / 10
