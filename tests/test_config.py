@@ -78,7 +78,7 @@ def test_resolve_merge_order():
     assert r["score"]["w_f"] == 3.0   # dataset preset
     assert r["score"]["w_p"] == 0.5   # dataset beats preset
     assert r["dataset"] == {"layout": "frames", "root": "somewhere", "gt": "d.mat", "labelled": True,
-                            "allow_pickle": False, "fingerprint": "size", "fps": None, "frame_size": None,
+                            "allow_pickle": False, "fingerprint": "content", "fps": None, "frame_size": None,
                             "work_height": 240}
     assert r["name"] == "d"
 

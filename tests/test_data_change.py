@@ -1,6 +1,8 @@
 """A dataset's videos change between runs (issue 24): one run brings every result up to date, a
 copy or a move reruns nothing; a test video in which nothing moves is scored, not refused. So do
-cameras.csv, the pixel masks and a frame replaced at the same size (issue 27)."""
+cameras.csv, the pixel masks and a frame replaced at the same size (issue 27); a pixel mask over
+64 MiB fixed in place, under the default dataset.fingerprint (content, each file read once:
+tests/test_hash_cache.py), issue 35."""
 
 from __future__ import annotations
 
@@ -36,34 +38,34 @@ def test_fingerprint_survives_a_move_and_a_touch(tmp_path):
     a = _frames(tmp_path / "a" / "01")
     (a / ".DS_Store").write_bytes(b"finder")   # hidden files are not frames
     (a / "notes.txt").write_text("not a frame")
-    before = D.fingerprint(a)
+    before = D.fingerprint(a, "size")
     assert before.startswith("5 frames, 510 bytes")
     b = tmp_path / "elsewhere" / "01"
     shutil.copytree(a, b)
     for p in b.iterdir():
         p.touch()
-    assert D.fingerprint(b) == before
+    assert D.fingerprint(b, "size") == before
     shutil.move(str(a), str(tmp_path / "moved"))
-    assert D.fingerprint(tmp_path / "moved") == before
+    assert D.fingerprint(tmp_path / "moved", "size") == before
 
 
 def test_fingerprint_changes_with_a_frame_or_a_name(tmp_path):
     a = _frames(tmp_path / "01")
-    before = D.fingerprint(a)
+    before = D.fingerprint(a, "size")
     (a / "004.jpg").unlink()
-    assert D.fingerprint(a) != before
-    (a / "004.jpg").write_bytes(b"y" * 104)   # back, same size: the same fingerprint
-    assert D.fingerprint(a) == before
+    assert D.fingerprint(a, "size") != before
+    (a / "004.jpg").write_bytes(b"y" * 104)   # back, same size: the same fingerprint by size
+    assert D.fingerprint(a, "size") == before
     (a / "004.jpg").write_bytes(b"y" * 105)   # re-extracted at another quality
-    assert D.fingerprint(a) != before
+    assert D.fingerprint(a, "size") != before
     (a / "004.jpg").write_bytes(b"y" * 104)
     (a / "004.jpg").rename(a / "004.png")
-    assert D.fingerprint(a) != before
+    assert D.fingerprint(a, "size") != before
     container = tmp_path / "02.avi"
     container.write_bytes(b"z" * 10)
-    assert D.fingerprint(container) == "02.avi, 10 bytes"
+    assert D.fingerprint(container, "size") == "02.avi, 10 bytes"
     with pytest.raises(VadError, match="no_such.avi: video not readable"):
-        D.fingerprint(tmp_path / "no_such.avi")
+        D.fingerprint(tmp_path / "no_such.avi", "content")
 
 
 def test_fingerprints_of_a_split_follow_its_videos(tmp_path):
@@ -282,7 +284,8 @@ def test_one_run_brings_results_up_to_date_after_the_videos_change(workdir, tiny
     """On one dataset, one after the other: ``root`` pointed at a copy without one of the training
     videos, a test video added with its labels, the data moved, a pixel mask fixed in place;
     each time one run reruns exactly what depends on the change, and a dry run after it plans
-    nothing."""
+    nothing. The fixed mask is over 64 MiB (padded) and keeps its size: seen by its content, its
+    hash kept in results/.hashes/mine.json once it is read."""
     from tests.test_workflow import planned_rules, snakemake
 
     demo = _source(tiny_config, tmp_path, n_train=3, n_test=3)
@@ -294,6 +297,10 @@ def test_one_run_brings_results_up_to_date_after_the_videos_change(workdir, tiny
     for v in ("01", "02"):
         _copy_video(demo, "test", v, data)
         shutil.copyfile(masks / f"{v}.npz", data / "testing" / "pixel_masks" / f"{v}.npz")
+    with np.load(masks / "01.npz") as f:   # 01's masks over 64 MiB: uncompressed, with an array nobody reads
+        bits, width = f["bits"], int(f["width"])
+    pad = np.zeros(65 * 2**20, np.uint8)
+    np.savez(data / "testing" / "pixel_masks" / "01.npz", bits=bits, width=width, pad=pad)
     _write_gt(demo, data, ["01", "02"])
     _dataset(tiny_config, "mine", data)
     write_config(tiny_config, workdir / "config.yaml")
@@ -358,15 +365,17 @@ def test_one_run_brings_results_up_to_date_after_the_videos_change(workdir, tiny
     snakemake(workdir, target)   # (the root file names the data where it is)
     fourth = _state(res)
 
-    # 3. a pixel mask fixed in place (same file name, new regions): the localisation metrics, the
-    # ground-truth summary and the pictures (they draw masks), nothing upstream of them
+    # 3. a pixel mask over 64 MiB fixed in place at the same size (same file name, new regions): the
+    # localisation metrics, the ground-truth summary and the pictures (they draw masks), nothing
+    # upstream of them
     path = smaller / "testing" / "pixel_masks" / "01.npz"
-    with np.load(path) as f:
-        bits, width = f["bits"], int(f["width"])
+    size, inode = path.stat().st_size, path.stat().st_ino
+    assert size > 64 * 2**20
     fixed = np.unpackbits(bits, axis=-1, count=width).astype(bool)
     abnormal = np.flatnonzero(fixed.reshape(len(fixed), -1).any(1))
     fixed[abnormal[: len(abnormal) // 2]] = False   # the first half of its regions were not anomalies
-    np.savez_compressed(path, bits=np.packbits(fixed, axis=-1), width=width)
+    np.savez(path, bits=np.packbits(fixed, axis=-1), width=width, pad=pad)
+    assert (path.stat().st_size, path.stat().st_ino) == (size, inode)
     snakemake(workdir, target)
     fifth = _state(res)
     redone = _rewritten(fourth, fifth)
@@ -376,6 +385,11 @@ def test_one_run_brings_results_up_to_date_after_the_videos_change(workdir, tiny
     assert not redone & {"detect/test/01.csv", "flow/test/01.h5", "stc/test.h5", "train/model.pt",
                          "object_scores.csv", "cameras/test.csv"}, redone
     assert planned_rules(workdir, target) == set()
+    # the fixed mask's hash is kept with its stat: the next dry run reads none of its 65 MiB
+    kept = json.loads((workdir / "results" / ".hashes" / "mine.json").read_text())["dirs"]
+    st = path.stat()
+    entry = kept[str(path.parent.resolve())]["01.npz"]
+    assert entry[:4] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] and entry[4]["content"]
 
 
 @SLOW
@@ -463,10 +477,10 @@ def test_one_run_follows_a_video_moved_to_another_camera(workdir, tiny_config, t
 
 @SLOW
 def test_one_run_follows_a_frame_replaced_at_the_same_size(workdir, tiny_config, tmp_path):
-    """Uncompressed frames (BMP: every file one size) and dataset.fingerprint content: a test
-    frame replaced by another reruns that video's detection and flow and what follows in one
-    run, not the other videos' nor training; a dry run after it plans nothing. (Targets short of
-    training: what reads the videos.)"""
+    """Uncompressed frames (BMP: every file one size) and the default dataset.fingerprint
+    (content): a test frame replaced by another reruns that video's detection and flow and what
+    follows in one run, not the other videos' nor training; a dry run after it plans nothing.
+    (Targets short of training: what reads the videos.)"""
     from tests.test_workflow import planned_rules, snakemake
 
     demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
@@ -476,7 +490,6 @@ def test_one_run_follows_a_frame_replaced_at_the_same_size(workdir, tiny_config,
             _copy_video(demo, split, v, data, pattern="{:03d}.bmp")
     _write_gt(demo, data, ["01", "02"])
     _dataset(tiny_config, "bmp", data)
-    tiny_config["datasets"]["bmp"]["fingerprint"] = "content"
     write_config(tiny_config, workdir / "config.yaml")
     targets = [f"results/bmp/{t}" for t in ("stc/train.h5", "stc/test.h5", "cameras/train.csv", "gt_summary.json")]
     snakemake(workdir, *targets)

@@ -7,12 +7,14 @@ The adapter is chosen by ``dataset.layout`` (see :mod:`vad_pipeline.datasets.lay
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from vad_pipeline import hashcache as H
 from vad_pipeline.datasets.layouts import LAYOUTS, Frames, Layout
 from vad_pipeline.datasets.video import (
     IMAGE_EXTS,
@@ -94,65 +96,56 @@ def _files(folder: Path) -> list[os.DirEntry]:
 
 
 FINGERPRINTS = ("size", "sample", "content")  # dataset.fingerprint
-SAMPLE_BYTES = 4096  # each of the three blocks (head, middle, tail) a ``sample`` fingerprint reads
+Cache = str | os.PathLike | H.HashCache | None  # a hash cache: its file (H.cache_at), or None: every file read
 
 
-def _hash_bytes(path: str | os.PathLike, size: int, how: str) -> str:
-    """A hash of a file's bytes: all of them (``content``), or (``sample``) its first, middle and
-    last :data:`SAMPLE_BYTES` (the whole file when it is no longer than that): three small reads
-    per file, whatever its size."""
-    h = hashlib.sha256()
-    if how == "content" or size <= 3 * SAMPLE_BYTES:
-        with open(path, "rb") as f:
-            while chunk := f.read(2**20):
-                h.update(chunk)
-        return h.hexdigest()[:16]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        for offset in (0, (size - SAMPLE_BYTES) // 2, size - SAMPLE_BYTES):
-            h.update(os.pread(fd, SAMPLE_BYTES, offset))
-    finally:
-        os.close(fd)
-    return h.hexdigest()[:16]
+@functools.cache
+def _default_mode() -> str:
+    from vad_pipeline.config import load_schema
+
+    return load_schema()["$defs"]["dataset"]["properties"]["fingerprint"]["default"]
 
 
 def fingerprint_mode(cfg: dict) -> str:
-    """``dataset.fingerprint``: how video files and large ground-truth files are tracked."""
-    how = cfg["dataset"].get("fingerprint", "size")
+    """``dataset.fingerprint``: how a video's files are tracked (the schema's default where a
+    hand-made configuration leaves it out)."""
+    how = cfg["dataset"].get("fingerprint") or _default_mode()
     if how not in FINGERPRINTS:
         raise VadError(f"config: datasets.{cfg['name']}.fingerprint {how!r} is unknown "
                        f"(have {', '.join(FINGERPRINTS)})")
     return how
 
 
-def fingerprint(source: Path, how: str = "size") -> str:
+def fingerprint(source: Path, how: str, cache: Cache = None) -> str:
     """What a video's results depend on (``how``: dataset.fingerprint). ``size``, cheaply (one
-    ``stat`` per frame file, nothing decoded): a frame folder's number of image files, their total
-    size and a hash of their names; a container's file name and size. ``sample`` adds a hash of
-    each file's head, middle and tail blocks (:func:`_hash_bytes`), ``content`` of all its bytes.
+    ``stat`` per frame file, nothing opened): a frame folder's number of image files, their total
+    size and a hash of their names; a container's file name and size. ``content`` adds a hash of
+    each file's bytes, ``sample`` of its head, middle and tail blocks (:func:`~vad_pipeline.hashcache.hash_file`),
+    taken from ``cache`` while a file's ``stat`` is unchanged (:mod:`vad_pipeline.hashcache`).
     Paths and times are left out, so a moved, copied or remounted video keeps it; a frame added,
-    removed or renamed, or a re-encoded file changes it, and with ``sample`` or ``content`` a frame
-    replaced by another of the very same size (uncompressed TIFF or BMP frames all have one)."""
+    removed or renamed, or a re-encoded file changes it, and with ``content`` any edit of a
+    file, at the same size too (with ``sample`` one that touches the sampled blocks)."""
     source = Path(source)
+    hashes = H.cache_at(cache)
     try:
         if source.is_dir():
             frames = sorted((e for e in _files(source) if Path(e.name).suffix.lower() in IMAGE_EXTS),
                             key=lambda e: e.name)
             names = hashlib.sha256("\n".join(e.name for e in frames).encode()).hexdigest()[:16]
-            sizes = [e.stat().st_size for e in frames]
-            out = f"{len(frames)} frames, {sum(sizes)} bytes, names {names}"
+            stats = [e.stat() for e in frames]
+            out = f"{len(frames)} frames, {sum(st.st_size for st in stats)} bytes, names {names}"
             if how != "size":
-                ids = "\n".join(_hash_bytes(e.path, n, how) for e, n in zip(frames, sizes))
+                ids = "\n".join(hashes.digest(e.path, how, st) for e, st in zip(frames, stats))
                 out += f", {how} {hashlib.sha256(ids.encode()).hexdigest()[:16]}"
             return out
-        size = source.stat().st_size
-        out = f"{source.name}, {size} bytes"
-        return out if how == "size" else f"{out}, {how} {_hash_bytes(source, size, how)}"
+        st = source.stat()
+        out = f"{source.name}, {st.st_size} bytes"
+        return out if how == "size" else f"{out}, {how} {hashes.digest(source, how, st)}"
     except OSError as exc:
         raise VadError(f"{source}: video not readable ({exc.strerror})") from exc
 
 
-def fingerprints(cfg: dict, split: str, names: list[str] | None = None) -> dict[str, str | None]:
+def fingerprints(cfg: dict, split: str, names: list[str] | None = None, cache: Cache = None) -> dict[str, str | None]:
     """{video name: :func:`fingerprint`} of a split (or of its videos ``names``; the folder is
     listed once), as ``dataset.fingerprint`` says: what the workflow tracks, so that adding,
     removing, renaming or replacing a video reruns what depends on it. The generated demo's are
@@ -164,60 +157,48 @@ def fingerprints(cfg: dict, split: str, names: list[str] | None = None) -> dict[
     for n in names or []:
         if n not in sources:
             video_source(cfg, split, n)   # raises, naming the folder
-    return {n: fingerprint(sources[n], how) for n in (names if names is not None else sources)}
+    hashes = H.cache_at(cache)
+    return {n: fingerprint(sources[n], how, hashes) for n in (names if names is not None else sources)}
 
 
-GT_HASH_BYTES = 64 * 2**20  # ground-truth files up to this size are hashed whole; larger: dataset.fingerprint
-
-
-def _file_id(path: Path, rel: str, how: str = "size") -> str:
-    """A ground-truth file by content: all of it up to :data:`GT_HASH_BYTES`, a larger one by
-    size (``size``), by size and sampled blocks (``sample``) or all of it (``content``)."""
-    size = path.stat().st_size
-    if size <= GT_HASH_BYTES or how == "content":
-        return f"{rel} {_hash_bytes(path, size, 'content')}"
-    return f"{rel} {size} bytes" + (f", sample {_hash_bytes(path, size, how)}" if how == "sample" else "")
-
-
-def _tree_id(files: list[Path], base: Path, how: str) -> str:
-    """A hash of ``files``' names (relative to ``base``) and content (:func:`_file_id`)."""
-    ids = "\n".join(_file_id(p, p.relative_to(base).as_posix(), how) for p in files)
+def _tree_id(files: list[Path], base: Path, hashes: H.HashCache) -> str:
+    """A hash of ``files``' names (relative to ``base``) and content."""
+    ids = "\n".join(f"{p.relative_to(base).as_posix()} {hashes.digest(p)}" for p in files)
     return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
 
-def gt_fingerprint(cfg: dict) -> str | None:
-    """What the frame ground truth is, by content: a hash of the ground-truth file (a folder: of
-    each of its files' names and content; files over 64 MiB as :func:`_file_id`), independent of
-    where the dataset lives. None where the dataset has none (``labelled: false``, no ``gt``) or
-    it is the generated demo's."""
+def gt_fingerprint(cfg: dict, cache: Cache = None) -> str | None:
+    """What the frame ground truth is, by content at any size (whatever ``dataset.fingerprint``):
+    a hash of the ground-truth file (a folder: of each of its files' names and content), taken
+    from ``cache`` while its ``stat`` is unchanged, independent of where the dataset lives. None
+    where the dataset has none (``labelled: false``, no ``gt``) or it is the generated demo's."""
     if not cfg["dataset"].get("labelled", True) or layout_of(cfg).name == "demo":
         return None
     path = layout_of(cfg).gt_path(cfg)
     if path is None or not path.exists():
         return None  # the labels stage names what is missing
-    how = fingerprint_mode(cfg)
+    hashes = H.cache_at(cache)
     try:
         if path.is_file():
-            return _file_id(path, path.name, how)
+            return f"{path.name} {hashes.digest(path)}"
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        return f"{path.name}/: {len(files)} files, {_tree_id(files, path, how)}"
+        return f"{path.name}/: {len(files)} files, {_tree_id(files, path, hashes)}"
     except OSError as exc:
         raise VadError(f"{path}: ground truth not readable ({exc.strerror})") from exc
 
 
-def mask_fingerprint(cfg: dict) -> str | None:
-    """What the pixel masks are, by content (their files' paths in the root and content, as
-    :func:`gt_fingerprint`): a mask fixed reruns what reads them. None where the dataset has none,
-    is not labelled, or is the generated demo (make_demo's output)."""
+def mask_fingerprint(cfg: dict, cache: Cache = None) -> str | None:
+    """What the pixel masks are, by content at any size (their files' paths in the root and
+    content, as :func:`gt_fingerprint`): a mask fixed reruns what reads them. None where the
+    dataset has none, is not labelled, or is the generated demo (make_demo's output)."""
     layout = layout_of(cfg)
     if not cfg["dataset"].get("labelled", True) or layout.name == "demo":
         return None
     files = layout.mask_files(cfg)
     if not files:
         return None
-    how = fingerprint_mode(cfg)
     try:
-        return f"{len(files)} mask files, {_tree_id(files, Path(cfg['dataset']['root']), how)}"
+        return f"{len(files)} mask files, {_tree_id(files, Path(cfg['dataset']['root']), H.cache_at(cache))}"
     except OSError as exc:
         raise VadError(f"{exc.filename}: pixel mask not readable ({exc.strerror})") from exc
 

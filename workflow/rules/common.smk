@@ -107,10 +107,14 @@ def video_names(dataset, split):
 # that read pixel masks their content (masks_param), cameras the rows of cameras.csv. A video
 # added, removed, renamed or replaced reruns exactly what depends on it, in the same run; a copy,
 # a restore or a remount (same names and sizes, new paths and timestamps) reruns nothing. A frame
-# replaced by another of the very same size (uncompressed TIFF, BMP) is seen with
-# dataset.fingerprint sample (most such) or content (every one), not by size alone. The
-# generated demo is the exception: it is make_demo's output, so regenerating it reruns everything.
+# edited in place at the very same size (a pixel mask fixed, a frame or a video re-encoded) is
+# seen too: every file is tracked by content under the default dataset.fingerprint (videos
+# also by sample or size, if set), each read once: its hash is kept in HASHES and reused while
+# the file's stat (size, times, inode) is unchanged, so a warm dry run only stats the files
+# (vad_pipeline.hashcache; saved when Snakemake exits). The generated demo is the exception: it is
+# make_demo's output, so regenerating it reruns everything.
 ROOT_FILE = "results/{dataset}/dataset_root.txt"
+HASHES = "results/.hashes/{dataset}.json"
 
 
 @functools.cache
@@ -161,7 +165,7 @@ def _fingerprint(dataset, split, video):
     if video not in sources:
         raise WorkflowError(f"dataset {dataset}: no {split} video {video!r} (have {', '.join(sources)})")
     try:
-        return D.fingerprint(sources[video], D.fingerprint_mode(RESOLVED[dataset]))
+        return D.fingerprint(sources[video], D.fingerprint_mode(RESOLVED[dataset]), HASHES.format(dataset=dataset))
     except VadError as exc:
         raise WorkflowError(str(exc))
 
@@ -190,7 +194,7 @@ def videos_param(split=None, cameras=False):
 def gt_param(wildcards):
     """Params entry of the frame ground truth's content (D.gt_fingerprint)."""
     try:
-        return D.gt_fingerprint(RESOLVED[wildcards.dataset]) or ""
+        return D.gt_fingerprint(RESOLVED[wildcards.dataset], HASHES.format(dataset=wildcards.dataset)) or ""
     except VadError as exc:
         raise WorkflowError(str(exc))
 
@@ -198,7 +202,7 @@ def gt_param(wildcards):
 @functools.cache
 def _masks(dataset):
     try:
-        return D.mask_fingerprint(RESOLVED[dataset]) or ""
+        return D.mask_fingerprint(RESOLVED[dataset], HASHES.format(dataset=dataset)) or ""
     except VadError as exc:
         raise WorkflowError(str(exc))
 
