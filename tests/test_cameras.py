@@ -33,13 +33,14 @@ def test_cameras_by_layout_and_setting(tmp_path):
     table = K.camera_table(_cfg("shanghaitech"), VIDEOS)
     assert dict(zip(table["video"], table["camera"])) == {"01_001": "01", "01_002": "01", "02_001": "02",
                                                           "01_0014": "01", "02_0001": "02"}
-    assert K.summary(table, min_train_frames=10) == {
-        "01": {"train_videos": 2, "train_frames": 20, "test_videos": 1, "test_frames": 8, "leave_out": "videos",
+    few = C.defaults()["cameras"]["few_videos"]   # the schema's: 2
+    assert K.summary(table, 10, few) == {
+        "01": {"train_videos": 2, "train_frames": 20, "test_videos": 1, "test_frames": 8, "leave_out": "time blocks",
                "too_little_footage": False},
         "02": {"train_videos": 1, "train_frames": 5, "test_videos": 1, "test_frames": 6, "leave_out": "time blocks",
                "too_little_footage": True}}
-    # cameras.few_videos 2: a camera filmed twice is scored in time blocks too
-    assert K.summary(table, few_videos=2)["01"]["leave_out"] == "time blocks"
+    # cameras.few_videos 1: a camera filmed twice leaves each video out in turn
+    assert K.summary(table, 0, 1)["01"]["leave_out"] == "videos"
     assert set(K.camera_table(_cfg("frames"), VIDEOS)["camera"]) == {K.ONE}
 
 
@@ -134,8 +135,8 @@ def test_motion_reference_per_camera(tmp_path):
     out = {}
     for mode in ("camera", "pooled"):
         cfg = {"motion": {**C.defaults()["motion"], "k": 3}, "cameras": {**C.defaults()["cameras"], "motion": mode}}
-        M.motion_terms(str(tmp_path / "ftr.csv"), str(tmp_path / "fte.csv"), str(tmp_path / f"tr_{mode}.csv"),
-                       str(tmp_path / f"te_{mode}.csv"), cfg, cams)
+        M.TERM.write(str(tmp_path / "ftr.csv"), str(tmp_path / "fte.csv"), str(tmp_path / f"tr_{mode}.csv"),
+                     str(tmp_path / f"te_{mode}.csv"), cfg, cams)
         te = pd.read_csv(tmp_path / f"te_{mode}.csv")
         out[mode] = te.loc[te["frame"] == 99, "s_m"].item() / te.loc[te["frame"] != 99, "s_m"].max()
     assert out["camera"] > 5 and out["pooled"] < out["camera"]

@@ -273,6 +273,7 @@ def test_each_score_term_is_pooled_and_evaluated_on_its_own():
         ("01", 3, 0.7, 0.2, 0.2), ("01", 4, 0.9, 0.05, 0.9),
     ]
     objects = pd.DataFrame(rows, columns=["video", "frame", "s_f", "s_p", "score"])
+    objects[["z_f", "z_p"]] = objects[["s_f", "s_p"]].to_numpy()   # the fusion's z-scores (here the terms)
     df = E.frame_scores(objects, labels, _cfg(fill="min"))
     assert list(df.columns) == ["video", "frame", "score", "label", "n_objects", "excluded",
                                 "score_f", "score_p", "camera"]
@@ -291,11 +292,26 @@ def test_a_term_the_model_lacks_gets_no_column_and_no_auc():
     labels = _labels({"01": 3}, {"01": [2]})
     objects = pd.DataFrame([("01", 1, np.nan, 0.1, 0.1), ("01", 2, np.nan, 0.4, 0.4)],
                            columns=["video", "frame", "s_f", "s_p", "score"])   # one stream: no S_f
+    objects["z_f"], objects["z_p"] = 0.0, objects["s_p"]   # as the fusion writes them
     df = E.frame_scores(objects, labels, _cfg(fill=-1.0))
     assert "score_f" not in df.columns
     np.testing.assert_allclose(df["score"], [-1.0, 0.1, 0.4])     # the configured fill
     np.testing.assert_allclose(df["score_p"], [0.1, 0.1, 0.4])    # a term's own lowest value
     assert E.metrics(df)["auc_terms"] == {"s_p": pytest.approx(1.0)}
+
+
+def test_terms_without_their_z_scores_are_an_error_naming_the_file(tmp_path):
+    """An object_scores.csv whose terms have no z-scores (an older version's) is not pooled from
+    the raw terms, which live on other scales than the fused score: an error naming the file."""
+    labels = _labels({"01": 3}, {"01": [2]})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    objects = pd.DataFrame([("01", 1, 0.2, 0.1, 0.1, 0.1), ("01", 2, 0.9, 0.4, 0.4, 0.4)],
+                           columns=["video", "frame", "s_f", "s_p", "z_p", "score"])   # z_f missing
+    objects.to_csv(tmp_path / "object_scores.csv", index=False)
+    with pytest.raises(VadError, match=r"object_scores.csv: no column z_f .*rerun the score rule"):
+        E.write_frame_scores(str(tmp_path / "object_scores.csv"), str(tmp_path / "labels.csv"),
+                             str(tmp_path / "frames.csv"), _cfg())
+    assert not (tmp_path / "frames.csv").exists()
 
 
 # --------------------------------------------------------------------------- labels_table

@@ -12,6 +12,8 @@ from vad_pipeline import evaluate as E
 from vad_pipeline import object_motion as M
 from vad_pipeline.config import defaults
 from vad_pipeline.fusion import fuse
+from vad_pipeline.io import VadError
+from vad_pipeline.reference import leave_out
 
 H, W, N = 120, 160, 12
 P = {**defaults()["motion"], "k": 3, "frames": 1, "location_weight": 4.0}
@@ -65,7 +67,7 @@ def test_unusual_speed_for_its_place_scores_highest(tmp_path):
     blind = pd.Series(M.density_scores(train, test, {**P, "location_weight": 0.0})).groupby(test["x1"].to_numpy()).mean()
     assert blind[60] == pytest.approx(blind[70], abs=0.2)
     # training objects, each video against the others: as low as normal test objects
-    own = M.training_scores(train, P)
+    own = M.training_scores(train, P, leave_out(defaults(), P["frames"]))
     assert own.shape == (len(train),) and own.max() < per_object[60] / 2.5
 
 
@@ -103,12 +105,19 @@ def test_motion_stage_cli_and_fusion(tmp_path):
     np.testing.assert_allclose(one["score"], two["score"] + (one["s_m"] - mu) / sd)
     top = one.groupby("x1")["score"].mean()
     assert top.idxmax() == 60
+    # an object of the model's without an S_m row: an error naming both files, not a z(S_m) of 0
+    inf = pd.read_csv(tmp_path / "infer_test.csv", dtype={"video": str})
+    inf.iloc[[0]].assign(x1=999).to_csv(tmp_path / "stray.csv", index=False)
+    with pytest.raises(VadError, match=r"motion/test.csv: no S_m for 1 of the 1 objects of .*stray.csv"):
+        fuse(args[0], str(tmp_path / "stray.csv"), str(tmp_path / "x.csv"), base,
+             motion=(str(m / "train.csv"), str(m / "test.csv")))
 
 
 def test_term_alone_is_pooled_to_frames_and_evaluated():
     """score_m is each frame's maximum S_m, and auc_terms reports S_m alone."""
     objects = pd.DataFrame({"video": ["a"] * 5, "frame": [0, 0, 1, 2, 2], "score": [0.1, 0.2, 0.3, 0.4, 0.5],
                             "s_f": [1, 2, 3, 4, 5.0], "s_p": [5, 4, 3, 2, 1.0], "s_m": [0.5, 2.0, 1.0, 0.1, 3.0]})
+    objects[["z_f", "z_p", "z_m"]] = objects[["s_f", "s_p", "s_m"]].to_numpy()   # the fusion's z-scores: here the terms
     labels = pd.DataFrame({"video": ["a"] * 4, "frame": [0, 1, 2, 3], "label": [0, 0, 1, 0]})
     cfg = {"frame_scores": {**defaults()["frame_scores"], "exclude_first": 0}}
     fr = E.frame_scores(objects, labels, cfg)

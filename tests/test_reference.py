@@ -5,13 +5,18 @@ statistics in every term, or an error naming it."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from vad_pipeline import config as C
 from vad_pipeline.fusion import camera_z
 from vad_pipeline.io import VadError
-from vad_pipeline.reference import BLOCKS, VIDEOS, Reference, block_edges, scheme
+from vad_pipeline.reference import BLOCKS, VIDEOS, Reference, block_edges, leave_out, scheme
+
+LEAVE = leave_out(C.defaults())   # the schema's cameras.blocks, margin, few_videos
 
 
 def _clip(rng, n: int, centre: float = 0.0, dim: int = 5) -> np.ndarray:
@@ -29,7 +34,7 @@ def _train_mean(clips: list[np.ndarray], cameras=None, **kw) -> list[float]:
     videos = np.repeat(np.arange(len(clips)), [len(c) for c in clips])
     frames = np.concatenate([np.arange(len(c)) for c in clips])
     cams = None if cameras is None else np.repeat(cameras, [len(c) for c in clips])
-    s = Reference(feats, videos, 5, frames=frames, cameras=cams, **kw).score_training()
+    s = Reference(feats, videos, 5, frames=frames, cameras=cams, **{**LEAVE, **kw}).score_training()
     return [float(s[videos == i].mean()) for i in range(len(clips))]
 
 
@@ -85,13 +90,13 @@ def test_objects_in_view_longer_than_the_margin_are_left_out_whole():
         unseen = [_objects(rng)[0] for _ in range(3)]
         v = np.zeros(len(a))
         test = np.mean([Reference(a, v, 5).score(u).mean() for u in unseen])
-        one.append(Reference(a, v, 5, frames=fa, tracks=ta).score_training().mean() / test)
-        frames_only.append(Reference(a, v, 5, frames=fa).score_training().mean() / test)
+        one.append(Reference(a, v, 5, frames=fa, tracks=ta, **LEAVE).score_training().mean() / test)
+        frames_only.append(Reference(a, v, 5, frames=fa, **LEAVE).score_training().mean() / test)
         two, vv = np.concatenate([a, b]), np.r_[v, np.ones(len(b))]
         test = np.mean([Reference(two, vv, 5).score(u).mean() for u in unseen])
-        kw = {"frames": np.r_[fa, fb], "tracks": np.r_[ta, tb]}
-        videos.append(Reference(two, vv, 5, few=1, **kw).score_training()[: len(a)].mean() / test)
-        blocks.append(Reference(two, vv, 5, few=2, **kw).score_training()[: len(a)].mean() / test)
+        kw = {**LEAVE, "frames": np.r_[fa, fb], "tracks": np.r_[ta, tb]}
+        videos.append(Reference(two, vv, 5, **{**kw, "few": 1}).score_training()[: len(a)].mean() / test)
+        blocks.append(Reference(two, vv, 5, **{**kw, "few": 2}).score_training()[: len(a)].mean() / test)
     assert 0.85 < np.mean(one) < 1.2 and np.mean(frames_only) < 0.7
     assert 0.85 < np.mean(blocks) < 1.15 < np.mean(videos)
 
@@ -101,7 +106,8 @@ def test_an_objects_rows_are_scored_against_the_rest_less_its_block_margin_and_i
     scoring each object of a block against its own reduced pool gives."""
     rng = np.random.default_rng(3)
     x, frames, tracks = _objects(rng, n=200, life=60, every=10)
-    s = Reference(x, np.zeros(len(x)), 4, frames=frames, tracks=tracks, blocks=4, margin=10).score_training()
+    s = Reference(x, np.zeros(len(x)), 4, frames=frames, tracks=tracks,
+                  **{**LEAVE, "blocks": 4, "margin": 10}).score_training()
     expect = np.zeros(len(x))
     for lo, hi in zip(range(0, 200, 50), range(50, 250, 50)):
         block = (frames >= lo) & (frames < hi)
@@ -113,19 +119,46 @@ def test_an_objects_rows_are_scored_against_the_rest_less_its_block_margin_and_i
     np.testing.assert_allclose(s, expect, rtol=1e-9)
 
 
-def test_leave_out_schemes_and_blocks():
-    assert scheme(1) == BLOCKS and scheme(2) == VIDEOS == scheme(13)
-    assert scheme(2, few=2) == BLOCKS and scheme(3, few=2) == VIDEOS and scheme(1, few=0) == BLOCKS
+def test_leave_out_schemes_and_blocks(caplog):
+    few = C.defaults()["cameras"]["few_videos"]   # the schema's, as every stage takes it
+    assert LEAVE == {"blocks": C.defaults()["cameras"]["blocks"], "margin": C.defaults()["cameras"]["margin"],
+                     "few": few}
+    assert scheme(1, few) == BLOCKS == scheme(few, few) and scheme(few + 1, few) == VIDEOS == scheme(13, few)
+    assert scheme(2, 2) == BLOCKS and scheme(3, 2) == VIDEOS and scheme(1, 0) == BLOCKS and scheme(2, 1) == VIDEOS
+    # the margin at least the term's temporal window; a setting not given: the schema's
+    assert leave_out({"cameras": {"margin": 3}}, 8) == {**LEAVE, "margin": 8}
     assert block_edges(np.arange(100), 5).tolist() == [0, 20, 40, 60, 80, 100]
     assert block_edges(np.array([3, 3, 4]), 5).tolist() == [3, 4, 5]   # a short clip: fewer, non-empty blocks
-    # a clip too short for its margin still gets finite training scores (its block alone left out)
-    s = Reference(np.arange(12.0)[:, None], np.zeros(12), 3, frames=np.arange(12), margin=25).score_training()
+    # a clip too short for its margin still gets finite training scores (its block alone left out),
+    # and the log says the margin was narrowed
+    short = {**LEAVE, "margin": 25}
+    with caplog.at_level(logging.WARNING, logger="vad_pipeline.reference"):
+        s = Reference(np.arange(12.0)[:, None], np.zeros(12), 3, "toy", frames=np.arange(12), **short).score_training()
     assert np.isfinite(s).all() and (s > 0).all()
-    # one object seen throughout: leaving it out would leave nothing, so only its block goes
-    one = Reference(np.arange(12.0)[:, None], np.zeros(12), 3, frames=np.arange(12), margin=25, tracks=np.zeros(12))
-    assert one.score_training().tolist() == s.tolist()
+    assert "toy: 5 of 5 time blocks scored with their margin narrowed to" in caplog.text
+    # one object seen throughout: leaving it out would leave nothing, so only its block goes (warned)
+    caplog.clear()
+    one = Reference(np.arange(12.0)[:, None], np.zeros(12), 3, "toy", frames=np.arange(12), tracks=np.zeros(12),
+                    **short)
+    with caplog.at_level(logging.WARNING, logger="vad_pipeline.reference"):
+        assert one.score_training().tolist() == s.tolist()
+    assert "toy: 12 training rows scored with their own object in the reference" in caplog.text
     with pytest.raises(ValueError, match="frame of each row"):
-        Reference(np.zeros((4, 2)), np.zeros(4), 1).score_training()
+        Reference(np.zeros((4, 2)), np.zeros(4), 1, **LEAVE).score_training()
+    with pytest.raises(ValueError, match="leave-out settings"):   # no copy of the settings to fall back on
+        Reference(np.zeros((4, 2)), np.zeros(4), 1, frames=np.arange(4)).score_training()
+
+
+def test_a_video_of_a_single_row_is_scored_against_the_rest(caplog):
+    """A camera with few videos, one of them a single row: that row's training score is its
+    distance to the rest (not 0); a reference of one row alone has nothing to compare with: 0, warned."""
+    x = np.r_[10.0, np.arange(20.0)][:, None]   # video 0: one row (10), video 1: 20 rows (0 .. 19)
+    videos, frames = np.r_[0, np.ones(20)], np.r_[0, np.arange(20)]
+    s = Reference(x, videos, 3, frames=frames, **LEAVE).score_training()
+    assert s[0] == pytest.approx(np.mean([0.0, 1.0, 1.0]))   # its 3 nearest of video 1: 10, 9 and 11
+    with caplog.at_level(logging.WARNING, logger="vad_pipeline.reference"):
+        alone = Reference(np.ones((1, 2)), ["v"], 3, "toy", frames=[7], **LEAVE).score_training()
+    assert alone.tolist() == [0.0] and "toy: 1 training rows without any other row to compare with" in caplog.text
 
 
 def test_every_camera_gets_its_own_statistics_or_an_error_naming_it():

@@ -22,7 +22,7 @@ from vad_pipeline import object_motion as M
 from vad_pipeline import windows as W
 from vad_pipeline.datasets import cameras as K
 from vad_pipeline.io import VadError
-from vad_pipeline.reference import Reference, _mean_knn, _mean_knn_self
+from vad_pipeline.reference import Reference, _mean_knn, _mean_knn_self, leave_out
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def _camera_lists(tmp_path: Path) -> list[str]:
 
 def _gathered_equals_one_job(tmp_path: Path, command: str, inputs: list[str], params: dict, parts: list[list[str]]):
     """Run ``command`` once (every camera, every row) and once per part (``parts``: each part's
-    extra arguments), gather the parts, and compare the files byte for byte."""
+    extra arguments), gather the parts (gather-terms), and compare the files byte for byte."""
     cams = _camera_lists(tmp_path)
     common = [command, "--params", json.dumps(params), "--train", inputs[0], "--test", inputs[1], "--cameras", *cams]
     one = [str(tmp_path / "one_train.csv"), str(tmp_path / "one_test.csv")]
@@ -160,8 +160,9 @@ def _gathered_equals_one_job(tmp_path: Path, command: str, inputs: list[str], pa
         outs.append([str(tmp_path / f"part{i}_train.csv"), str(tmp_path / f"part{i}_test.csv")])
         assert cli.main([*common, *extra, "--threads", "2", "--train-out", outs[-1][0], "--test-out", outs[-1][1]]) == 0
     got = [str(tmp_path / "gathered_train.csv"), str(tmp_path / "gathered_test.csv")]
-    assert cli.main([f"gather-{command}", "--train", *[o[0] for o in outs], "--test", *[o[1] for o in outs],
-                     "--train-out", got[0], "--test-out", got[1]]) == 0
+    folder = {"cell-terms": "cells", "motion-terms": "motion"}[command]
+    assert cli.main(["gather-terms", "--term", folder, "--train", *[o[0] for o in outs], "--test",
+                     *[o[1] for o in outs], "--train-out", got[0], "--test-out", got[1]]) == 0
     for a, b in zip(one, got):
         assert filecmp.cmp(a, b, shallow=False), f"{b} differs from the one job's {a}"
     return pd.read_csv(one[0], dtype={"video": str}), pd.read_csv(one[1], dtype={"video": str})
@@ -296,8 +297,9 @@ def test_nearest_neighbours_on_threads_are_scikit_learns():
         self_want = NearestNeighbors(n_neighbors=k + 1, algorithm="kd_tree").fit(pool).kneighbors(pool)[0][:, 1:]
         np.testing.assert_allclose(_mean_knn_self(pool, k, threads=2), self_want.mean(axis=1), rtol=1e-14, atol=0)
     videos, frames = np.repeat([0, 1, 2], 1000), np.tile(np.arange(1000), 3)
-    np.testing.assert_array_equal(Reference(pool, videos, 5, frames=frames, threads=2).score_training(),
-                                  Reference(pool, videos, 5, frames=frames).score_training())
+    leave = leave_out(C.defaults())
+    np.testing.assert_array_equal(Reference(pool, videos, 5, frames=frames, threads=2, **leave).score_training(),
+                                  Reference(pool, videos, 5, frames=frames, **leave).score_training())
 
 
 @pytest.mark.slow

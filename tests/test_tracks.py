@@ -51,6 +51,7 @@ def test_tracks_are_unique_across_videos_and_only_where_a_camera_has_few_videos(
     assert of_videos(videos, np.tile(t, 3), boxes).tolist() == np.repeat([0, 1, 2], 5).tolist()
     df = pd.DataFrame({"video": videos, "frame": np.tile(t, 3), **dict(zip(["x1", "y1", "x2", "y2"], boxes.T))})
     cams = np.array(["a"] * 5 + ["b"] * 10)
-    # camera a (1 video) is scored in blocks and needs its objects; camera b (2 videos) with few 1 does not
-    assert M.object_tracks(df, cams, few=1).tolist() == [0] * 5 + [-1] * 10
-    assert sorted(set(M.object_tracks(df, cams, few=2).tolist())) == [0, 1, 2]
+    # camera a (1 video) is scored in blocks and needs its objects; camera b (2 videos), blocks up to
+    # 1 video, does not; blocks up to 2 (the schema's cameras.few_videos): both
+    assert M.object_tracks(df, cams, 1).tolist() == [0] * 5 + [-1] * 10
+    assert sorted(set(M.object_tracks(df, cams, 2).tolist())) == [0, 1, 2]

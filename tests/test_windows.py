@@ -15,6 +15,7 @@ from vad_pipeline import evaluate as E
 from vad_pipeline import windows as W
 from vad_pipeline.config import defaults
 from vad_pipeline.io import VadError
+from vad_pipeline.reference import leave_out
 
 H, WD, N = 80, 120, 10
 P = {**defaults()["cells"], "size": 40, "stride": 20, "frames": 1, "k": 1, "rows": 0, "cols": 0}
@@ -95,7 +96,7 @@ def test_unusual_speed_for_its_row_scores_highest(tmp_path):
     layout = _layout(tmp_path, train)
     W.split_stats(train, layout, str(tmp_path / "stats_train.h5"), P)
     W.split_stats([test], layout, str(tmp_path / "stats_test.h5"), P)
-    W.cell_terms(str(tmp_path / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
+    W.TERM.write(str(tmp_path / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
                  str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), cfg)
     te = W.read_terms(str(tmp_path / "test.csv"))
     assert list(te["frame"]) == list(range(N))
@@ -123,9 +124,11 @@ def test_row_band_neighbourhood_and_k():
     assert np.allclose(same[1], 0) and np.allclose(band[1], 0)   # a training frame itself
     k3 = W.cell_scores(train, query, np.ones(5), layout, {"k": 3, "rows": 0, "cols": 0})
     assert (k3[1] > 0).all()   # with k 3 the frame's own statistics are one of three
-    one_video = W.training_cell_scores(train, np.zeros(20), np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0})
+    leave = leave_out(defaults())
+    one_video = W.training_cell_scores(train, np.zeros(20), np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0}, leave)
     assert (one_video > 0).all()   # a frame's own statistics left out
-    lovo = W.training_cell_scores(train, np.arange(20) % 4, np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0})
+    lovo = W.training_cell_scores(train, np.arange(20) % 4, np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0},
+                                  leave)
     np.testing.assert_allclose(lovo[np.arange(20) % 4 == 1], W.cell_scores(
         train[np.arange(20) % 4 != 1], train[np.arange(20) % 4 == 1], np.ones(5), layout, {"k": 1, "rows": 0, "cols": 0}))
     with pytest.raises(VadError, match="window layouts differ"):
@@ -212,7 +215,7 @@ def test_footage_of_another_frame_size_is_covered_at_the_same_places(tmp_path):
     layout = _layout(tmp_path, train)
     W.split_stats(train, layout, str(tmp_path / "stats_train.h5"), P)
     W.split_stats([str(tmp_path / "big.h5")], layout, str(tmp_path / "stats_test.h5"), P)
-    W.cell_terms(str(tmp_path / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
+    W.TERM.write(str(tmp_path / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
                  str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), {"cells": P})
     te = W.read_terms(str(tmp_path / "test.csv"))
     assert te["s_c"].idxmax() == 6
@@ -222,7 +225,7 @@ def test_footage_of_another_frame_size_is_covered_at_the_same_places(tmp_path):
     other = _layout(tmp_path / "o", train, {**P, "size": 20})
     W.split_stats(train, other, str(tmp_path / "o" / "stats_train.h5"), P)
     with pytest.raises(VadError, match="different window layouts"):
-        W.cell_terms(str(tmp_path / "o" / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
+        W.TERM.write(str(tmp_path / "o" / "stats_train.h5"), str(tmp_path / "stats_test.h5"),
                      str(tmp_path / "x.csv"), str(tmp_path / "y.csv"), {"cells": P})
 
 

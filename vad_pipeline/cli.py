@@ -161,19 +161,21 @@ def cmd_motion_features(cfg, a):
     log.info("%s: motion features of %d objects", a.out, len(df))
 
 
+def _term_job(folder: str, cfg: dict, a, part: dict | None) -> None:
+    """One job of a weight-free term (``part``: one part job, for gather-terms; None: all of it)."""
+    from vad_pipeline.term_jobs import term
+
+    term(folder).write(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), part, a.threads)
+
+
 def cmd_motion_terms(cfg, a):
-    from vad_pipeline.object_motion import motion_term_part, motion_terms
-
-    if a.camera:   # one part job, for gather-motion-terms
-        motion_term_part(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.camera, a.threads)
-    else:
-        motion_terms(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.threads)
+    _term_job("motion", cfg, a, {"camera": a.camera} if a.camera else None)
 
 
-def cmd_gather_motion_terms(cfg, a):
-    from vad_pipeline.object_motion import gather_motion_terms
+def cmd_gather_terms(cfg, a):
+    from vad_pipeline.term_jobs import term
 
-    gather_motion_terms(a.train, a.test, a.train_out, a.test_out)
+    term(a.term).gather(a.train, a.test, a.train_out, a.test_out)
 
 
 def _pair(command: str, stage: str, train: str | None, test: str | None) -> tuple[str, str] | None:
@@ -211,19 +213,9 @@ def cmd_cell_stats_gather(cfg, a):
 
 
 def cmd_cell_terms(cfg, a):
-    from vad_pipeline.windows import cell_term_part, cell_terms
+    from vad_pipeline.datasets.cameras import ONE
 
-    if a.camera or a.band:   # one part job, for gather-cell-terms
-        cell_term_part(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.camera,
-                       a.band or "1of1", a.threads)
-    else:
-        cell_terms(a.train, a.test, a.train_out, a.test_out, cfg, read_cameras(a.cameras), a.threads)
-
-
-def cmd_gather_cell_terms(cfg, a):
-    from vad_pipeline.windows import gather_cell_terms
-
-    gather_cell_terms(a.train, a.test, a.train_out, a.test_out)
+    _term_job("cells", cfg, a, {"camera": a.camera or ONE, "band": a.band or "1of1"} if a.camera or a.band else None)
 
 
 def cmd_frame_scores(cfg, a):
@@ -382,17 +374,13 @@ CAMERAS = ("--cameras", {"nargs": "+", "help": "the labels rule's cameras/<split
 SPLIT = ("--split", {"required": True, "choices": ["train", "test"]})
 THREADS = ("--threads", {"type": int, "default": 1, "help": "threads of the nearest-neighbour queries (default: 1)"})
 TERM_PART = ("--camera", {"help": "one part job: the objects (S_m) or the window layout (S_c) of this camera only "
-                                  "('all': every camera), its rows with their place in the split, for the gather "
-                                  "command"})
-GATHER = [("--train", {"nargs": "+", **REQ, "help": "the part jobs' training files"}),
-          ("--test", {"nargs": "+", **REQ, "help": "... and test files, in the same order"}),
-          ("--train-out", REQ), ("--test-out", REQ)]
+                                  "('all': every camera), its rows with their place in the split, for gather-terms"})
 TORCH_THREADS = ("--threads", {"type": int, "default": 0, "help": "cores the job may use (the rule's threads): "
                                                                   "torch's threads and the loader's workers follow "
                                                                   "them unless train.threads / train.workers pin "
                                                                   "them (default: torch's setting, $OMP_NUM_THREADS)"})
 # subcommand: (function, help, [(flag, argparse options), ...])
-NO_SETTINGS = {"make-camera-set", "gather-motion-terms", "gather-cell-terms", "stc-gather", "cell-stats-gather"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
+NO_SETTINGS = {"make-camera-set", "gather-terms", "stc-gather", "cell-stats-gather"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
 COMMANDS = {
     "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
     "make-camera-set": (cmd_make_camera_set, "generate a multi-camera set: the demo's scene per camera "
@@ -432,8 +420,6 @@ COMMANDS = {
     "motion-terms": (cmd_motion_terms, "motion-density term S_m of every training and test object",
                      [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS,
                       TERM_PART, THREADS]),
-    "gather-motion-terms": (cmd_gather_motion_terms, "S_m of every object from the part jobs of motion-terms "
-                            "--camera (the one job's files)", GATHER),
     "score": (cmd_score, "z-score with training statistics and fuse",
               [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {}),
                ("--motion-train", {"help": "the motion stage's S_m of the training objects"}),
@@ -450,8 +436,12 @@ COMMANDS = {
                    [("--train", REQ), ("--test", REQ), ("--train-out", REQ), ("--test-out", REQ), CAMERAS,
                     TERM_PART, ("--band", {"help": "one part job: the I-th of N bands of rows of windows, IofN "
                                                    "(2of4; default 1of1: every row)"}), THREADS]),
-    "gather-cell-terms": (cmd_gather_cell_terms, "S_c of every frame from the part jobs of cell-terms --camera/--band "
-                          "(the one job's files)", GATHER),
+    "gather-terms": (cmd_gather_terms, "a weight-free term from its part jobs (motion-terms --camera, cell-terms "
+                     "--camera/--band): the one job's files",
+                     [("--term", {**REQ, "choices": ["motion", "cells"], "help": "S_m (motion) or S_c (cells)"}),
+                      ("--train", {"nargs": "+", **REQ, "help": "the part jobs' training files"}),
+                      ("--test", {"nargs": "+", **REQ, "help": "... and test files, in the same order"}),
+                      ("--train-out", REQ), ("--test-out", REQ)]),
     "frame-scores": (cmd_frame_scores, "max-pool object scores to frames (plus the cell term S_c)",
                      [("--objects", REQ), ("--labels", REQ), ("--out", REQ),
                       ("--cells-train", {"help": "the cell stage's S_c of the training frames"}),

@@ -77,9 +77,10 @@ def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: f
 
 def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
                  cells: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-                 cameras: dict[str, str] | None = None) -> pd.DataFrame:
+                 cameras: dict[str, str] | None = None, source: str = "object scores") -> pd.DataFrame:
     """``cells``: the cell stage's (training, test) frame tables, for S_c; ``cameras``: {video:
-    camera} (the ``camera`` column; S_c z-scored per camera with ``cameras.normalize: camera``)."""
+    camera} (the ``camera`` column; S_c z-scored per camera with ``cameras.normalize: camera``);
+    ``source``: where ``objects`` come from (the file, in errors)."""
     from vad_pipeline.datasets.cameras import of
 
     p = cfg["frame_scores"]
@@ -89,8 +90,11 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
     if unknown:
         raise VadError(f"object scores name videos without labels: {sorted(unknown)}")
     # frame column -> object column it max-pools: each term z-scored as the fused score takes it
-    # (score.fuse's z_*; the raw term where an older object_scores.csv has none)
-    pooled = {"score": "score", **{TERMS[t]: f"z_{t[2:]}" if f"z_{t[2:]}" in objects else t for t in terms(objects)}}
+    # (fusion.fuse's z_*); the raw term would be on another scale than the fused score's
+    pooled = {"score": "score", **{TERMS[t]: f"z_{t[2:]}" for t in terms(objects)}}
+    if missing := [c for c in pooled.values() if c not in objects]:
+        raise VadError(f"{source}: no column {', '.join(missing)} (the z-scores of its terms): written by an older "
+                       "version; rerun the score rule")
     agg = objects.groupby(["video", "frame"]).agg(
         n_objects=("score", "size"), **{c: (src, "max") for c, src in pooled.items()}).reset_index()
     df = labels.merge(agg, on=["video", "frame"], how="left")
@@ -382,6 +386,7 @@ def write_frame_scores(objects_csv: str, labels_csv: str, out: str, cfg: dict,
 
     objects = read_csv(objects_csv, ["video", "frame", "score"])
     labels = read_csv(labels_csv, ["video", "frame", "label"])
-    df = frame_scores(objects, labels, cfg, (read_terms(cells[0]), read_terms(cells[1])) if cells else None, cameras)
+    df = frame_scores(objects, labels, cfg, (read_terms(cells[0]), read_terms(cells[1])) if cells else None, cameras,
+                      objects_csv)
     write_csv(out, df)
     return df

@@ -16,24 +16,25 @@ import numpy as np
 import pandas as pd
 
 from vad_pipeline.io import VadError, read_csv, write_csv, write_json
+from vad_pipeline.standardise import zscore, zstats
 from vad_pipeline.stc import INDEX
 
 log = logging.getLogger(__name__)
 
 
-def zstats(values: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation (1 where it is 0 or undefined, so z stays finite)."""
-    v = values[np.isfinite(values)]
-    if len(v) == 0:
-        return 0.0, 1.0
-    mu, sd = float(v.mean()), float(v.std())
-    return mu, sd if sd > 0 else 1.0
-
-
-def _join_motion(df: pd.DataFrame, motion_csv: str) -> pd.DataFrame:
-    """``df`` with the motion stage's ``s_m`` of each object (NaN where it has none)."""
+def _join_motion(df: pd.DataFrame, motion_csv: str, objects_csv: str) -> pd.DataFrame:
+    """``df`` (the objects of ``objects_csv``) with the motion stage's ``s_m`` of each object. Both
+    come from the same detections, so an object without an S_m row is an error naming the files
+    (its z(S_m) would otherwise be 0, silently)."""
     m = read_csv(motion_csv, INDEX + ["s_m"])[INDEX + ["s_m"]].drop_duplicates(INDEX)
-    return df.drop(columns=["s_m"], errors="ignore").merge(m, on=INDEX, how="left")
+    out = df.drop(columns=["s_m"], errors="ignore").merge(m, on=INDEX, how="left", indicator=True)
+    missing = out["_merge"] != "both"
+    if missing.any():
+        first = out[missing].iloc[0]
+        raise VadError(f"{motion_csv}: no S_m for {int(missing.sum())} of the {len(out)} objects of {objects_csv} "
+                       f"(the first: video {first['video']} frame {first['frame']} box {first['x1']}, {first['y1']}, "
+                       f"{first['x2']}, {first['y2']}); the two come from other detections: rerun the motion rules")
+    return out.drop(columns=["_merge"])
 
 
 def camera_z(train: pd.DataFrame, test: pd.DataFrame, col: str, by_camera: bool) -> tuple[np.ndarray, dict]:
@@ -43,7 +44,7 @@ def camera_z(train: pd.DataFrame, test: pd.DataFrame, col: str, by_camera: bool)
     training value of ``col`` is an error naming it: another camera's statistics would judge it."""
     mu, sd = zstats(train[col].to_numpy(float))
     stats: dict = {"mean": mu, "std": sd}
-    z = (test[col].to_numpy(float) - mu) / sd
+    z = zscore(test[col].to_numpy(float), (mu, sd))
     cams = sorted(set(train["camera"]) | set(test["camera"]))
     if by_camera and len(cams) > 1:
         stats["cameras"] = {}
@@ -58,7 +59,7 @@ def camera_z(train: pd.DataFrame, test: pd.DataFrame, col: str, by_camera: bool)
                 continue
             m_mu, m_sd = zstats(values)
             stats["cameras"][str(cam)] = {"mean": m_mu, "std": m_sd}
-            z[mine] = (test.loc[mine, col].to_numpy(float) - m_mu) / m_sd
+            z[mine] = zscore(test.loc[mine, col].to_numpy(float), (m_mu, m_sd))
     return z, stats
 
 
@@ -71,7 +72,7 @@ def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | No
     cols = INDEX + ["s_f", "s_p"]
     train, test = read_csv(train_csv, cols), read_csv(test_csv, cols)
     if motion:
-        train, test = _join_motion(train, motion[0]), _join_motion(test, motion[1])
+        train, test = _join_motion(train, motion[0], train_csv), _join_motion(test, motion[1], test_csv)
     train["camera"], test["camera"] = of(train["video"], cameras or {}), of(test["video"], cameras or {})
     by_camera = bool(cameras) and cfg["cameras"]["normalize"] == "camera"
     w_f, w_p = cfg["score"]["w_f"], cfg["score"]["w_p"]
@@ -84,7 +85,7 @@ def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | No
     if motion:
         w_m = cfg["score"]["w_m"]
         z, st = camera_z(train, test, "s_m", by_camera)
-        test["z_m"] = np.nan_to_num(z, nan=0.0)
+        test["z_m"] = z   # every object has its S_m (_join_motion)
         stats["s_m"] = {**st, "weight": w_m}
         if w_m != 0:   # w_m = 0 leaves the two-term score untouched, bit for bit
             test["score"] = test["score"] + w_m * test["z_m"]

@@ -1,4 +1,5 @@
-"""Errors users can act on, and atomic output files."""
+"""Errors users can act on, atomic output files, the part files of a job cut in parts read back, and
+HDF5 virtual datasets over the files of parts."""
 
 from __future__ import annotations
 
@@ -129,12 +130,23 @@ def read_part(path: str, columns: list[str]):
     return df
 
 
-def gather_parts(train_parts: list[str], test_parts: list[str], train_out: str, test_out: str,
-                 columns: list[str], combine, summary) -> None:
-    """A term's gather job: its parts' training and test rows read back (``columns``), joined by
-    ``combine`` into what the one job writes, ``summary`` logged, both files written."""
-    tr = combine([read_part(p, columns) for p in train_parts])
-    te = combine([read_part(p, columns) for p in test_parts])
-    summary(tr, te, f", {len(train_parts)} part(s)")
-    write_csv(train_out, tr)
-    write_csv(test_out, te)
+def virtual_rows(group, name: str, sources: list[tuple[str, str, int]], row_shape: tuple, dtype, out: str,
+                 **empty) -> None:
+    """Dataset ``name`` of the HDF5 ``group`` (of the file to be moved to ``out``): the rows of
+    ``sources`` ((file, dataset, rows) in order) one after the other, as a virtual dataset read in
+    place from those files (by their paths relative to ``out``'s folder, so the folder may move;
+    nothing copied). No row at all: an empty dataset of its own, as HDF5 needs a source for a
+    virtual one (``empty``: its ``create_dataset`` options)."""
+    import h5py
+
+    n = int(sum(rows for _, _, rows in sources))
+    if n == 0:
+        group.create_dataset(name, (0, *row_shape), dtype, **empty)
+        return
+    here, layout, at = Path(out).resolve().parent, h5py.VirtualLayout((n, *row_shape), dtype), 0
+    for path, dataset, rows in sources:
+        if rows:
+            layout[at : at + rows] = h5py.VirtualSource(os.path.relpath(Path(path).resolve(), here), dataset,
+                                                        shape=(rows, *row_shape))
+            at += rows
+    group.create_virtual_dataset(name, layout)

@@ -91,7 +91,7 @@ class Tally:
 
 
 def add_frame(t: Tally, video: str, frame: int, mask: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-              overlap: float, fill: float, min_area: int = 0) -> None:
+              overlap: float, fill: float, min_area: int) -> None:
     """Add one evaluated frame: its ground-truth mask (H, W) and its object boxes (N, 4) with scores.
     Mask components smaller than ``min_area`` pixels are fragments, not regions (pixel AUC keeps them)."""
     mask = np.asarray(mask, bool)
@@ -229,14 +229,14 @@ def localise(objects: pd.DataFrame, frames: pd.DataFrame,
             o = by_frame.get((name, f))
             boxes = o[["x1", "y1", "x2", "y2"]].to_numpy(np.int64) if o is not None else empty
             scores = o["score"].to_numpy(float) if o is not None else np.empty(0)
-            add_frame(t, name, int(f), m[f], boxes, scores, p["overlap"], fill, p.get("min_region_area", 0))
+            add_frame(t, name, int(f), m[f], boxes, scores, p["overlap"], fill, p["min_region_area"])
     if t.n_frames == 0:
         raise VadError("no evaluated frame has a pixel mask: no localisation metric")
     out, curves = summarise(t, p)
     out["protocol"] = {
         "reference": REFERENCE,
         "overlap": p["overlap"], "track_fraction": p["track_fraction"], "max_fpr": p["max_fpr"],
-        "min_region_area": p.get("min_region_area", 0),
+        "min_region_area": p["min_region_area"],
         "regions": "8-connected components of each frame's pixel mask (min_region_area px or more), as bounding boxes",
         "tracks": "a region continues the previous frame's track it shares the most mask pixels with",
         "frames": "the frame-level evaluation's frames (exclude_first left out) of videos with masks",

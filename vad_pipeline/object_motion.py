@@ -20,8 +20,8 @@ leaving out each training video in turn, or time blocks of a camera's single vid
 from neighbouring frames of the same video do not make training scores smaller than the test
 scores would be for normal objects. With ``cameras.motion: camera`` every camera
 (``cameras.assign``) has its own standardisation and reference, and is a job of its own
-(:func:`jobs`, rule motion_terms), gathered by :func:`gather_motion_terms` into the file
-:func:`motion_terms` writes in one process, byte for byte.
+(:func:`jobs`, rule motion_terms), gathered (rule gather_motion_terms) into the file one job
+writes: :data:`TERM`, a :class:`~vad_pipeline.term_jobs.Term`.
 
 No torch: this stage reads only the boxes and the stored flow.
 """
@@ -35,9 +35,11 @@ import numpy as np
 import pandas as pd
 
 from vad_pipeline.flow import box_scale
-from vad_pipeline.io import VadError, gather_parts, read_csv, write_csv
+from vad_pipeline.io import VadError, read_csv
 from vad_pipeline.reference import Reference
+from vad_pipeline.standardise import zscore, zstats
 from vad_pipeline.stc import INDEX, clip_box
+from vad_pipeline.term_jobs import Term, groups, warn_few_videos
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +99,13 @@ def split_features(flow_paths: list[str], box_paths: list[str], p: dict) -> pd.D
 
 def fit(train: pd.DataFrame, p: dict) -> dict:
     """The standardisation of the training objects' motion features (``MOTION``)."""
-    x = train[MOTION].to_numpy(float)
-    mu, sd = x.mean(axis=0), x.std(axis=0)
-    return {"mean": mu, "std": np.where(sd > 0, sd, 1.0), "location_weight": float(p["location_weight"])}
+    mu, sd = zstats(train[MOTION].to_numpy(float), axis=0)
+    return {"mean": mu, "std": sd, "location_weight": float(p["location_weight"])}
 
 
 def embed(df: pd.DataFrame, model: dict) -> np.ndarray:
     """Standardised motion features, then the location times ``location_weight``."""
-    z = (df[MOTION].to_numpy(float) - model["mean"]) / model["std"]
+    z = zscore(df[MOTION].to_numpy(float), (model["mean"], model["std"]))
     return np.hstack([z, model["location_weight"] * df[LOCATION].to_numpy(float)])
 
 
@@ -121,18 +122,16 @@ def density_scores(train: pd.DataFrame, query: pd.DataFrame, p: dict, model: dic
                      threads=threads).score(embed(query, model))
 
 
-def training_scores(train: pd.DataFrame, p: dict, leave: dict | None = None, cameras=None,
-                    threads: int = 1) -> np.ndarray:
+def training_scores(train: pd.DataFrame, p: dict, leave: dict, cameras=None, threads: int = 1) -> np.ndarray:
     """S_m of the training objects, each video scored against the other training videos (with
     the standardisation of all of them); a camera with few training videos: in time blocks, each
     against the rest of its footage less a margin and each row's own object (``leave``:
     :func:`vad_pipeline.reference.leave_out`; objects: :func:`object_tracks`); ``cameras``: the
     camera of each row, where one pool holds several; ``threads``: the queries'."""
-    leave = leave or {"margin": int(p["frames"])}
     cams = np.zeros(len(train), int) if cameras is None else np.asarray(cameras)
     return Reference(embed(train, fit(train, p)), train["video"], p["k"], "motion density",
                      frames=train["frame"], cameras=cams, threads=threads,
-                     tracks=object_tracks(train, cams, int(leave.get("few", 1))), **leave).score_training()
+                     tracks=object_tracks(train, cams, leave["few"]), **leave).score_training()
 
 
 def object_tracks(train: pd.DataFrame, cameras: np.ndarray, few: int) -> np.ndarray:
@@ -159,10 +158,7 @@ def jobs(cfg: dict, cameras: dict[str, str]) -> list[str]:
     """The parts of S_m, one job each (rule motion_terms), from the videos' cameras ``cameras``
     ({video: camera}; DAG time): with ``cameras.motion: camera`` and several cameras each camera,
     else one (:data:`~vad_pipeline.datasets.cameras.ONE`: every object)."""
-    from vad_pipeline.datasets.cameras import ONE
-
-    names = sorted(set(cameras.values()))
-    return names if cfg["cameras"].get("motion") == "camera" and len(names) > 1 else [ONE]
+    return groups(cfg, "motion", cameras)
 
 
 def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict[str, str] | None = None,
@@ -172,7 +168,7 @@ def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict
     camera); with ``cameras.motion: camera`` each camera of ``cameras`` ({video: camera}) on its own."""
     from vad_pipeline.datasets.cameras import ONE, of
     from vad_pipeline.progress import Progress
-    from vad_pipeline.reference import VIDEOS, leave_out, scheme
+    from vad_pipeline.reference import leave_out
 
     p, leave = cfg["motion"], leave_out(cfg, cfg["motion"]["frames"])
     cols = INDEX + FEATURES
@@ -183,26 +179,23 @@ def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict
     real_cams = of(train["video"], cameras or {})   # the leave-out of a pooled reference is per camera too
     cam_train = real_cams if per_camera else pd.Series(ONE, index=train.index)
     cam_test = of(test["video"], cameras) if per_camera else pd.Series(ONE, index=test.index)
-    groups = sorted(set(cam_train) | set(cam_test))
+    refs = sorted(set(cam_train) | set(cam_test))
     if camera not in (None, ONE):
-        if camera not in groups:
-            raise VadError(f"motion density: no object of camera {camera} (cameras: {', '.join(groups)}; "
+        if camera not in refs:
+            raise VadError(f"motion density: no object of camera {camera} (cameras: {', '.join(refs)}; "
                            f"cameras.motion {cfg['cameras']['motion']})")
-        groups = [camera]
+        refs = [camera]
     train["s_m"], test["s_m"] = np.nan, np.nan
-    chosen_tr, chosen_te = cam_train.isin(groups).to_numpy(), cam_test.isin(groups).to_numpy()
+    chosen_tr, chosen_te = cam_train.isin(refs).to_numpy(), cam_test.isin(refs).to_numpy()
     progress = Progress("S_m" + (f" of camera {camera}" if camera not in (None, ONE) else ""),
                         int(chosen_tr.sum() + chosen_te.sum()), "objects")
-    for cam in groups:
+    for cam in refs:
         tr, te = (cam_train == cam).to_numpy(), (cam_test == cam).to_numpy()
         if not tr.any():
             raise VadError(f"motion density: no training object of camera {cam}: its objects cannot be judged by its "
                            "own normal footage (add training footage in which objects move, or set cameras.motion: pooled)")
-        for c, n in train[tr].groupby(real_cams[tr])["video"].nunique().items():
-            if scheme(n, leave["few"]) != VIDEOS:
-                log.warning("S_m, camera %s: %d training video(s); its training objects are scored in %d time blocks "
-                            "a video (each against the rest, %d frames either side and each object's own rows "
-                            "left out)", c, n, leave["blocks"], leave["margin"])
+        warn_few_videos("S_m", "objects", train[tr].groupby(real_cams[tr])["video"].nunique().to_dict(), leave,
+                        " and each object's own rows")
         train.loc[tr, "s_m"] = training_scores(train[tr], p, leave, real_cams[tr].to_numpy(), threads)
         progress.update(int(tr.sum()))
         test.loc[te, "s_m"] = density_scores(train[tr], test[te], p, threads=threads)
@@ -210,49 +203,14 @@ def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict
     return train.loc[chosen_tr, PART_COLUMNS], test.loc[chosen_te, PART_COLUMNS]
 
 
-def combine_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """S_m's rows (``INDEX`` + ``s_m``) from those of its parts (``PART_COLUMNS``), in the order of
-    the split's features."""
-    parts = [d for d in parts if len(d)]
-    if not parts:
-        return pd.DataFrame(columns=[*INDEX, "s_m"])
-    df = pd.concat(parts, ignore_index=True)
-    return df.iloc[np.argsort(df["row"].to_numpy(), kind="stable")][INDEX + ["s_m"]].reset_index(drop=True)
+def _in_features_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of S_m's parts in the order of the split's features."""
+    return rows.iloc[np.argsort(rows["row"].to_numpy(), kind="stable")]
 
 
-def _summary(train: pd.DataFrame, test: pd.DataFrame, what: str = "") -> None:
-    log.info("S_m: %d training objects (mean %.3f), %d test objects (mean %.3f)%s",
-             len(train), train["s_m"].mean() if len(train) else float("nan"),
-             len(test), test["s_m"].mean() if len(test) else float("nan"), what)
-
-
-def motion_terms(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict,
-                 cameras: dict[str, str] | None = None, threads: int = 1) -> None:
-    """``INDEX`` + ``s_m`` of every training object (its video, or time block, left out) and test
-    object; with ``cameras.motion: camera`` each camera of ``cameras`` ({video: camera}) on its own.
-    One process: what the part jobs (:func:`motion_term_part`) and their gather
-    (:func:`gather_motion_terms`) write."""
-    tr, te = term_parts(train_features, test_features, cfg, cameras, threads=threads)
-    tr, te = combine_parts([tr]), combine_parts([te])
-    _summary(tr, te)
-    write_csv(train_out, tr)
-    write_csv(test_out, te)
-
-
-def motion_term_part(train_features: str, test_features: str, train_out: str, test_out: str, cfg: dict,
-                     cameras: dict[str, str] | None = None, camera: str | None = None, threads: int = 1) -> None:
-    """One part job of S_m (rule motion_terms): :func:`term_parts`' rows of ``camera``, for
-    :func:`gather_motion_terms`."""
-    tr, te = term_parts(train_features, test_features, cfg, cameras, camera, threads)
-    _summary(tr, te, f", part {camera}")
-    write_csv(train_out, tr)
-    write_csv(test_out, te)
-
-
-def gather_motion_terms(train_parts: list[str], test_parts: list[str], train_out: str, test_out: str) -> None:
-    """The gather of S_m's part jobs (rule gather_motion_terms): ``motion/train.csv`` and
-    ``test.csv`` as :func:`motion_terms` writes them in one job."""
-    gather_parts(train_parts, test_parts, train_out, test_out, PART_COLUMNS, combine_parts, _summary)
+# S_m's part jobs (rule motion_terms), their gather (rule gather_motion_terms) and the one job that
+# writes what the gather writes (TERM.write without a part)
+TERM = Term("S_m", "objects", (*INDEX, "s_m"), tuple(PART_COLUMNS), term_parts, _in_features_order)
 
 
 def best_box_flow_auc(results: str, dataset: str, exclude_first: int) -> float | None:

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +35,7 @@ import pandas as pd
 
 from vad_pipeline.datasets import Video, iter_frames
 from vad_pipeline.flow import box_scale, quantize
-from vad_pipeline.io import VadError, atomic_path, read_csv
+from vad_pipeline.io import VadError, atomic_path, read_csv, virtual_rows
 from vad_pipeline.progress import Progress
 
 INDEX = ["video", "frame", "x1", "y1", "x2", "y2"]
@@ -243,20 +242,11 @@ def gather_split(parts: list[str], out: str, split: str, rows: int = 4096) -> in
                     if k == "flow":
                         progress.update(min(rows, m["n"] - s))
         digests[k] = h.hexdigest()
-    here = Path(out).resolve().parent
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         for k in GATHERED:
             shape, dtype, chunks = meta[0]["dsets"][k]
-            if n == 0:   # a virtual dataset needs a source: an empty one of its own
-                f.create_dataset(k, (0, *shape), dtype, maxshape=(None, *shape), chunks=chunks or True)
-                continue
-            layout, at = h5py.VirtualLayout((n, *shape), dtype), 0
-            for path, m in zip(parts, meta):
-                if m["n"]:
-                    source = os.path.relpath(Path(path).resolve(), here)
-                    layout[at : at + m["n"]] = h5py.VirtualSource(source, k, shape=(m["n"], *shape))
-                    at += m["n"]
-            f.create_virtual_dataset(k, layout)
+            virtual_rows(f, k, [(path, k, m["n"]) for path, m in zip(parts, meta)], shape, dtype, out,
+                         maxshape=(None, *shape), chunks=chunks or True)
         for k, v in index.items():
             f.create_dataset(k, data=v, maxshape=(None, *v.shape[1:]), chunks=(4096, *v.shape[1:]))
         f.create_dataset("videos", data=np.asarray(names, dtype=object), dtype=h5py.string_dtype())

@@ -24,9 +24,9 @@ single video: their time block, :mod:`vad_pipeline.reference`), for the z-score 
 
 Every row of windows is scored on its own, and every layout, so the work is cut into part jobs
 (:func:`jobs`; rule cell_terms): one per layout (per camera with ``cameras.cells: camera``) and
-band of rows (``cells.jobs``), each writing its frames' highest window among its own;
-:func:`gather_cell_terms` keeps each frame's highest over the parts, which is the file
-:func:`cell_terms` writes in one process, byte for byte.
+band of rows (``cells.jobs``), each writing its frames' highest window among its own; their
+gather (rule gather_cell_terms) keeps each frame's highest over the parts, which is the file one
+job writes: :data:`TERM`, a :class:`~vad_pipeline.term_jobs.Term`.
 
 No torch: this stage reads only the stored flow and the training boxes.
 """
@@ -42,8 +42,10 @@ import numpy as np
 import pandas as pd
 
 from vad_pipeline.datasets.cameras import ONE
-from vad_pipeline.io import VadError, atomic_path, gather_parts, read_csv, write_csv, write_json
-from vad_pipeline.reference import Reference
+from vad_pipeline.io import VadError, atomic_path, read_csv, virtual_rows, write_json
+from vad_pipeline.reference import Narrowed, Reference
+from vad_pipeline.standardise import zstats
+from vad_pipeline.term_jobs import Term, groups, warn_few_videos
 
 log = logging.getLogger(__name__)
 
@@ -276,9 +278,7 @@ def gather_stats(parts: list[str], out: str) -> None:
     per video; in the split's order): ``stats/<video>`` virtual datasets over the parts (relative
     paths: the folder may move; no statistic copied), the boxes and the layout copied. Parts of
     other layouts are an error naming the file."""
-    import os
-
-    here, layout, metas = Path(out).resolve().parent, None, []
+    layout, metas = None, []
     for path in parts:
         lay, names = stats_index(path)
         if layout is not None and lay != layout:
@@ -293,12 +293,7 @@ def gather_stats(parts: list[str], out: str) -> None:
         h.create_dataset("layout", data=json.dumps(layout, sort_keys=True), dtype=h5py.string_dtype())
         stats_group, boxes_group = h.create_group("stats"), h.create_group("boxes")
         for path, v, shape, dtype, boxes in metas:
-            if not shape[0]:   # a virtual dataset needs a source: an empty one of its own
-                stats_group.create_dataset(v, shape, dtype)
-            else:
-                vl = h5py.VirtualLayout(shape, dtype)
-                vl[:] = h5py.VirtualSource(os.path.relpath(Path(path).resolve(), here), f"stats/{v}", shape=shape)
-                stats_group.create_virtual_dataset(v, vl)
+            virtual_rows(stats_group, v, [(path, f"stats/{v}", shape[0])], shape[1:], dtype, out)
             boxes_group.create_dataset(v, data=boxes)
 
 
@@ -364,26 +359,23 @@ def jobs(cfg: dict, cameras: dict[str, str]) -> list[tuple[str, str]]:
     ``cameras.cells: camera`` and several training cameras a layout per camera, else one
     (:data:`~vad_pipeline.datasets.cameras.ONE`); each cut into ``cells.jobs`` bands of window
     rows (``auto``: one per ``AUTO_VIDEOS`` videos of the layout, at least one)."""
-    per_camera = cfg["cameras"].get("cells") == "camera" and len(set(cameras.values())) > 1
-    videos: dict[str, int] = {}
-    for cam in cameras.values():
-        key = cam if per_camera else ONE
-        videos[key] = videos.get(key, 0) + 1
-    n = cfg["cells"].get("jobs", "auto")
-    return [(cam, f"{i}of{b}") for cam in sorted(videos or {ONE: 0})
-            for b in [max(1, -(-videos.get(cam, 0) // AUTO_VIDEOS)) if n == "auto" else int(n)]
+    layouts = groups(cfg, "cells", cameras)
+    videos = {cam: sum(1 for c in cameras.values() if cam in (c, ONE)) for cam in layouts}
+    n = cfg["cells"]["jobs"]
+    return [(cam, f"{i}of{b}") for cam in layouts
+            for b in [max(1, -(-videos[cam] // AUTO_VIDEOS)) if n == "auto" else int(n)]
             for i in range(1, b + 1)]
 
 
 def _reference(train: np.ndarray, videos, frames, cams, pool: np.ndarray, scale: np.ndarray, k: int,
-               leave: dict, threads: int = 1) -> Reference:
+               leave: dict | None, threads: int = 1) -> Reference:
     """The training statistics of the ``pool`` windows of every frame, divided by ``scale`` (one
     row band at a time: no scaled copy of all the statistics), each row's video, frame and camera
     kept."""
     n = pool.sum()
     return Reference((train[:, pool] / scale).reshape(-1, train.shape[2]), np.repeat(np.asarray(videos), n),
                      k, "cell term", frames=np.repeat(np.asarray(frames), n),
-                     cameras=None if cams is None else np.repeat(np.asarray(cams), n), threads=threads, **leave)
+                     cameras=None if cams is None else np.repeat(np.asarray(cams), n), threads=threads, **(leave or {}))
 
 
 def _check(train: np.ndarray, query: np.ndarray) -> None:
@@ -407,7 +399,7 @@ def window_scores(train: np.ndarray, videos, query: np.ndarray, scale: np.ndarra
     """Mean distance of each window to its ``k`` nearest training statistics in its
     neighbourhood, of the training frames ``train`` (N, windows, 5; with ``training``, each
     against the other videos' frames, ``videos`` the video of each frame, ``frames`` its number,
-    ``cams`` its camera; a camera's single video: in time blocks, ``leave``,
+    ``cams`` its camera; a camera with few videos: in time blocks, ``leave``,
     :func:`vad_pipeline.reference.leave_out`) and of the ``query`` frames (M, windows, 5). One
     reference per neighbourhood, built once for both; ``rows``: only the windows of these rows
     (the others stay 0: a band job, :func:`band_rows`); ``threads``: the queries' threads."""
@@ -417,16 +409,19 @@ def window_scores(train: np.ndarray, videos, query: np.ndarray, scale: np.ndarra
     out_train = np.zeros(train.shape[:2]) if training else None
     out = np.zeros(query.shape[:2])
     frames = np.arange(len(train)) if frames is None else frames
-    leave = leave or {"margin": int(p.get("frames", 0))}
     progress = Progress(f"S_c{what}", _count(layout, p, rows), "neighbourhoods")
+    narrowed = Narrowed()   # over every neighbourhood: one warning, not one each
     for mine, pool in _neighbourhoods(layout, p, rows):
         ref = _reference(train, videos, frames, cams, pool, scale, int(p["k"]), leave, threads)
         if training:
-            s = ref.score_training().reshape(len(train), -1)
+            s = ref.score_training(report=False).reshape(len(train), -1)
             out_train[:, mine] = s[:, mine[pool]]   # the pool's columns that are the scored windows
+            narrowed = narrowed.add(ref.narrowed)
         if len(query):
             out[:, mine] = ref.score((query[:, mine] / scale).reshape(-1, query.shape[2])).reshape(len(query), -1)
         progress.update()
+    if training:
+        narrowed.log(f"S_c{what} (time blocks of every neighbourhood of windows)", leave["margin"], int(p["k"]))
     return out_train, out
 
 
@@ -435,10 +430,11 @@ def cell_scores(train: np.ndarray, query: np.ndarray, scale: np.ndarray, layout:
     return window_scores(train, np.zeros(len(train), int), query, scale, layout, p, training=False)[1]
 
 
-def training_cell_scores(train: np.ndarray, videos, scale: np.ndarray, layout: dict, p: dict) -> np.ndarray:
+def training_cell_scores(train: np.ndarray, videos, scale: np.ndarray, layout: dict, p: dict,
+                         leave: dict) -> np.ndarray:
     """(N, windows) :func:`window_scores` of the training frames themselves, each frame's windows
-    against the other videos' frames."""
-    return window_scores(train, videos, train[:0], scale, layout, p)[0]
+    against the other videos' frames (a camera with few videos: ``leave``)."""
+    return window_scores(train, videos, train[:0], scale, layout, p, leave=leave)[0]
 
 
 def _frame_rows(video: str, scores: np.ndarray, boxes: np.ndarray, windows=None, step: int = 1) -> pd.DataFrame:
@@ -474,7 +470,7 @@ def _stack(arrays: dict) -> tuple[list[str], list[int], np.ndarray]:
     return names, lens, out
 
 
-def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = None,
+def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict,
            cameras: dict[str, str] | None = None, rows=None, threads: int = 1, what: str = "",
            step: int = 1) -> tuple[dict, dict]:
     """Window scores of the training frames (their video, or time block, left out: ``leave``;
@@ -483,8 +479,7 @@ def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = 
     standard deviation over these training windows (all of them, whatever ``rows`` scores);
     ``train`` holds every ``step``-th frame of each video (:func:`reference_step`)."""
     names, lens, everything = _stack(train)
-    sd = everything.reshape(-1, len(STATS)).std(axis=0)
-    scale = np.where(sd > 0, sd, 1.0)
+    scale = zstats(everything.reshape(-1, len(STATS)), axis=0)[1]
     videos = np.repeat(np.arange(len(names)), lens)
     frames = np.concatenate([np.arange(n) * step for n in lens]) if lens else np.zeros(0, int)
     cams = np.repeat([(cameras or {}).get(v, ONE) for v in names], lens) if cameras else None
@@ -532,7 +527,7 @@ def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, 
     :data:`~vad_pipeline.datasets.cameras.ONE`: of every layout), each frame's highest window of
     the rows of ``band`` (:func:`band_rows`), each camera of the layouts against its own training
     videos (one layout: all against all). Only that layout's statistics are read."""
-    from vad_pipeline.reference import VIDEOS, leave_out, scheme
+    from vad_pipeline.reference import leave_out
 
     p, leave = cfg["cells"], leave_out(cfg, cfg["cells"]["frames"])
     layouts, train_names = stats_index(train_stats)
@@ -561,14 +556,11 @@ def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, 
         if not len(rows):
             log.info("S_c%s: band %s holds no row of windows", "" if cam == ONE else f" of camera {cam}", band)
             continue
-        per = pd.Series([(cameras or {}).get(v, cam) for v in tr_names]).value_counts()
-        for c in per.index[per.map(lambda n: scheme(n, leave["few"])) != VIDEOS]:
-            log.warning("S_c, camera %s: %d training video(s); its training frames are scored in %d time blocks a "
-                        "video (each against the rest, %d frames either side left out)", c, per[c], leave["blocks"],
-                        leave["margin"])
+        warn_few_videos("S_c", "frames", pd.Series([(cameras or {}).get(v, cam) for v in tr_names]).value_counts()
+                        .to_dict(), leave)
         boxes: dict[str, np.ndarray] = {}
         n_train = frame_counts(train_stats, tr_names)
-        step = reference_step(n_train, p.get("reference_frames"))
+        step = reference_step(n_train, p["reference_frames"])
         what = ("" if cam == ONE else f" of camera {cam}") + ("" if band == "1of1" else f", rows band {band}")
         if step > 1:
             log.info("S_c%s: %d training frames, every %d-th in the reference and scored (cells.reference_frames %d)",
@@ -583,66 +575,32 @@ def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, 
     return tuple(pd.concat(rows, ignore_index=True) if rows else empty for rows in parts)
 
 
-def combine_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The cell term's rows (``COLUMNS``) from those of its parts (``PART_COLUMNS``): per frame the
-    part whose window scores highest (on a tie the layout's first window, as one job's argmax),
-    in the split's order of videos."""
-    parts = [d for d in parts if len(d)]
-    if not parts:
-        return pd.DataFrame(columns=COLUMNS)
-    df = pd.concat(parts, ignore_index=True)
-    df = df.iloc[np.lexsort((df["window"].to_numpy(), -df["s_c"].to_numpy(float), df["frame"].to_numpy(),
-                             df["order"].to_numpy()))]
-    return df[~df.duplicated(["order", "frame"])][COLUMNS].reset_index(drop=True)
+def _highest_window(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of S_c's parts reduced to each frame's highest window over the parts (on a tie the
+    layout's first window, as one job's argmax), in the split's order of videos."""
+    rows = rows.iloc[np.lexsort((rows["window"].to_numpy(), -rows["s_c"].to_numpy(float), rows["frame"].to_numpy(),
+                                 rows["order"].to_numpy()))]
+    return rows[~rows.duplicated(["order", "frame"])]
 
 
-def _summary(tr: pd.DataFrame, te: pd.DataFrame, what: str) -> None:
-    log.info("S_c: %d training frames (mean %.3f), %d test frames (mean %.3f)%s", len(tr),
-             tr["s_c"].mean() if len(tr) else float("nan"), len(te), te["s_c"].mean() if len(te) else float("nan"),
-             what)
-
-
-def cell_terms(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict,
-               cameras: dict[str, str] | None = None, threads: int = 1) -> None:
-    """S_c of every training frame (its video left out) and every test frame, each camera of the
-    layouts against its own training videos (one layout: all against all), in one process: what
-    the part jobs (:func:`cell_term_part`) and their gather (:func:`gather_cell_terms`) write."""
-    parts = term_parts(train_stats, test_stats, cfg, cameras, threads=threads)
-    tr, te = combine_parts([parts[0]]), combine_parts([parts[1]])
-    _summary(tr, te, f", {len(stats_index(train_stats)[0]['cameras'])} layout(s)")
-    write_csv(train_out, tr)
-    write_csv(test_out, te)
-
-
-def cell_term_part(train_stats: str, test_stats: str, train_out: str, test_out: str, cfg: dict,
-                   cameras: dict[str, str] | None = None, camera: str | None = None, band: str = "1of1",
-                   threads: int = 1) -> None:
-    """One part job of S_c (rule cell_terms): :func:`term_parts`' rows of the layout ``camera``
-    and the rows of windows of ``band``, for :func:`gather_cell_terms`."""
-    tr, te = term_parts(train_stats, test_stats, cfg, cameras, camera, band, threads)
-    _summary(tr, te, f", part {camera or ONE} {band}")
-    write_csv(train_out, tr)
-    write_csv(test_out, te)
-
-
-def gather_cell_terms(train_parts: list[str], test_parts: list[str], train_out: str, test_out: str) -> None:
-    """The gather of S_c's part jobs (rule gather_cell_terms): ``cells/train.csv`` and
-    ``test.csv`` as :func:`cell_terms` writes them in one job."""
-    gather_parts(train_parts, test_parts, train_out, test_out, PART_COLUMNS, combine_parts, _summary)
+# S_c's part jobs (rule cell_terms), their gather (rule gather_cell_terms) and the one job that
+# writes what the gather writes (TERM.write without a part)
+TERM = Term("S_c", "frames", tuple(COLUMNS), tuple(PART_COLUMNS), term_parts, _highest_window)
 
 
 def read_terms(path: str) -> pd.DataFrame:
-    """A ``cell_terms`` CSV."""
+    """A file of S_c (``cells/train.csv``, ``test.csv``)."""
     return read_csv(path, COLUMNS).astype({"video": str})
 
 
-def layout_terms(train: dict, test: dict, layout: dict, p: dict, leave: dict | None = None,
+def layout_terms(train: dict, test: dict, layout: dict, p: dict, leave: dict,
                  cameras: dict[str, str] | None = None) -> tuple[dict, dict]:
-    """Window scores of one layout's training frames (their video left out, or with ``leave`` a
-    time block) and test frames, from statistics in memory ({video: (frames, windows, 5)}; both
-    dicts are emptied): what :func:`cell_terms` computes per camera, for studies of the reference
+    """Window scores of one layout's training frames (their video left out, or a time block of a
+    camera with few videos: ``leave``, :func:`vad_pipeline.reference.leave_out`; ``cameras``:
+    {video: camera}) and test frames, from statistics in memory ({video: (frames, windows, 5)};
+    both dicts are emptied): what :data:`TERM` computes per camera, for studies of the reference
     (tools/validate_cameras.py); with ``cells.reference_frames``, of every step-th training frame."""
-    step = reference_step(sum(len(x) for x in train.values()), p.get("reference_frames"))
+    step = reference_step(sum(len(x) for x in train.values()), p["reference_frames"])
     if step > 1:
         train.update({v: x[::step] for v, x in train.items()})
     return _terms(train, test, layout, p, leave, cameras, step=step)

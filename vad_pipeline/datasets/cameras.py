@@ -98,7 +98,7 @@ def camera_table(cfg: dict, videos: dict[str, dict[str, int]]) -> pd.DataFrame:
     return df
 
 
-def summary(table: pd.DataFrame, min_train_frames: int = 0, few_videos: int = 1) -> dict[str, dict]:
+def summary(table: pd.DataFrame, min_train_frames: int, few_videos: int) -> dict[str, dict]:
     """Per camera (for gt_summary.json): its training and test videos and frames, how its training
     scores leave footage out (:func:`vad_pipeline.reference.scheme`: time blocks up to
     ``few_videos`` training videos), and whether it has fewer

@@ -70,23 +70,6 @@ rule motion_terms:
         "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
-rule gather_motion_terms:
-    """S_m of every object from the part jobs of motion_terms: the file one job would write."""
-    input:
-        train=term_parts("motion", "results/{dataset}/motion/terms/{camera}/train.csv"),
-        test=term_parts("motion", "results/{dataset}/motion/terms/{camera}/test.csv"),
-    output:
-        train="results/{dataset}/motion/train.csv",
-        test="results/{dataset}/motion/test.csv",
-    log:
-        "results/logs/{dataset}/motion/gather.log",
-    conda:
-        f"{ENVS}/eval.yaml"
-    shell:
-        "{VAD} gather-motion-terms --train {input.train:q} --test {input.test:q} "
-        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
-
-
 rule cell_layout:
     """The windows of the cell term: an object's size at each image row, fitted to the training boxes."""
     input:
@@ -179,22 +162,33 @@ rule cell_terms:
         "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
-rule gather_cell_terms:
-    """S_c of every frame from the part jobs of cell_terms (each frame's highest window over the
-    bands): the file one job would write."""
-    input:
-        train=term_parts("cells", "results/{dataset}/cells/terms/{camera}/{band}/train.csv"),
-        test=term_parts("cells", "results/{dataset}/cells/terms/{camera}/{band}/test.csv"),
-    output:
-        train="results/{dataset}/cells/train.csv",
-        test="results/{dataset}/cells/test.csv",
-    log:
-        "results/logs/{dataset}/cells/gather.log",
-    conda:
-        f"{ENVS}/eval.yaml"
-    shell:
-        "{VAD} gather-cell-terms --train {input.train:q} --test {input.test:q} "
-        "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
+# The gathers of the weight-free terms, one shape: a term's part jobs (term_parts, common.smk) joined
+# into the files one job would write (vad_pipeline.term_jobs); S_c keeps each frame's highest window
+# over the bands and cameras.
+for _term, _rule, _part in (
+    ("motion", "gather_motion_terms", "{camera}"),
+    ("cells", "gather_cell_terms", "{camera}/{band}"),
+):
+
+    rule:
+        """A weight-free term of every object (S_m) or frame (S_c) from its part jobs: the file one job would write."""
+        name:
+            _rule
+        input:
+            train=term_parts(_term, f"results/{{dataset}}/{_term}/terms/{_part}/train.csv"),
+            test=term_parts(_term, f"results/{{dataset}}/{_term}/terms/{_part}/test.csv"),
+        output:
+            train=f"results/{{dataset}}/{_term}/train.csv",
+            test=f"results/{{dataset}}/{_term}/test.csv",
+        params:
+            term=_term,
+        log:
+            f"results/logs/{{dataset}}/{_term}/gather.log",
+        conda:
+            f"{ENVS}/eval.yaml"
+        shell:
+            "{VAD} gather-terms --term {params.term} --train {input.train:q} --test {input.test:q} "
+            "--train-out {output.train:q} --test-out {output.test:q} 2> {log:q}"
 
 
 rule score:
