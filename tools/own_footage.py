@@ -43,7 +43,6 @@ from vad_pipeline import camera_set as CS
 from vad_pipeline import config as C
 from vad_pipeline.datasets.video import frame_size, iter_frames
 
-FIRST = C.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: no score
 JUDGED = "a"
 
 
@@ -93,13 +92,20 @@ def run(sets: list[str], configfile: Path, seed: int, cores: int) -> None:
     subprocess.run(cmd, check=True)
 
 
-def clip_means(results: Path, clip: str, unseen: list[str]) -> dict:
-    """Mean S_m and S_c of the training clip ``clip`` and of the ``unseen`` test clips."""
+def resolved(configfile: Path, dataset: str) -> dict:
+    """The settings :func:`run` gives ``dataset``: the working directory's config.yaml (the
+    Snakefile's), ``configfile`` merged over it (as ``snakemake --configfile`` does)."""
+    return C.resolve(C.load("config.yaml", C.read(configfile)), dataset)
+
+
+def clip_means(results: Path, clip: str, unseen: list[str], first: int) -> dict:
+    """Mean S_m and S_c of the training clip ``clip`` and of the ``unseen`` test clips, the
+    ``first`` frames of each left out (frame_scores.exclude_first: no full cube there, no score)."""
     out = {}
     for term, folder in (("s_m", "motion"), ("s_c", "cells")):
         tr = pd.read_csv(results / folder / "train.csv")
         te = pd.read_csv(results / folder / "test.csv")
-        tr, te = tr[tr["frame"] >= FIRST], te[te["frame"] >= FIRST]
+        tr, te = tr[tr["frame"] >= first], te[te["frame"] >= first]
         out[term] = float(tr.loc[tr["video"] == clip, term].mean())
         out[f"{term}_unseen"] = float(te.loc[te["video"].isin(unseen), term].mean())
     return out
@@ -113,12 +119,13 @@ def aucs(results: Path) -> dict:
             "cameras": {k: c["auc_micro"] for k, c in cams.items()}}
 
 
-def report(out: Path, sets: list[str], seeds: list[int], per_seed: dict) -> dict:
+def report(out: Path, sets: list[str], seeds: list[int], per_seed: dict, configfile: Path) -> dict:
     results = Path("results")
     summary = json.loads((results / sets[0] / "gt_summary.json").read_text())
     unseen = [v for v in summary["per_video"] if v.startswith("a_n")]
     rep = {"sets": sets, "seeds": seeds, "cameras_one": summary.get("cameras")}
-    means = {d: clip_means(results / d, "a_01", unseen) for d in sets}
+    means = {d: clip_means(results / d, "a_01", unseen, int(resolved(configfile, d)["frame_scores"]["exclude_first"]))
+             for d in sets}
     rep["clip_a_01"] = means
     rep["ratio_one_over_two"] = {t: means[sets[0]][t] / means[sets[1]][t] for t in ("s_m", "s_c")}
     rep["ratio_to_unseen"] = {d: {t: means[d][t] / means[d][f"{t}_unseen"] for t in ("s_m", "s_c")} for d in sets}
@@ -168,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in a.seeds:
         run(sets, configfile, seed, a.cores)
         per_seed[str(seed)] = {d: aucs(Path("results") / d) for d in sets}
-    report(a.out, sets, a.seeds, per_seed)
+    report(a.out, sets, a.seeds, per_seed, configfile)
     return 0
 
 

@@ -30,8 +30,8 @@ from vad_pipeline import config as C
 from vad_pipeline import object_motion as M
 from vad_pipeline import windows as W
 from vad_pipeline.io import read_csv
-
-FIRST = C.defaults()["frame_scores"]["exclude_first"]   # frames before the first full cube: not z-scored
+from vad_pipeline.reference import leave_out
+from vad_pipeline.standardise import zstats
 
 
 def s_m(train: pd.DataFrame, unseen: pd.DataFrame, p: dict, leave: dict) -> tuple[float, float]:
@@ -41,17 +41,18 @@ def s_m(train: pd.DataFrame, unseen: pd.DataFrame, p: dict, leave: dict) -> tupl
             float(M.density_scores(train, unseen, p).mean()))
 
 
-def s_c(train: list[np.ndarray], unseen: list[np.ndarray], layout: dict, p: dict, leave: dict) -> tuple[float, float]:
-    """Mean training frame S_c of the first clip of ``train`` and of the ``unseen`` clips."""
+def s_c(train: list[np.ndarray], unseen: list[np.ndarray], layout: dict, p: dict, leave: dict,
+        first: int) -> tuple[float, float]:
+    """Mean training frame S_c of the first clip of ``train`` and of the ``unseen`` clips, their
+    ``first`` frames left out (frame_scores.exclude_first: before the first full cube)."""
     stack = np.concatenate(train)
-    sd = stack.reshape(-1, len(W.STATS)).std(axis=0)
-    scale = np.where(sd > 0, sd, 1.0)
+    scale = zstats(stack.reshape(-1, len(W.STATS)), axis=0)[1]
     videos = np.repeat(np.arange(len(train)), [len(x) for x in train])
     frames = np.concatenate([np.arange(len(x)) for x in train])
-    query = np.concatenate([x[FIRST:] for x in unseen])
+    query = np.concatenate([x[first:] for x in unseen])
     tr, te = W.window_scores(stack, videos, query, scale, layout, p, frames=frames, leave=leave)
-    first = tr[: len(train[0])].max(axis=1)[FIRST:]
-    return float(first.mean()), float(te.max(axis=1).mean())
+    clip = tr[: len(train[0])].max(axis=1)[first:]
+    return float(clip.mean()), float(te.max(axis=1).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=8, help="training videos that take a turn as the only clip")
     ap.add_argument("--unseen", type=int, default=4, help="unseen clips each is compared with")
     a = ap.parse_args(argv)
-    cfg = C.resolve(C.load(a.configfile), a.dataset)
+    cfg = C.resolve(C.load(a.configfile), a.dataset)   # the run's settings
+    first = int(cfg["frame_scores"]["exclude_first"])   # frames before the first full cube: not z-scored
     root = Path(a.results) / a.dataset
     feats = read_csv(root / "motion" / "features_train.csv", M.INDEX + M.FEATURES).astype({"video": str})
     layouts, stats = W.read_stats(str(root / "cells" / "stats_train.h5"))
@@ -82,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             for label, train in (("one", [clip]), ("two", [clip, other])):
                 for term in ("s_m", "s_c"):
                     p = cfg["motion"] if term == "s_m" else cfg["cells"]
-                    leave = {"blocks": blocks, "margin": max(margin, int(p["frames"])), "few": few}
+                    leave = leave_out({"cameras": {"blocks": blocks, "margin": margin, "few_videos": few}}, p["frames"])
                     if term == "s_m":
                         tr = pd.concat([feats[feats["video"] == v] for v in train], ignore_index=True)
-                        t, u = s_m(tr[tr["frame"] >= FIRST], feats[feats["video"].isin(unseen) & (feats["frame"] >= FIRST)],
+                        t, u = s_m(tr[tr["frame"] >= first], feats[feats["video"].isin(unseen) & (feats["frame"] >= first)],
                                    p, leave)
                     else:
-                        t, u = s_c([stats[v][0] for v in train], [stats[v][0] for v in unseen], layout, p, leave)
+                        t, u = s_c([stats[v][0] for v in train], [stats[v][0] for v in unseen], layout, p, leave, first)
                     ratios[f"{term} {label}"].append(t / u)
         row = {"blocks": blocks, "margin": margin, "few_videos": few}
         for k, v in ratios.items():
