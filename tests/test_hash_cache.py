@@ -124,8 +124,8 @@ def test_a_copy_elsewhere_has_the_same_hash(tmp_path, reads):
     assert set(json.loads((tmp_path / "h.json").read_text())["dirs"]) == {os.path.realpath(tmp_path / "a")}
 
 
-@pytest.mark.parametrize("text", [b'{"version": 1, "dirs": {"/x"', b'{"version": 99, "dirs": {}}', b'["a list"]',
-                                  b'{"version": 1, "dirs": {"/x": [1, 2]}}', b"\xff\xfe\x00", b""])
+@pytest.mark.parametrize("text", [b'{"version": 2, "dirs": {"/x"', b'{"version": 1, "dirs": {}}', b'["a list"]',
+                                  b'{"version": 2, "dirs": {"/x": [1, 2]}}', b"\xff\xfe\x00", b""])
 def test_an_unreadable_cache_is_ignored_and_rebuilt(tmp_path, reads, caplog, text):
     f = _write(tmp_path / "a.bin", b"a" * 100)
     store = tmp_path / "h.json"
@@ -140,9 +140,15 @@ def test_an_unreadable_cache_is_ignored_and_rebuilt(tmp_path, reads, caplog, tex
 
 def test_an_entry_of_another_shape_is_read_again(tmp_path, reads):
     f = _write(tmp_path / "a.bin", b"a" * 100)
-    (tmp_path / "h.json").write_text(json.dumps(
-        {"version": 1, "dirs": {os.path.realpath(tmp_path): {"a.bin": ["not", "an", "entry"]}}}))
-    assert H.HashCache(tmp_path / "h.json").digest(f) == _sha(b"a" * 100) and len(reads) == 1
+    st = f.stat()
+    ident = f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}"
+    for i, entry in enumerate([["not", "an", "entry"], f"{ident} only-one-hash", f"{ident} x y z", 7]):
+        (tmp_path / "h.json").write_text(json.dumps({"version": H.VERSION, "dirs": {os.path.realpath(tmp_path): {"a.bin": entry}}}))
+        assert H.HashCache(tmp_path / "h.json").digest(f) == _sha(b"a" * 100) and len(reads) == i + 1
+    (tmp_path / "h.json").write_text(json.dumps({"version": H.VERSION, "dirs": {os.path.realpath(tmp_path): {"a.bin": f"{ident} 0123456789abcdef -"}}}))
+    assert H.HashCache(tmp_path / "h.json").digest(f) == "0123456789abcdef" and len(reads) == 4   # what is kept is believed
+    with pytest.raises(ValueError, match="hash kind 'all' is not one of"):
+        H.HashCache().digest(f, "all")
 
 
 def test_two_writers_merge_and_the_file_is_always_whole(tmp_path, monkeypatch):

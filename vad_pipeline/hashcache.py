@@ -38,7 +38,7 @@ from vad_pipeline.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 KINDS = ("content", "sample")
 SAMPLE_BYTES = 4096   # each of the three blocks (head, middle, tail) a ``sample`` hash reads
 CHUNK = 2**20         # bytes read at a time: files are streamed, never read whole into memory
@@ -101,8 +101,18 @@ def _locked(path: Path):
         os.close(fd)   # (releases the lock)
 
 
-def _identity(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino} "
+
+
+def _hashes(entry, ident: str) -> list[str]:
+    """An entry's [content hash, sample hash] ('-': not taken yet) where it is of the file that
+    ``ident`` describes, else [] (another file, or an entry of another shape)."""
+    if isinstance(entry, str) and entry.startswith(ident):
+        hashes = entry[len(ident):].split(" ")
+        if len(hashes) == len(KINDS):
+            return hashes
+    return []
 
 
 class HashCache:
@@ -112,15 +122,15 @@ class HashCache:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else None
-        self._dirs: dict[str, dict[str, list]] | None = None   # resolved folder -> name -> entry
-        self._new: dict[str, dict[str, list]] = {}              # entries kept since the last save
+        self._dirs: dict[str, dict[str, str]] | None = None   # resolved folder -> name -> entry
+        self._new: dict[str, dict[str, str]] = {}              # entries kept since the last save
         self._real: dict[str, str] = {}
         self.hashed = self.bytes = self.reused = 0
         self.seconds = self._unsaved_s = 0.0
         self._noted = self._at_exit = False
 
     # ------------------------------------------------------------------ reading and writing
-    def _read(self) -> dict[str, dict[str, list]]:
+    def _read(self) -> dict[str, dict[str, str]]:
         """The saved entries ({} when there is no file yet, or it cannot be used: logged)."""
         if self.path is None or not self.path.exists():
             return {}
@@ -138,7 +148,7 @@ class HashCache:
             return {}
 
     @property
-    def dirs(self) -> dict[str, dict[str, list]]:
+    def dirs(self) -> dict[str, dict[str, str]]:
         if self._dirs is None:
             self._dirs = self._read()
         return self._dirs
@@ -158,7 +168,8 @@ class HashCache:
             with atomic_path(self.path) as tmp:
                 with open(tmp, "w") as f:
                     json.dump({"version": VERSION, "what": "vad_pipeline.hashcache: {resolved folder: {file "
-                               "name: [size, mtime_ns, ctime_ns, inode, {kind: hash}]}}; safe to delete",
+                               "name: 'size mtime_ns ctime_ns inode content-hash sample-hash'}}, a hash "
+                               "'-' where not taken; safe to delete",
                                "dirs": merged}, f, separators=(",", ":"))
                     f.flush()
                     os.fsync(f.fileno())
@@ -189,11 +200,13 @@ class HashCache:
         folder, name = os.path.split(path)
         folder = self._folder(folder)
         ident = _identity(st)
-        entry = self.dirs.get(folder, {}).get(name)
-        same = isinstance(entry, list) and len(entry) == 5 and entry[:4] == ident and isinstance(entry[4], dict)
-        if same and isinstance(entry[4].get(kind), str):
+        if kind not in KINDS:
+            raise ValueError(f"hash kind {kind!r} is not one of {KINDS}")
+        kept = _hashes(self.dirs.get(folder, {}).get(name), ident)
+        at = KINDS.index(kind)
+        if kept and kept[at] != "-":
             self.reused += 1
-            return entry[4][kind]
+            return kept[at]
         start_ns = _now()
         t0 = time.monotonic()
         value = hash_file(path, st.st_size, kind)
@@ -202,9 +215,11 @@ class HashCache:
         self.bytes += st.st_size if kind == "content" else min(st.st_size, 3 * SAMPLE_BYTES)
         self.seconds += spent
         if max(st.st_mtime_ns, st.st_ctime_ns) < start_ns - RACY_NS:   # else racily clean: not kept
-            kept = [*ident, {**(entry[4] if same else {}), kind: value}]
-            self.dirs.setdefault(folder, {})[name] = kept
-            self._new.setdefault(folder, {})[name] = kept
+            kept = kept or ["-"] * len(KINDS)
+            kept[at] = value
+            entry = ident + " ".join(kept)
+            self.dirs.setdefault(folder, {})[name] = entry
+            self._new.setdefault(folder, {})[name] = entry
             self._unsaved_s += spent
             if self.path is not None and not self._at_exit:
                 atexit.register(self._save_quietly)
