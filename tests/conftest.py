@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
+import hashlib
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -42,13 +47,48 @@ def tiny_resolved(tiny_config) -> dict:
     return C.resolve(tiny_config, "demo")
 
 
-@pytest.fixture()
-def tiny_demo(tiny_resolved) -> dict:
-    """Generate the tiny demo dataset; returns the resolved config pointing at it."""
+@pytest.fixture(scope="session")
+def demo_source(base_config, tmp_path_factory) -> dict:
+    """The tiny demo dataset, generated once for the session (read it, never write into it)."""
     from vad_pipeline.demo import generate
 
-    generate(tiny_resolved["demo"], tiny_resolved["dataset"]["root"])
-    return tiny_resolved
+    cfg = copy.deepcopy(base_config)
+    cfg["datasets"]["demo"]["root"] = str(tmp_path_factory.mktemp("demo_source") / "demo")
+    cfg["datasets"]["demo"].pop("presets", None)
+    resolved = C.resolve(C.deep_merge(cfg, tiny_overlay()), "demo")
+    generate(resolved["demo"], resolved["dataset"]["root"])
+    return resolved
+
+
+@pytest.fixture()
+def tiny_demo(demo_source) -> dict:
+    """The resolved tiny demo config pointing at the session's generated dataset (a copy each test
+    may change; the dataset's files are shared: a test that changes them makes its own)."""
+    return copy.deepcopy(demo_source)
+
+
+@pytest.fixture(scope="session")
+def demo_run(base_config, tmp_path_factory) -> Path:
+    """The tiny demo with 3 training videos (leave-one-video-out, as Ped2, Avenue and the full
+    demo take) run once through auc.json, benchmark.json and the HTML report. Tests read it;
+    a test that changes it works on :func:`copy_run` of it."""
+    from tests.smk import snakemake
+
+    wd = tmp_path_factory.mktemp("demo_run")
+    cfg = copy.deepcopy(base_config)
+    cfg["datasets"]["demo"]["root"] = "resources/demo"
+    cfg["datasets"]["demo"].pop("presets", None)
+    cfg = C.deep_merge(cfg, {**tiny_overlay(), "demo": {**tiny_overlay()["demo"], "n_train": 3}})
+    write_config(cfg, wd / "config.yaml")
+    snakemake(wd, "results/demo/auc.json", "results/demo/benchmark.json")
+    snakemake(wd, "--report", "results/demo/report.html", "results/demo/auc.json")
+    return wd
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """A copy of a finished run (times kept, so Snakemake sees it as finished) to change freely."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
 
 
 @pytest.fixture()
@@ -77,23 +117,36 @@ def write_config(cfg: dict, path: Path) -> Path:
     return path
 
 
+_BUILT = Path(tempfile.mkdtemp(prefix="vad-tests-stc-"))   # build_stcs' results, once per input
+atexit.register(shutil.rmtree, _BUILT, True)
+
+
 def build_stcs(cfg: dict, tmp_path: Path, split: str = "train") -> tuple[str, list, list[str], list[str]]:
-    """Detect, compute flow and build the STC file of one split of the (generated) demo."""
+    """Detect, compute flow and build the STC file of one split of the (generated) demo, under
+    ``tmp_path`` (boxes/, flow/, stc/). Built once per dataset, split and settings in a session,
+    then copied: each caller has files of its own to change."""
     from vad_pipeline.datasets import get_video, video_names
     from vad_pipeline.detect import detect_video
     from vad_pipeline.flow import flow_video
     from vad_pipeline.stc import build_split
 
+    used = {k: cfg.get(k) for k in ("dataset", "demo", "detect", "flow", "stc")}
+    key = hashlib.sha1(json.dumps([split, used], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    built = _BUILT / key
     videos = [get_video(cfg, split, n) for n in video_names(cfg, split)]
-    boxes, flows = [], []
-    for v in videos:
-        boxes.append(str(tmp_path / "boxes" / split / f"{v.name}.csv"))
-        flows.append(str(tmp_path / "flow" / split / f"{v.name}.h5"))
-        detect_video(v, cfg, boxes[-1])
-        flow_video(v, cfg, flows[-1])
-    out = str(tmp_path / "stc" / f"{split}.h5")
-    build_split(videos, boxes, flows, cfg, out)
-    return out, videos, boxes, flows
+    if not built.is_dir():
+        work = _BUILT / f"{key}.part"
+        shutil.rmtree(work, ignore_errors=True)
+        for v in videos:
+            detect_video(v, cfg, str(work / "boxes" / split / f"{v.name}.csv"))
+            flow_video(v, cfg, str(work / "flow" / split / f"{v.name}.h5"))
+        build_split(videos, [str(work / "boxes" / split / f"{v.name}.csv") for v in videos],
+                    [str(work / "flow" / split / f"{v.name}.h5") for v in videos], cfg, str(work / "stc" / f"{split}.h5"))
+        work.rename(built)
+    shutil.copytree(built, tmp_path, dirs_exist_ok=True)
+    boxes = [str(tmp_path / "boxes" / split / f"{v.name}.csv") for v in videos]
+    flows = [str(tmp_path / "flow" / split / f"{v.name}.h5") for v in videos]
+    return str(tmp_path / "stc" / f"{split}.h5"), videos, boxes, flows
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import write_config
-from tests.test_workflow import snakemake
+from tests.smk import planned_jobs, snakemake
 from vad_pipeline import ablation as A
 from vad_pipeline import cli
 from vad_pipeline import config as C
@@ -248,11 +248,9 @@ def test_table_so_far_while_the_ablation_runs(tmp_path, capsys):
 
 def _dry_jobs(workdir: Path, *targets: str) -> tuple[dict[str, int], list[tuple[str, str | None]]]:
     """A dry run's job counts per rule, and (rule, variant) of every job."""
-    out = snakemake(workdir, "-n", *targets)
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
+    counts, text = planned_jobs(workdir, *targets)
+    if not counts:
         return {}, []
-    counts = {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", text, flags=re.M) if m[0] != "total"}
     jobs = []
     for block in re.split(r"^(?=rule \w+:)", text, flags=re.M)[1:]:
         variant = re.search(r"variant=(\w+)", block)

@@ -163,7 +163,7 @@ def test_metrics_per_camera():
 
 @pytest.mark.slow
 def test_three_cameras_end_to_end(tmp_path):
-    from tests.test_workflow import snakemake
+    from tests.smk import snakemake
     from vad_pipeline.camera_set import build
 
     # short and small: the point is the wiring
@@ -192,7 +192,7 @@ def test_three_cameras_end_to_end(tmp_path):
     (wd / "pooled.yaml").write_text("datasets: {shanghaitech: {cameras: {cells: pooled}}}\n")
     snakemake(wd, "results/shanghaitech/auc.json", "--configfile", "config.yaml", "pooled.yaml")
     assert set(json.loads((res / "cells" / "layout.json").read_text())["cameras"]) == {"all"}
-    from tests.test_workflow import planned_rules
+    from tests.smk import planned_rules
 
     rules = planned_rules(wd, "results/shanghaitech/auc.json", "--configfile", "config.yaml", "pooled.yaml",
                           "--config", 'cameras={"normalize": "pooled"}')

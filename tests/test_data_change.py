@@ -286,7 +286,7 @@ def test_one_run_brings_results_up_to_date_after_the_videos_change(workdir, tiny
     each time one run reruns exactly what depends on the change, and a dry run after it plans
     nothing. The fixed mask is over 64 MiB (padded) and keeps its size: seen by its content, its
     hash kept in results/.hashes/mine.json once it is read."""
-    from tests.test_workflow import planned_rules, snakemake
+    from tests.smk import planned_rules, snakemake
 
     demo = _source(tiny_config, tmp_path, n_train=3, n_test=3)
     data = tmp_path / "data"
@@ -398,7 +398,7 @@ def test_a_quiet_test_video_is_scored_a_quiet_training_video_refused(workdir, ti
     """Test video 02 shows one frame throughout (nothing moves, nothing is detected): its frames
     take the no-object score plus S_c, and the run names it. A training video like it stays an
     error unless detect.allow_empty is set."""
-    from tests.test_workflow import snakemake
+    from tests.smk import snakemake
 
     demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
     data = tmp_path / "data"
@@ -444,7 +444,7 @@ def test_one_run_follows_a_video_moved_to_another_camera(workdir, tiny_config, t
     """Test video t2 moved to another camera in cameras.csv: one run rewrites the test split's
     camera list and what follows it, not the training side's (its rows are as they were); a dry
     run after it plans nothing. (Targets short of training: what reads the camera lists.)"""
-    from tests.test_workflow import planned_rules, snakemake
+    from tests.smk import planned_rules, snakemake
 
     demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
     data = tmp_path / "data"
@@ -482,7 +482,7 @@ def test_one_run_follows_a_frame_replaced_at_the_same_size(workdir, tiny_config,
     (content): a test frame replaced by another reruns that video's detection and flow and what
     follows in one run, not the other videos' nor training; a dry run after it plans nothing.
     (Targets short of training: what reads the videos.)"""
-    from tests.test_workflow import planned_rules, snakemake
+    from tests.smk import planned_rules, snakemake
 
     demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
     data = tmp_path / "data"

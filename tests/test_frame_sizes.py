@@ -146,7 +146,7 @@ def test_shipped_sections_run_end_to_end_at_their_frame_size(tmp_path):
     """One scene written at the three sizes, one run: each works at 240 rows and finds what the
     others find (the weight-free terms see the same working-size footage: their AUCs agree), boxes
     in frame pixels, pictures and localisation where the layout has masks."""
-    from tests.test_workflow import snakemake
+    from tests.smk import snakemake
 
     cfg, res, train, test = _scene(tmp_path, 120, 160, n_frames=36)
     labels = D.frame_labels(res, test)

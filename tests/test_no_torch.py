@@ -38,23 +38,39 @@ def _terms(rng: np.random.Generator, n_frames: int) -> pd.DataFrame:
     return df.assign(s_f=rng.random(len(df)), s_p=rng.random(len(df)))
 
 
-def test_rescoring_without_torch(tiny_resolved, tmp_path):
+def _chain(run, p: list[str], d: Path) -> None:
+    """score, frame-scores and evaluate through ``run`` (the CLI without torch, or in this process)."""
+    d.mkdir()
+    run("score", *p, "--train", str(d.parent / "train.csv"), "--test", str(d.parent / "test.csv"),
+        "--out", str(d / "objects.csv"), "--stats", str(d / "stats.json"))
+    run("frame-scores", *p, "--objects", str(d / "objects.csv"), "--labels", str(d.parent / "labels.csv"),
+        "--out", str(d / "frames.csv"))
+    run("evaluate", *p, "--frames", str(d / "frames.csv"), "--out", str(d / "auc.json"),
+        "--roc", str(d / "roc.png"), "--curves", str(d / "scores.png"), "--top", str(d / "top.csv"))
+
+
+def test_rescoring_without_torch_equals_the_in_process_one(tiny_resolved, tmp_path):
+    from vad_pipeline import cli
+
     rng = np.random.default_rng(0)
     n = 20
     _terms(rng, n).to_csv(tmp_path / "train.csv", index=False)
-    _terms(rng, n).to_csv(tmp_path / "test.csv", index=False)
+    test = _terms(rng, n)
+    test.loc[test["frame"].between(10, 14), ["s_f", "s_p"]] += 0.8   # the abnormal frames stand out
+    test.to_csv(tmp_path / "test.csv", index=False)
     labels = pd.DataFrame({"video": ["01"] * n + ["02"] * n, "frame": list(range(n)) * 2,
                            "label": [int(10 <= t < 15) for t in range(n)] * 2})
     labels.to_csv(tmp_path / "labels.csv", index=False)
     params = tmp_path / "params.json"
     params.write_text(json.dumps(tiny_resolved))
     p = ["--params", f"@{params}"]
-    _vad("score", *p, "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
-         "--out", str(tmp_path / "objects.csv"), "--stats", str(tmp_path / "stats.json"))
-    _vad("frame-scores", *p, "--objects", str(tmp_path / "objects.csv"), "--labels", str(tmp_path / "labels.csv"),
-         "--out", str(tmp_path / "frames.csv"))
-    _vad("evaluate", *p, "--frames", str(tmp_path / "frames.csv"), "--out", str(tmp_path / "auc.json"),
-         "--roc", str(tmp_path / "roc.png"), "--curves", str(tmp_path / "scores.png"),
-         "--top", str(tmp_path / "top.csv"))
-    assert json.loads((tmp_path / "auc.json").read_text())["auc_micro"] is not None
-    assert (tmp_path / "roc.png").is_file() and (tmp_path / "top.csv").is_file()
+    _chain(_vad, p, tmp_path / "no_torch")
+    _chain(lambda *a: cli.main(list(a)), p, tmp_path / "in_process")
+
+    for name in ("objects.csv", "stats.json", "frames.csv", "top.csv"):
+        assert (tmp_path / "no_torch" / name).read_bytes() == (tmp_path / "in_process" / name).read_bytes(), name
+    without, within = (json.loads((tmp_path / d / "auc.json").read_text()) for d in ("no_torch", "in_process"))
+    assert without["auc_micro"] > 0.9   # a ranking, not a placeholder
+    for key in ("auc_micro", "auc_macro", "ap", "eer", "auc_per_video", "auc_terms", "n_frames", "n_abnormal"):
+        assert without[key] == within[key], key
+    assert (tmp_path / "no_torch" / "roc.png").read_bytes()[:4] == b"\x89PNG"

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, build_stcs, write_config
+from tests.smk import snakemake
 from vad_pipeline import progress as P
 from vad_pipeline import train as T
 from vad_pipeline.cubes import STCDataset
@@ -297,10 +298,7 @@ def test_train_sets_the_threads_it_is_given(tiny_demo, tmp_path, caplog, monkeyp
 
 def test_the_rules_pass_their_threads(workdir):
     """snakemake --cores 3: train and infer are told 3 threads."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "3", "-n", "-p",
-           "results/demo/infer/test.csv"]
-    out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = snakemake(workdir, "-n", "-p", "results/demo/infer/test.csv", cores=3)
     shells = [line for line in (out.stdout + out.stderr).splitlines() if " --threads " in line]
     assert any(" train " in s and "--threads 3" in s for s in shells), shells
     assert any(" infer " in s and "--threads 3" in s for s in shells), shells

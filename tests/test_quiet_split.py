@@ -64,7 +64,7 @@ def test_a_test_split_without_any_object_is_scored(workdir, tiny_config, tmp_pat
     the training videos are the demo's. The empty test cube file flows through every stage
     (localisation too: the demo's pixel masks are kept), auc.json lists both videos, and the
     logs say the test split has no object."""
-    from tests.test_workflow import snakemake
+    from tests.smk import snakemake
 
     demo = _source(tiny_config, tmp_path, n_train=2, n_test=2)
     data = tmp_path / "data"

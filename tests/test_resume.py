@@ -4,16 +4,16 @@ write nothing but their declared outputs (no caches in $HOME, nothing left in $T
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_config
+from tests import smk
+from tests.conftest import write_config
+from tests.smk import ran_rules
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +21,7 @@ TARGET = "results/demo/auc.json"
 
 
 def snakemake_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-            "--workflow-profile", str(REPO / "workflow" / "profiles" / "local"), "--cores", "2", *args]
-
-
-def ran_rules(text: str) -> set[str]:
-    return set(re.findall(r"^\s*(?:local)?rule (\w+):", text, flags=re.M))
+    return smk.snakemake_cmd(*args, profile="local")
 
 
 @pytest.fixture()

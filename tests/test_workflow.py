@@ -5,105 +5,106 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_config
+from tests.conftest import REPO, copy_run, write_config
+from tests.smk import planned_rules, snakemake
 
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
+# Floors that a random ranking cannot reach (72 scored frames, 47 abnormal: a random AUC's spread is
+# 0.07 about 0.5) nor an inverted one (about 0.2 here). Measured on 2 cores: micro 0.78, macro 0.90,
+# S_m 0.80. S_c (40-frame videos leave its windows few statistics) and the 2-epoch, width-4
+# model's terms (about 0.5) are wiring here, not held to a floor; the full demo's figures are in docs/.
+FUSED_FLOOR = {"auc_micro": 0.7, "auc_macro": 0.8}
+TERM_FLOOR = {"s_m": 0.7}
 
 
-def planned_rules(workdir: Path, *args: str) -> set[str]:
-    """Rules a dry run would execute (empty when everything is up to date)."""
-    out = snakemake(workdir, "-n", *args)
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
-        return set()
-    return set(re.findall(r"^\s*rule (\w+):", text, flags=re.M)) | set(
-        re.findall(r"^(\w+)\s+\d+\s*$", text, flags=re.M)
-    ) - {"total", "job", "count"}
+def _auc(run: Path, dataset: str = "demo") -> dict:
+    return json.loads((run / "results" / dataset / "auc.json").read_text())
 
 
-def test_demo_end_to_end_rerun_and_partial_rerun(workdir):
-    snakemake(workdir, "results/demo/auc.json", "results/demo/benchmark.json")
-    res = workdir / "results" / "demo"
-    auc = json.loads((res / "auc.json").read_text())
+def test_demo_ranks_its_abnormal_frames(demo_run):
+    res = demo_run / "results" / "demo"
+    auc = _auc(demo_run)
     for key in ("dataset", "auc_micro", "auc_macro", "ap", "eer", "n_frames", "n_abnormal", "protocol", "versions"):
         assert key in auc
-    assert auc["dataset"] == "demo" and 0.0 <= auc["auc_micro"] <= 1.0
+    assert auc["dataset"] == "demo"
+    for key, floor in FUSED_FLOOR.items():
+        assert auc[key] >= floor, (key, auc)
+    for term, floor in TERM_FLOOR.items():
+        assert auc["auc_terms"][term] >= floor, auc["auc_terms"]
     assert auc["protocol"]["frame_scores"]["exclude_first"] == 4
     assert auc["protocol"]["model"]["fusion"] == "gated"
+    # 3 training videos: each is scored against the other two (leave one video out)
+    summary = json.loads((res / "gt_summary.json").read_text())
+    assert {c["leave_out"] for c in summary["cameras"].values()} == {"videos"}, summary["cameras"]
     for png in ("roc.png", "scores.png", "train/loss.png"):
         assert (res / png).read_bytes()[:4] == b"\x89PNG"
     bench = json.loads((res / "benchmark.json").read_text())
     assert bench["stages"]["flow"]["frames_per_s"] > 0 and bench["stages"]["train"]["samples_per_s"] > 0
     videos = len(list((res / "flow").rglob("*.h5")))   # layout, statistics per video and 2 gathers, terms
     assert bench["stages"]["cells"]["jobs"] == 4 + videos and bench["stages"]["motion"]["jobs"] == 3
-    check_report_holds_every_figure(workdir)
-
-    # a second run has nothing to do
-    assert planned_rules(workdir, "results/demo/auc.json") == set()
-
-    # new fusion weights: only scoring and what follows reruns, never training or inference
-    (workdir / "weights.yaml").write_text("score: {w_f: 0.5, w_p: 2.0}\n")
-    rules = planned_rules(workdir, "results/demo/auc.json", "--configfile", "config.yaml", "weights.yaml")
-    assert {"score", "frame_scores", "evaluate"} <= rules
-    assert not rules & {"train", "infer", "stc", "detect", "flow"}
-
-    # another k for S_c rescores the cells only: no new window layout or flow statistics
-    rules = planned_rules(workdir, "results/demo/auc.json", "--config", 'cells={"k": 3}')
-    assert {"cell_terms", "frame_scores", "evaluate"} <= rules
-    assert not rules & {"cell_layout", "cell_stats_video", "cell_stats", "score", "train"}
-
-    # changing one video's boxes reruns the test cubes and everything downstream of them only
-    # (Snakemake ignores a bare touch of a small file whose checksum is unchanged)
-    boxes = res / "detect" / "test" / "01.csv"
-    lines = boxes.read_text().splitlines(keepends=True)
-    boxes.write_text("".join(lines[:-1]))
-    rules = planned_rules(workdir, "results/demo/auc.json")
-    assert {"stc", "infer", "score", "frame_scores", "evaluate"} <= rules
-    assert not rules & {"train", "detect", "flow", "make_demo"}
-
-    # another flow backend keeps every box, so the cube index, but changes the cubes: the model is
-    # trained afresh on them, not resumed from the checkpoint of the old ones
-    snakemake(workdir, "results/demo/auc.json", "--config", 'flow={"backend": "farneback"}')
-    log = (workdir / "results" / "logs" / "demo" / "train.log").read_text()
-    assert "resuming" not in log and "epoch 1/" in log and "epoch 2/" in log
-    assert len(list((res / "train" / "ckpt").iterdir())) == 2
 
 
-def check_report_holds_every_figure(workdir):
-    """snakemake --report on the demo's (finished) auc.json: the ROC, score curves, loss,
-    localisation, the anomaly pictures and contact sheet, the metrics table, auc.json and
-    benchmark.json, each with its caption; auc.json carries the localisation metrics with their
-    protocol. Called by the end-to-end test below (one run of the pipeline for both)."""
-    res = workdir / "results" / "demo"
-    auc = json.loads((res / "auc.json").read_text())
-    loc = auc["localisation"]
-    assert 0 <= loc["rbdc"] <= 1 and 0 <= loc["tbdc"] <= 1 and 0 <= loc["pixel_auc"] <= 1
+def test_demo_localises_its_anomalies(demo_run):
+    """RBDC, TBDC and pixel AUC with their protocol, above what boxes at random places reach."""
+    loc = _auc(demo_run)["localisation"]
+    assert loc["rbdc"] >= 0.3 and loc["tbdc"] >= 0.5 and loc["pixel_auc"] >= 0.8, loc
     assert loc["n_regions"] > 0 and loc["protocol"]["overlap"] == 0.1 and loc["protocol"]["max_fpr"] == 1.0
+
+
+def test_report_holds_every_figure(demo_run):
+    """snakemake --report on the demo: the ROC, score curves, loss, localisation, the anomaly
+    pictures and contact sheet, the metrics table, auc.json and benchmark.json, each with its caption."""
+    res = demo_run / "results" / "demo"
     pictures = sorted(p.name for p in (res / "top_anomalies").glob("*.png"))
     assert "contact_sheet.png" in pictures and len(pictures) >= 2
-    snakemake(workdir, "--report", "results/demo/report.html", "results/demo/auc.json")
     html = (res / "report.html").read_text()
     for name in ("roc.png", "scores.png", "loss.png", "localisation.png", "summary.html", "auc.json",
                  "benchmark.json", "top_anomalies.csv", *pictures):
         assert name in html, name
     for caption in ("ROC curve of the frame scores", "Top anomaly picture", "Ramachandra and", "Training loss"):
         assert caption in html, caption
+
+
+def test_a_finished_run_reruns_only_what_a_change_needs(demo_run):
+    assert planned_rules(demo_run, "results/demo/auc.json") == set()
+
+    # new fusion weights: only scoring and what follows reruns, never training or inference
+    (demo_run / "weights.yaml").write_text("score: {w_f: 0.5, w_p: 2.0}\n")
+    rules = planned_rules(demo_run, "results/demo/auc.json", "--configfile", "config.yaml", "weights.yaml")
+    assert {"score", "frame_scores", "evaluate"} <= rules
+    assert not rules & {"train", "infer", "stc", "detect", "flow"}
+
+    # another k for S_c rescores the cells only: no new window layout or flow statistics
+    rules = planned_rules(demo_run, "results/demo/auc.json", "--config", 'cells={"k": 3}')
+    assert {"cell_terms", "frame_scores", "evaluate"} <= rules
+    assert not rules & {"cell_layout", "cell_stats_video", "cell_stats", "score", "train"}
+
+
+def test_changed_boxes_and_another_flow_backend_rerun_what_follows(demo_run, tmp_path):
+    run = copy_run(demo_run, tmp_path / "run")
+    res = run / "results" / "demo"
+    # changing one video's boxes reruns the test cubes and everything downstream of them only
+    # (Snakemake ignores a bare touch of a small file whose checksum is unchanged)
+    boxes = res / "detect" / "test" / "01.csv"
+    lines = boxes.read_text().splitlines(keepends=True)
+    boxes.write_text("".join(lines[:-1]))
+    rules = planned_rules(run, "results/demo/auc.json")
+    assert {"stc", "infer", "score", "frame_scores", "evaluate"} <= rules
+    assert not rules & {"train", "detect", "flow", "make_demo"}
+
+    # another flow backend keeps every box, so the cube index, but changes the cubes: the model is
+    # trained afresh on them, not resumed from the checkpoint of the old ones
+    snakemake(run, "results/demo/auc.json", "--config", 'flow={"backend": "farneback"}')
+    log = (run / "results" / "logs" / "demo" / "train.log").read_text()
+    assert "resuming" not in log and "epoch 1/" in log and "epoch 2/" in log
+    assert len(list((res / "train" / "ckpt").iterdir())) == 2
 
 
 def test_dry_run_lists_every_stage(workdir):
