@@ -172,7 +172,7 @@ def gt_fingerprint(cfg: dict, cache: Cache = None) -> str | None:
     a hash of the ground-truth file (a folder: of each of its files' names and content), taken
     from ``cache`` while its ``stat`` is unchanged, independent of where the dataset lives. None
     where the dataset has none (``labelled: false``, no ``gt``) or it is the generated demo's."""
-    if not cfg["dataset"].get("labelled", True) or layout_of(cfg).name == "demo":
+    if not cfg["dataset"]["labelled"] or layout_of(cfg).name == "demo":
         return None
     path = layout_of(cfg).gt_path(cfg)
     if path is None or not path.exists():
@@ -192,7 +192,7 @@ def mask_fingerprint(cfg: dict, cache: Cache = None) -> str | None:
     content, as :func:`gt_fingerprint`): a mask fixed reruns what reads them. None where the
     dataset has none, is not labelled, or is the generated demo (make_demo's output)."""
     layout = layout_of(cfg)
-    if not cfg["dataset"].get("labelled", True) or layout.name == "demo":
+    if not cfg["dataset"]["labelled"] or layout.name == "demo":
         return None
     files = layout.mask_files(cfg)
     if not files:
@@ -244,7 +244,7 @@ def frame_labels(cfg: dict, videos: list[Video]) -> dict[str, np.ndarray]:
     empty when the dataset has no ground truth (``labelled: false``, or own footage without
     ``labels.csv``)."""
     ds = cfg["dataset"]
-    if not ds.get("labelled", True):
+    if not ds["labelled"]:
         return {}
     layout = layout_of(cfg)
     if layout.gt_optional:
@@ -256,7 +256,7 @@ def pixel_masks(cfg: dict, video: Video | str) -> np.ndarray | None:
     """Boolean (T, H, W) masks at frame size of a test video where the dataset has them, else None."""
     if isinstance(video, str):
         video = get_video(cfg, "test", video)
-    if not cfg["dataset"].get("labelled", True):
+    if not cfg["dataset"]["labelled"]:
         return None
     return layout_of(cfg).masks(cfg, video)
 
@@ -264,7 +264,7 @@ def pixel_masks(cfg: dict, video: Video | str) -> np.ndarray | None:
 def has_pixel_masks(cfg: dict) -> bool:
     """Whether the dataset ships pixel masks, from its layout and file tree alone (nothing is read;
     what the workflow asks to decide if localisation metrics can be computed)."""
-    if not cfg["dataset"].get("labelled", True):
+    if not cfg["dataset"]["labelled"]:
         return False
     return layout_of(cfg).has_masks(cfg)
 

@@ -28,7 +28,7 @@ COLUMNS = ["split", "video", "camera", "frames"]
 
 def mode(cfg: dict) -> str:
     """The dataset's ``cameras.assign`` with ``auto`` resolved."""
-    m = cfg.get("cameras", {}).get("assign", "auto")
+    m = cfg["cameras"]["assign"]
     if m != "auto":
         return m
     if cfg["dataset"]["layout"] == "shanghaitech":

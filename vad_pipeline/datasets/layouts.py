@@ -121,7 +121,7 @@ class Frames(Layout):
         if path.suffix.lower() == ".mat":
             ranges = G.ranges_from_mat(path, len(videos))
             return {v.name: G.labels_from_ranges(r, v.n_frames, path, v.name) for v, r in zip(videos, ranges)}
-        lists = G.per_frame_lists(path, cfg["dataset"].get("allow_pickle", False))
+        lists = G.per_frame_lists(path, cfg["dataset"]["allow_pickle"])
         if len(lists) != len(videos):
             raise VadError(f"{path}: {len(lists)} entries but there are {len(videos)} test videos")
         return {v.name: G.check_length(lab, v.n_frames, path, v.name) for v, lab in zip(videos, lists)}

@@ -239,7 +239,7 @@ def weights_input(stage):
 def gpu_request(stage):
     def fn(wildcards):
         name, p = _backend(wildcards, stage)
-        return int(name in NETWORK_BACKENDS[stage] and p.get("device", "auto") != "cpu")
+        return int(name in NETWORK_BACKENDS[stage] and p["device"] != "cpu")
 
     return fn
 
