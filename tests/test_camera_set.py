@@ -107,7 +107,7 @@ def test_own_footage_report_reads_the_clip_the_unseen_clips_and_the_cameras(tmp_
                       term: [100.0, 100.0, 1.0, 2.0, 3.0, 4.0, 50.0, 50.0]}).to_csv(res / folder / "train.csv", index=False)
         pd.DataFrame({"video": ["a_n03", "a_n04", "a_01", "a_n03"], "frame": [4, 9, 5, 2],
                       term: [2.0, 4.0, 70.0, 99.0]}).to_csv(res / folder / "test.csv", index=False)
-    means = tool.clip_means(res, "a_01", ["a_n03", "a_n04"])
+    means = tool.clip_means(res, "a_01", ["a_n03", "a_n04"], 4)
     assert means == {"s_m": 2.5, "s_m_unseen": 3.0, "s_c": 2.5, "s_c_unseen": 3.0}
     (res / "auc.json").write_text(json.dumps({"auc_micro": 0.9, "cameras": {
         "a": {"auc_micro": 0.8, "n_frames": 300}, "b": {"auc_micro": 1.0, "n_frames": 100}}}))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import filecmp
 import json
 import logging
-import re
 from pathlib import Path
 
 import h5py
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import smk
 from tests.conftest import REPO, tiny_overlay, write_config
 from vad_pipeline import cli
 from vad_pipeline import config as C
@@ -47,13 +47,8 @@ TARGETS = ("results/two/cells/train.csv", "results/two/motion/train.csv")
 
 
 def planned_jobs(workdir: Path) -> tuple[dict[str, int], str]:
-    """{rule: jobs} of a dry run (Snakemake's job stats) and its text."""
-    from tests.test_workflow import snakemake
-
-    out = snakemake(workdir, "-n", *TARGETS)
-    text = out.stdout + out.stderr
-    stats = text[text.index("Job stats:"):]
-    return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, flags=re.M) if r != "total"}, text
+    """{rule: jobs} of a dry run of TARGETS, and its text."""
+    return smk.planned_jobs(workdir, *TARGETS)
 
 
 def test_one_term_job_per_camera_in_the_dag(two_cameras, tmp_path):
@@ -306,7 +301,7 @@ def test_nearest_neighbours_on_threads_are_scikit_learns():
 def test_part_jobs_end_to_end(two_cameras, tmp_path):
     """Snakemake runs a part job per camera and band and the gathers; their files are those of
     one job on the run's statistics and features, and the jobs log their progress."""
-    from tests.test_workflow import snakemake
+    from tests.smk import snakemake
 
     cameras = {"assign": "prefix", "cells": "camera", "motion": "camera"}
     wd = _workdir(tmp_path, two_cameras, cameras, {"jobs": 2})
