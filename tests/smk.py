@@ -11,20 +11,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def snakemake_cmd(*args: str, cores: int = 2, profile: str | None = None) -> list[str]:
+def snakemake_cmd(*args: str, cores: int = 2, profile: str | None = None, max_threads: int | None = 1) -> list[str]:
     """``python -m snakemake`` on the repository's Snakefile (``profile``: a folder of
-    workflow/profiles/ given as the workflow profile)."""
+    workflow/profiles/ given as the workflow profile). ``max_threads`` 1: every job on one thread,
+    so that the tiny runs' jobs (most of their time is starting Python) go two at a time on
+    2 cores, where a rule asking for all the cores would run alone (None: the rules' own threads)."""
     extra = ["--workflow-profile", str(REPO / "workflow" / "profiles" / profile)] if profile else []
+    limit = ["--max-threads", str(max_threads)] if max_threads else []
     return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *extra,
-            "--cores", str(cores), *args]
+            "--cores", str(cores), *limit, *args]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None, cores: int = 2,
-              profile: str | None = None) -> subprocess.CompletedProcess:
+              profile: str | None = None, max_threads: int | None = 1) -> subprocess.CompletedProcess:
     """Run Snakemake in ``workdir``; ``check``: a failure raises with the tail of its output."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"} if env is None else env
-    proc = subprocess.run(snakemake_cmd(*args, cores=cores, profile=profile), cwd=workdir, capture_output=True,
-                          text=True, env=env)
+    proc = subprocess.run(snakemake_cmd(*args, cores=cores, profile=profile, max_threads=max_threads), cwd=workdir,
+                          capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

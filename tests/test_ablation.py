@@ -289,13 +289,16 @@ def test_ablation_end_to_end_and_per_variant_reruns(workdir, tiny_config):
     res = workdir / "results" / "demo"
     df = pd.read_csv(res / "ablation.csv")
     assert df["variant"].tolist() == list(keep) and df["model"].tolist() == ["amsrc", "mgsm", "mgsm"]
-    assert df["auc_micro"].between(0, 100).all() and df["auc_macro"].between(0, 100).all()
     assert df["paper"].isna().all() and df["diff"].isna().all()  # the papers have no demo numbers
     assert df.loc[2, "switches"].startswith("model.streams=both model.memory=false")
     assert (res / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     for v in keep:
         auc = json.loads((res / "ablation" / v / "auc.json").read_text())
-        assert auc["protocol"]["model"]["name"] == df.set_index("variant").loc[v, "model"]
+        row = df.set_index("variant").loc[v]
+        assert auc["protocol"]["model"]["name"] == row["model"]
+        # the table is what each variant measured, as a percentage (a ranking, not a placeholder)
+        assert row["auc_micro"] == round(100 * auc["auc_micro"], 2) and row["auc_macro"] == round(100 * auc["auc_macro"], 2)
+        assert auc["n_frames"] > 0 and 0 < auc["n_abnormal"] < auc["n_frames"]
         assert (res / "ablation" / v / "train" / "model.pt").is_file()
     # each variant trained with its own settings; the main model was never needed
     joint = json.loads((res / "ablation" / "mgsm_joint" / "auc.json").read_text())["protocol"]

@@ -276,21 +276,22 @@ def test_gathered_motion_terms_are_the_one_jobs(tmp_path, reference):
         assert got["s_m"].notna().all()
 
 
-def test_nearest_neighbours_on_threads_are_scikit_learns():
-    """The queries on several threads: the distances of scikit-learn's kd-tree on one, the same on
-    any number of threads."""
-    from sklearn.neighbors import NearestNeighbors
+def test_nearest_neighbours_on_threads_are_the_brute_force_ones():
+    """The mean distance to the k nearest pool rows, on one thread and on several: every
+    distance computed and sorted gives the same (ties included), and so does any thread count."""
+    from scipy.spatial.distance import cdist
 
     rng = np.random.default_rng(3)
     pool, query = rng.standard_normal((3000, 5)), rng.standard_normal((500, 5))
     pool[:300], query[:50] = 0.0, 0.0   # duplicates: tied neighbours
+    to_pool, within = np.sort(cdist(query, pool), axis=1), np.sort(cdist(pool, pool), axis=1)
     for k in (1, 5):
-        want = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(pool).kneighbors(query)[0].mean(axis=1)
         one = _mean_knn(pool, query, k, threads=1)
-        np.testing.assert_allclose(one, want, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(one, to_pool[:, :k].mean(axis=1), rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(_mean_knn(pool, query, k, threads=3), one)
-        self_want = NearestNeighbors(n_neighbors=k + 1, algorithm="kd_tree").fit(pool).kneighbors(pool)[0][:, 1:]
-        np.testing.assert_allclose(_mean_knn_self(pool, k, threads=2), self_want.mean(axis=1), rtol=1e-14, atol=0)
+        # each pool row against the others: its own zero distance left out
+        np.testing.assert_allclose(_mean_knn_self(pool, k, threads=2), within[:, 1:k + 1].mean(axis=1),
+                                   rtol=1e-12, atol=1e-12)
     videos, frames = np.repeat([0, 1, 2], 1000), np.tile(np.arange(1000), 3)
     leave = leave_out(C.defaults())
     np.testing.assert_array_equal(Reference(pool, videos, 5, frames=frames, threads=2, **leave).score_training(),
