@@ -181,7 +181,8 @@ def test_shipped_sections_run_end_to_end_at_their_frame_size(tmp_path):
         if name == "mycam":   # own footage: no pixel masks, no metric
             assert loc is None and not (out / "localisation.json").exists()
         else:
-            assert 0 <= loc["rbdc"] <= 1 and 0 <= loc["tbdc"] <= 1 and 0.5 < loc["pixel_auc"] <= 1, name
+            # measured on 2 cores: RBDC 0.84-0.89, TBDC 0.62-0.66, pixel AUC 0.99 (random boxes: near 0, 0.5)
+            assert loc["rbdc"] >= 0.5 and loc["tbdc"] >= 0.4 and loc["pixel_auc"] >= 0.9, (name, loc)
             assert loc["n_regions"] > 0 and loc["n_tracks"] > 0, name
     for term in ("s_m", "s_c"):
         values = [t[term] for t in terms.values()]

@@ -165,11 +165,18 @@ def test_every_layout_runs_end_to_end(workdir, tiny_config, tmp_path):
 
     names = [f"my_{x}" for x in ("frames", "ucsd", "videos", "nogt")]
     snakemake(workdir, *(f"results/{n}/auc.json" for n in names))
+    terms = {}
     for n in names[:-1]:
         auc = json.loads((workdir / "results" / n / "auc.json").read_text())
         summary = json.loads((workdir / "results" / n / "gt_summary.json").read_text())
         assert summary["abnormal_frames"] == sum(int(v.sum()) for v in labels.values()), n
-        assert auc["n_abnormal"] > 0 and 0.5 < auc["auc_micro"] <= 1.0, n
+        assert auc["n_abnormal"] > 0 and auc["auc_micro"] > 0.5, n
+        # a ranking no random score reaches (the tiny model's S_p: 0.97-0.98 on 2 cores)
+        assert max(auc["auc_terms"].values()) >= 0.85, (n, auc["auc_terms"])
+        terms[n] = {**auc["auc_terms"], "fused": auc["auc_micro"]}
+    for term in terms[names[0]]:   # the same videos in three layouts (a lossy codec in one): alike figures
+        values = [t[term] for t in terms.values()]
+        assert max(values) - min(values) < 0.1, (term, terms)
     res = workdir / "results" / "my_nogt"
     auc = json.loads((res / "auc.json").read_text())
     assert auc["auc_micro"] is None and "no ground truth" in auc["note"]
@@ -182,8 +189,8 @@ def test_every_layout_runs_end_to_end(workdir, tiny_config, tmp_path):
     # localisation metrics where the layout has pixel masks, and no metric where it has none
     for n in names:
         loc = json.loads((workdir / "results" / n / "auc.json").read_text()).get("localisation")
-        if n == "my_ucsd":
-            assert 0 <= loc["rbdc"] <= 1 and 0 <= loc["tbdc"] <= 1 and 0.5 < loc["pixel_auc"] <= 1, n
+        if n == "my_ucsd":   # measured on 2 cores: 0.64, 0.83, 0.96; boxes at random places score near 0, 0.5
+            assert loc["rbdc"] >= 0.3 and loc["tbdc"] >= 0.5 and loc["pixel_auc"] >= 0.8, (n, loc)
             assert loc["n_regions"] > 0 and loc["n_tracks"] > 0, n
         else:
             assert loc is None and not (workdir / "results" / n / "localisation.json").exists(), n
