@@ -108,6 +108,21 @@ def test_pixel_masks_come_back_as_bool_frame_size_stacks(source, exported, layou
         np.testing.assert_array_equal(masks, expected)
 
 
+def test_a_transposed_pixel_mask_is_an_error_naming_it(source, exported, tmp_path):
+    """Masks stored width x height are not resized into the frame (that would move every region):
+    an error names the file and says what is wrong; masks at another resolution of the same
+    shape are resized."""
+    cfg, root = _fresh(source, exported, "shanghaitech", tmp_path)
+    video = D.get_video(cfg, "test", D.video_names(cfg, "test")[0])
+    path = root / "testing" / "test_pixel_mask" / f"{video.name}.npy"
+    masks = np.load(path)
+    np.save(path, masks.transpose(0, 2, 1))
+    with pytest.raises(VadError, match=rf"{video.name}\.npy.*transposed"):
+        D.pixel_masks(cfg, video)
+    np.save(path, masks.repeat(2, axis=1).repeat(2, axis=2))   # twice the resolution: resized back
+    np.testing.assert_array_equal(D.pixel_masks(cfg, video), masks > 0)
+
+
 def test_video_files_report_count_size_and_fps(source, exported):
     cfg = _resolve(source, exported["avenue"])
     v = D.get_video(cfg, "test", "02")

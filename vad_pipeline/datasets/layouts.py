@@ -40,6 +40,11 @@ def _fit_masks(masks: np.ndarray, video: Video, path: Path) -> np.ndarray:
     G.check_length(masks, video.n_frames, path, video.name)
     h, w = frame_size(video)
     if masks.shape[1:] != (h, w):
+        mh, mw = masks.shape[1:]
+        if abs(mh / mw - h / w) > 0.02 * h / w:   # another shape, not another resolution: no resize can mend it
+            hint = " (transposed?)" if (mh, mw) == (w, h) else ""
+            raise VadError(f"{path}: pixel masks of video {video.name} are {mh}x{mw} (height x width), its frames "
+                           f"{h}x{w}{hint}: the masks must have the frames' aspect ratio")
         masks = np.stack([cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) for m in masks])
     return masks.astype(bool)
 
