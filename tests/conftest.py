@@ -121,29 +121,36 @@ _BUILT = Path(tempfile.mkdtemp(prefix="vad-tests-stc-"))   # build_stcs' results
 atexit.register(shutil.rmtree, _BUILT, True)
 
 
-def build_stcs(cfg: dict, tmp_path: Path, split: str = "train") -> tuple[str, list, list[str], list[str]]:
+def build_stcs(cfg: dict, tmp_path: Path, split: str = "train", cached: bool = True
+               ) -> tuple[str, list, list[str], list[str]]:
     """Detect, compute flow and build the STC file of one split of the (generated) demo, under
     ``tmp_path`` (boxes/, flow/, stc/). Built once per dataset, split and settings in a session,
-    then copied: each caller has files of its own to change."""
+    then copied: each caller has files of its own to change (``cached`` False: built afresh, for
+    what the building logs)."""
     from vad_pipeline.datasets import get_video, video_names
     from vad_pipeline.detect import detect_video
     from vad_pipeline.flow import flow_video
     from vad_pipeline.stc import build_split
 
-    used = {k: cfg.get(k) for k in ("dataset", "demo", "detect", "flow", "stc")}
-    key = hashlib.sha1(json.dumps([split, used], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    built = _BUILT / key
-    videos = [get_video(cfg, split, n) for n in video_names(cfg, split)]
-    if not built.is_dir():
-        work = _BUILT / f"{key}.part"
-        shutil.rmtree(work, ignore_errors=True)
+    def build(where: Path) -> None:
         for v in videos:
-            detect_video(v, cfg, str(work / "boxes" / split / f"{v.name}.csv"))
-            flow_video(v, cfg, str(work / "flow" / split / f"{v.name}.h5"))
-        build_split(videos, [str(work / "boxes" / split / f"{v.name}.csv") for v in videos],
-                    [str(work / "flow" / split / f"{v.name}.h5") for v in videos], cfg, str(work / "stc" / f"{split}.h5"))
-        work.rename(built)
-    shutil.copytree(built, tmp_path, dirs_exist_ok=True)
+            detect_video(v, cfg, str(where / "boxes" / split / f"{v.name}.csv"))
+            flow_video(v, cfg, str(where / "flow" / split / f"{v.name}.h5"))
+        build_split(videos, [str(where / "boxes" / split / f"{v.name}.csv") for v in videos],
+                    [str(where / "flow" / split / f"{v.name}.h5") for v in videos], cfg, str(where / "stc" / f"{split}.h5"))
+
+    videos = [get_video(cfg, split, n) for n in video_names(cfg, split)]
+    if not cached:
+        build(tmp_path)
+    else:
+        used = {k: cfg.get(k) for k in ("dataset", "demo", "detect", "flow", "stc")}
+        built = _BUILT / hashlib.sha1(json.dumps([split, used], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if not built.is_dir():
+            work = built.with_name(f"{built.name}.part")
+            shutil.rmtree(work, ignore_errors=True)
+            build(work)
+            work.rename(built)
+        shutil.copytree(built, tmp_path, dirs_exist_ok=True)
     boxes = [str(tmp_path / "boxes" / split / f"{v.name}.csv") for v in videos]
     flows = [str(tmp_path / "flow" / split / f"{v.name}.h5") for v in videos]
     return str(tmp_path / "stc" / f"{split}.h5"), videos, boxes, flows

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import REPO, write_config
+from vad_pipeline import config as C
 from vad_pipeline import datasets as D
 from vad_pipeline.io import VadError
 
@@ -31,7 +32,10 @@ def _frames(folder: Path, n: int = 5, ext: str = ".jpg") -> Path:
 
 
 def _cfg(root: Path) -> dict:
-    return {"name": "mine", "dataset": {"layout": "frames", "root": str(root), "gt": "gt.json", "labelled": True}}
+    """A frames-layout dataset ``mine`` at ``root``, resolved as the workflow does (the schema's defaults)."""
+    cfg = C.load(REPO / "config.yaml")
+    cfg["datasets"]["mine"] = {"layout": "frames", "root": str(root), "gt": "gt.json"}
+    return C.resolve(cfg, "mine")
 
 
 def test_fingerprint_survives_a_move_and_a_touch(tmp_path):

@@ -83,7 +83,7 @@ def test_progress_interval_from_the_environment(monkeypatch):
 
 def test_detect_flow_stc_and_infer_log_their_progress(tiny_demo, tmp_path, caplog, every_update):
     caplog.set_level(logging.INFO, logger="vad_pipeline.progress")
-    stc, videos, _, _ = build_stcs(tiny_demo, tmp_path, "test")
+    stc, videos, _, _ = build_stcs(tiny_demo, tmp_path, "test", cached=False)
     text = caplog.text
     for v in videos:  # one count per video, ending at its frames
         for stage in ("detect", "flow"):

@@ -21,7 +21,8 @@ TARGET = "results/demo/auc.json"
 
 
 def snakemake_cmd(*args: str) -> list[str]:
-    return smk.snakemake_cmd(*args, profile="local")
+    """The local profile, and the rules' own threads: training runs alone, after the other jobs."""
+    return smk.snakemake_cmd(*args, profile="local", max_threads=None)
 
 
 @pytest.fixture()
