@@ -419,3 +419,26 @@ def test_html_summary_tables_and_embedded_figures(tmp_path):
     no_gt = {**E.NO_GT, "dataset": "d", "note": "no ground truth for this dataset"}
     E.html_summary(no_gt, None, str(out))
     assert "no ground truth" in out.read_text() and "RBDC" not in out.read_text()
+
+
+def test_seeds_convention_drops_the_first_frames_and_takes_a_17_frame_median():
+    """Each video: abnormal frames 40-59 at 2, normal frames at 0, the first 4 (no cube) at 9. A
+    run of 8 high normal frames vanishes under a 17-frame median, a run of 9 stays: the seeds'
+    figure has 9 normal frames above the abnormal ones where the raw one has 17 (a 15-frame
+    median keeps both runs, a 19-frame one neither; the first frames kept would add 8)."""
+    from vad_pipeline import evaluate as E
+
+    rows = []
+    for video, run in (("a", range(10, 18)), ("b", range(10, 19))):
+        for f in range(80):
+            label = int(40 <= f < 60)
+            score = 9.0 if f < 4 else 3.0 if f in run else 2.0 * label
+            rows.append((video, f, score, label, f < 4, score))
+    frames = pd.DataFrame(rows, columns=["video", "frame", "score", "label", "excluded", "score_m"])
+    raw = E.metrics(frames)
+    seeds = raw["seeds_convention"]
+    normal, abnormal = 2 * (76 - 20), 2 * 20
+    assert raw["auc_micro"] == pytest.approx(1 - 17 / normal)
+    assert seeds["auc_micro"] == pytest.approx(1 - 9 / normal) and seeds["auc_terms"]["s_m"] == seeds["auc_micro"]
+    assert seeds["n_frames"] == normal + abnormal and seeds["auc_macro"] == pytest.approx((1 + 1 - 9 / 56) / 2)
+    assert seeds["protocol"] == {"exclude_first": 4, "median_frames": 17}
