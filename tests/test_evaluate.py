@@ -421,9 +421,9 @@ def test_html_summary_tables_and_embedded_figures(tmp_path):
     assert "no ground truth" in out.read_text() and "RBDC" not in out.read_text()
 
 
-def test_seeds_convention_drops_the_first_frames_and_takes_a_17_frame_median():
+def test_papers_convention_drops_the_first_frames_and_takes_a_17_frame_median():
     """Each video: abnormal frames 40-59 at 2, normal frames at 0, the first 4 (no cube) at 9. A
-    run of 8 high normal frames vanishes under a 17-frame median, a run of 9 stays: the seeds'
+    run of 8 high normal frames vanishes under a 17-frame median, a run of 9 stays: the papers'
     figure has 9 normal frames above the abnormal ones where the raw one has 17 (a 15-frame
     median keeps both runs, a 19-frame one neither; the first frames kept would add 8)."""
     from vad_pipeline import evaluate as E
@@ -436,9 +436,9 @@ def test_seeds_convention_drops_the_first_frames_and_takes_a_17_frame_median():
             rows.append((video, f, score, label, f < 4, score))
     frames = pd.DataFrame(rows, columns=["video", "frame", "score", "label", "excluded", "score_m"])
     raw = E.metrics(frames)
-    seeds = raw["seeds_convention"]
+    papers = raw["papers_convention"]
     normal, abnormal = 2 * (76 - 20), 2 * 20
     assert raw["auc_micro"] == pytest.approx(1 - 17 / normal)
-    assert seeds["auc_micro"] == pytest.approx(1 - 9 / normal) and seeds["auc_terms"]["s_m"] == seeds["auc_micro"]
-    assert seeds["n_frames"] == normal + abnormal and seeds["auc_macro"] == pytest.approx((1 + 1 - 9 / 56) / 2)
-    assert seeds["protocol"] == {"exclude_first": 4, "median_frames": 17}
+    assert papers["auc_micro"] == pytest.approx(1 - 9 / normal) and papers["auc_terms"]["s_m"] == papers["auc_micro"]
+    assert papers["n_frames"] == normal + abnormal and papers["auc_macro"] == pytest.approx((1 + 1 - 9 / 56) / 2)
+    assert papers["protocol"] == {"exclude_first": 4, "median_frames": 17}

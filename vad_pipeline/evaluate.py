@@ -16,8 +16,8 @@ windows; ``frame_scores`` warns with their names and auc.json lists them (``vide
 ``evaluate``: micro AUC (all frames pooled), macro AUC (mean over videos that have both classes),
 average precision and equal error rate (scikit-learn's ``roc_auc_score``, ``roc_curve``,
 ``average_precision_score``), and the micro AUC of each term alone; the AUCs also per camera.
-Beside these raw figures, auc.json holds the same in the papers' seeds' convention
-(``seeds_convention``, :data:`SEEDS`, fixed in advance, never tuned): each video's first 4 frames
+Beside these raw figures, auc.json holds the same in the papers' convention (their code's)
+(``papers_convention``, :data:`PAPERS`, fixed in advance, never tuned): each video's first 4 frames
 dropped, then its frame scores (the fused one and each term's) median-filtered over 17 frames.
 """
 
@@ -225,37 +225,37 @@ def metrics(frames: pd.DataFrame) -> dict:
         # camera is normalised against its own training data: cameras.normalize)
         "cameras": {str(c): _aucs(g)[0] for c, g in used.groupby(cams, sort=True)},
         "auc_per_video": per_video,
-        "seeds_convention": seeds_convention(frames),
+        "papers_convention": papers_convention(frames),
     }
 
 
-# The papers' seeds' code: each stream z-scored with training statistics (as the fused score
+# The papers' code: each stream z-scored with training statistics (as the fused score
 # already is), the first 4 frames of each video dropped, a 17-frame median filter over each video's
 # remaining frame scores (edges: the nearest frame repeated). Fixed in advance; figures beside the
 # raw ones, never instead of them.
-SEEDS = {"exclude_first": 4, "median_frames": 17}
+PAPERS = {"exclude_first": 4, "median_frames": 17}
 
 
-def seeds_convention(frames: pd.DataFrame) -> dict:
-    """Micro and macro AUC, AP and each term's micro AUC of ``frames`` in the seeds' convention
-    (:data:`SEEDS`), with that protocol."""
-    kept = frames[frames["frame"] >= SEEDS["exclude_first"]].sort_values(["video", "frame"], kind="stable")
+def papers_convention(frames: pd.DataFrame) -> dict:
+    """Micro and macro AUC, AP and each term's micro AUC of ``frames`` in the papers' convention
+    (:data:`PAPERS`), with that protocol."""
+    kept = frames[frames["frame"] >= PAPERS["exclude_first"]].sort_values(["video", "frame"], kind="stable")
     columns = ["score", *(c for c in TERMS.values() if c in kept)]
     smooth = []
     for _, g in kept.groupby("video", sort=False):
         g = g.copy()
         for c in columns:
-            g[c] = median_filter(g[c].to_numpy(float), size=SEEDS["median_frames"], mode="nearest")
+            g[c] = median_filter(g[c].to_numpy(float), size=PAPERS["median_frames"], mode="nearest")
         smooth.append(g)
     used = pd.concat(smooth) if smooth else kept
     used = used[used["label"] >= 0]
     y = used["label"].to_numpy().astype(bool)
     if len(used) == 0 or y.all() or not y.any():
-        return {"auc_micro": None, "auc_macro": None, "ap": None, "auc_terms": {}, "protocol": SEEDS}
+        return {"auc_micro": None, "auc_macro": None, "ap": None, "auc_terms": {}, "protocol": PAPERS}
     pooled, _ = _aucs(used)
     return {"auc_micro": pooled["auc_micro"], "auc_macro": pooled["auc_macro"],
             "ap": average_precision(y, used["score"].to_numpy(float)), "auc_terms": pooled["auc_terms"],
-            "n_frames": pooled["n_frames"], "protocol": SEEDS}
+            "n_frames": pooled["n_frames"], "protocol": PAPERS}
 
 
 NO_GT = {"auc_micro": None, "auc_terms": {}, "auc_macro": None, "ap": None, "eer": None, "cameras": {},
@@ -315,11 +315,11 @@ def html_summary(result: dict, bench: dict | None, out: str, figures: list[str] 
                 ("average precision", result["ap"]), ("equal error rate", result["eer"]),
                 *((f"AUC of {t} alone", v) for t, v in result.get("auc_terms", {}).items()),
                 ("frames evaluated", result["n_frames"]), ("abnormal frames", result["n_abnormal"])]
-        seeds = result.get("seeds_convention") or {}
-        if seeds.get("auc_micro") is not None:   # the papers' convention, labelled as such
-            rows += [(f"AUC micro, seeds' convention ({seeds['protocol']['median_frames']}-frame median, "
-                      f"first {seeds['protocol']['exclude_first']} frames dropped)", seeds["auc_micro"]),
-                     ("AUC macro, seeds' convention", seeds["auc_macro"])]
+        papers = result.get("papers_convention") or {}
+        if papers.get("auc_micro") is not None:   # the papers' convention, labelled as such
+            rows += [(f"AUC micro, papers' convention ({papers['protocol']['median_frames']}-frame median, "
+                      f"first {papers['protocol']['exclude_first']} frames dropped)", papers["auc_micro"]),
+                     ("AUC macro, papers' convention", papers["auc_macro"])]
         parts.append(table(rows, ("metric", "value")))
     cams = result.get("cameras") or {}
     if len(cams) > 1:
