@@ -166,7 +166,9 @@ def test_detect_video_on_the_demo(tiny_demo, tmp_path):
     assert (df["x1"] >= 0).all() and (df["y1"] >= 0).all()
     assert (df["x2"] <= w).all() and (df["y2"] <= h).all()
     assert (df["x2"] > df["x1"]).all() and (df["y2"] > df["y1"]).all()
-    assert df["score"].between(0, 1).all()
+    # the score is the blob's fill of its box: the demo's walkers are filled ellipses, pi/4 of their
+    # box (measured: 0.69-0.92, median 0.81); a constant or random score misses this
+    assert df["score"].between(0.5, 1).all() and abs(df["score"].median() - np.pi / 4) < 0.1
     assert (df["class"] == "motion").all()
     # no kept box lies mostly inside another one of the same frame
     limit = cfg["detect"]["motion"]["max_overlap"]
