@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vad_pipeline import config as C
 from vad_pipeline import datasets as D
 from vad_pipeline import hashcache as H
 
@@ -335,4 +336,5 @@ def test_ground_truth_is_tracked_by_content_whatever_the_setting(tmp_path):
     before = D.gt_fingerprint(cfg, tmp_path / "h.json")
     _write(root / "gt.json", b"[[0, 0, 1]]", OLD_NS + 10**9)
     assert D.gt_fingerprint(cfg, tmp_path / "h.json") != before
-    assert D.fingerprint_mode({"name": "x", "dataset": {}}) == "content"   # the schema's default
+    section = C.validate({"datasets": {"x": {"layout": "frames", "root": str(root)}}})["datasets"]["x"]
+    assert D.fingerprint_mode({"name": "x", "dataset": section}) == "content"   # the schema's default

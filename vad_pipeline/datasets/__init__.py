@@ -7,7 +7,6 @@ The adapter is chosen by ``dataset.layout`` (see :mod:`vad_pipeline.datasets.lay
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from pathlib import Path
@@ -99,17 +98,9 @@ FINGERPRINTS = ("size", "sample", "content")  # dataset.fingerprint
 Cache = str | os.PathLike | H.HashCache | None  # a hash cache: its file (H.cache_at), or None: every file read
 
 
-@functools.cache
-def _default_mode() -> str:
-    from vad_pipeline.config import load_schema
-
-    return load_schema()["$defs"]["dataset"]["properties"]["fingerprint"]["default"]
-
-
 def fingerprint_mode(cfg: dict) -> str:
-    """``dataset.fingerprint``: how a video's files are tracked (the schema's default where a
-    hand-made configuration leaves it out)."""
-    how = cfg["dataset"].get("fingerprint") or _default_mode()
+    """``dataset.fingerprint``: how a video's files are tracked."""
+    how = cfg["dataset"]["fingerprint"]
     if how not in FINGERPRINTS:
         raise VadError(f"config: datasets.{cfg['name']}.fingerprint {how!r} is unknown "
                        f"(have {', '.join(FINGERPRINTS)})")
