@@ -189,7 +189,7 @@ def cmd_score(cfg, a):
     from vad_pipeline.fusion import fuse
 
     fuse(a.train, a.test, a.out, cfg, a.stats, _pair("score", "motion", a.motion_train, a.motion_test),
-         read_cameras(a.cameras))
+         read_cameras(a.cameras), a.weights)
 
 
 def cmd_cell_layout(cfg, a):
@@ -222,7 +222,23 @@ def cmd_frame_scores(cfg, a):
     from vad_pipeline.evaluate import write_frame_scores
 
     write_frame_scores(a.objects, a.labels, a.out, cfg, _pair("frame-scores", "cells", a.cells_train, a.cells_test),
-                       read_cameras(a.cameras))
+                       read_cameras(a.cameras), a.weights)
+
+
+def cmd_validation_video(cfg, a):
+    from vad_pipeline.validation import video_terms
+
+    if len(a.boxes) != len(a.box_videos):
+        raise VadError("--boxes and --box-videos must list the same videos")
+    video_terms(cfg, a.video, a.model, a.layout, dict(zip(a.box_videos, a.boxes)), a.out, a.threads)
+
+
+def cmd_validation(cfg, a):
+    from vad_pipeline.validation import choose
+
+    train = {"infer": a.infer, "motion": a.motion, "features": a.features, "cell_stats": a.cell_stats,
+             "cells": a.cells}
+    choose(a.parts, cfg, train, read_cameras(a.cameras), a.table, a.out)
 
 
 def _figures(paths: list[str | None]) -> list[Path]:
@@ -249,6 +265,11 @@ def cmd_evaluate(cfg, a):
     if a.localisation:  # RBDC, TBDC, pixel AUC with their own protocol (datasets with pixel masks)
         loc = json.loads(Path(a.localisation).read_text())
         extra["localisation"] = {k: v for k, v in loc.items() if k != "dataset"}
+    if a.validation:   # the validation's table and the weights it chose, and whether they were used
+        from vad_pipeline.validation import summary
+
+        extra["validation"] = {**summary(a.validation),
+                               "weights_used": "chosen" if cfg["score"]["weights"] == "auto" else "fixed: shown only"}
     result = evaluate(a.frames, a.out, protocol, cfg["name"], extra)
     frames = pd.read_csv(a.frames, dtype={"video": str, "camera": str})
     if a.top:
@@ -379,6 +400,7 @@ TORCH_THREADS = ("--threads", {"type": int, "default": 0, "help": "cores the job
                                                                   "torch's threads and the loader's workers follow "
                                                                   "them unless train.threads / train.workers pin "
                                                                   "them (default: torch's setting, $OMP_NUM_THREADS)"})
+WEIGHTS = ("--weights", {"help": "the validation's weights.json (score.weights: auto); without it the fixed weights"})
 # subcommand: (function, help, [(flag, argparse options), ...])
 NO_SETTINGS = {"make-camera-set", "gather-terms", "stc-gather", "cell-stats-gather"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
 COMMANDS = {
@@ -423,7 +445,7 @@ COMMANDS = {
     "score": (cmd_score, "z-score with training statistics and fuse",
               [("--train", REQ), ("--test", REQ), ("--out", REQ), ("--stats", {}),
                ("--motion-train", {"help": "the motion stage's S_m of the training objects"}),
-               ("--motion-test", {"help": "... and of the test objects"}), CAMERAS]),
+               ("--motion-test", {"help": "... and of the test objects"}), CAMERAS, WEIGHTS]),
     "cell-layout": (cmd_cell_layout, "the windows of the cell term, fitted to the training boxes (JSON)",
                     [("--boxes", {"nargs": "+", **REQ}), ("--flows", {"nargs": "+", **REQ}), ("--out", REQ), CAMERAS]),
     "cell-stats": (cmd_cell_stats, "per window flow statistics of every video of a split (HDF5)",
@@ -445,11 +467,24 @@ COMMANDS = {
     "frame-scores": (cmd_frame_scores, "max-pool object scores to frames (plus the cell term S_c)",
                      [("--objects", REQ), ("--labels", REQ), ("--out", REQ),
                       ("--cells-train", {"help": "the cell stage's S_c of the training frames"}),
-                      ("--cells-test", {"help": "... and of the test frames"}), CAMERAS]),
+                      ("--cells-test", {"help": "... and of the test frames"}), CAMERAS, WEIGHTS]),
+    "validation-video": (cmd_validation_video, "the raw terms of one held-out training video made pseudo-anomalous "
+                         "(vad_pipeline.validation)",
+                         [("--video", REQ), ("--model", REQ), ("--layout", {**REQ, "help": "cells/layout.json"}),
+                          ("--boxes", {"nargs": "+", **REQ, "help": "the training videos' detections (pasted objects)"}),
+                          ("--box-videos", {"nargs": "+", **REQ, "help": "... their videos, in the same order"}),
+                          ("--out", {**REQ, "help": "folder"}), TORCH_THREADS]),
+    "validation": (cmd_validation, "the validation table and the fusion weights it chooses (weights.json)",
+                   [("--parts", {"nargs": "+", **REQ, "help": "the validation-video folders"}),
+                    ("--infer", {**REQ, "help": "infer/train.csv"}), ("--motion", {**REQ, "help": "motion/train.csv"}),
+                    ("--features", {**REQ, "help": "motion/features_train.csv"}),
+                    ("--cell-stats", {**REQ, "help": "cells/stats_train.h5"}), ("--cells", {**REQ, "help": "cells/train.csv"}),
+                    ("--table", REQ), ("--out", REQ), CAMERAS]),
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
                  [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
                   ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"}),
                   ("--localisation", {"help": "localisation.json, copied into auc.json under 'localisation'"}),
+                  ("--validation", {"help": "the validation's weights.json, copied into auc.json under 'validation'"}),
                   ("--table", {"help": "also write the figures as an HTML table (for the report)"}),
                   ("--benchmark", {"help": "benchmark.json, added to the --table"}),
                   ("--figures", {"nargs": "+", "help": "PNG files or folders of them, embedded in the --table "

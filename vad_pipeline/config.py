@@ -16,7 +16,7 @@ from vad_pipeline.io import VadError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 SECTIONS = ("demo", "detect", "flow", "stc", "model", "train", "loss", "cameras", "motion", "cells", "score",
-            "frame_scores", "report", "localisation")
+            "validation", "frame_scores", "report", "localisation")
 
 
 @functools.lru_cache(maxsize=1)

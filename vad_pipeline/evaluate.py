@@ -23,6 +23,7 @@ dropped, then its frame scores (the fused one and each term's) median-filtered o
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 from importlib import metadata
@@ -57,11 +58,11 @@ def terms(objects: pd.DataFrame) -> list[str]:
     return [t for t in TERMS if t in objects.columns and objects[t].notna().any()]
 
 
-def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: float, exclude_first: int,
+def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: float | np.ndarray, exclude_first: int,
               cameras: dict[str, str] | None = None) -> pd.DataFrame:
     """``df`` (one row per test frame, object-pooled ``score``, its ``camera``) with ``score_c`` =
-    z(S_c) and ``score`` + ``w_c`` * z(S_c); z from the training frames that are not excluded (of
-    the frame's own camera, given ``cameras``)."""
+    z(S_c) and ``score`` + ``w_c`` * z(S_c) (``w_c``: one weight, or one per row of ``df``); z from
+    the training frames that are not excluded (of the frame's own camera, given ``cameras``)."""
     from vad_pipeline.datasets.cameras import of
     from vad_pipeline.fusion import camera_z
 
@@ -73,18 +74,21 @@ def add_cells(df: pd.DataFrame, cells: tuple[pd.DataFrame, pd.DataFrame], w_c: f
     ref = train.loc[train["frame"] >= exclude_first].rename(columns={"s_c": "score_c"})
     z, _ = camera_z(ref.assign(camera=of(ref["video"], cameras or {})), df, "score_c", bool(cameras))
     df["score_c"] = z
-    if w_c != 0:   # w_c = 0 leaves the object-pooled score untouched, bit for bit
+    if np.any(w_c != 0):   # w_c = 0 leaves the object-pooled score untouched, bit for bit
         df["score"] = df["score"] + w_c * z
     return df
 
 
 def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
                  cells: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-                 cameras: dict[str, str] | None = None, source: str = "object scores") -> pd.DataFrame:
+                 cameras: dict[str, str] | None = None, source: str = "object scores",
+                 weights: str | None = None) -> pd.DataFrame:
     """``cells``: the cell stage's (training, test) frame tables, for S_c; ``cameras``: {video:
     camera} (the ``camera`` column; S_c z-scored per camera with ``cameras.normalize: camera``);
-    ``source``: where ``objects`` come from (the file, in errors)."""
+    ``source``: where ``objects`` come from (the file, in errors); ``weights``: the validation's
+    weights.json (``score.weights: auto``: each camera's w_c)."""
     from vad_pipeline.datasets.cameras import of
+    from vad_pipeline.validation import per_row, weights_for
 
     p = cfg["frame_scores"]
     objects = objects.astype({"video": str})
@@ -111,7 +115,9 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
     df["camera"] = of(df["video"], cameras or {})
     if cells is not None:
         by_camera = bool(cameras) and cfg["cameras"]["normalize"] == "camera"
-        df = add_cells(df, cells, float(cfg["score"]["w_c"]), int(p["exclude_first"]), cameras if by_camera else None)
+        default, chosen = weights_for(cfg, weights) if weights else ({"w_c": float(cfg["score"]["w_c"])}, {})
+        w_c = per_row(df["camera"], default, chosen, "w_c") if chosen else float(default["w_c"])
+        df = add_cells(df, cells, w_c, int(p["exclude_first"]), cameras if by_camera else None)
         pooled["score_c"] = "s_c"
     df["excluded"] = df["frame"] < p["exclude_first"]
     out = []
@@ -332,6 +338,14 @@ def html_summary(result: dict, bench: dict | None, out: str, figures: list[str] 
     if result.get("videos_without_objects"):
         parts.append(f"<p>Test videos without any scored object (their frames take the no-object score): "
                      f"{html.escape(', '.join(result['videos_without_objects']))}</p>")
+    val = result.get("validation")
+    if val:
+        parts.append("<h3>Label-free validation (pseudo-anomalies of held-out training videos)</h3>")
+        parts.append(f"<p>Held out: {html.escape(', '.join(val['held_out']))}. Fusion weights "
+                     f"({html.escape(val['weights_used'])}): {html.escape(json.dumps(val['default']))}"
+                     + "".join(f"; camera {html.escape(c)}: {html.escape(json.dumps(w))}" for c, w in val["cameras"].items())
+                     + f". Rule: {html.escape(val['rule'])}.</p>")
+        parts.append(pd.DataFrame(val["table"]).to_html(index=False, border=0, na_rep="-", float_format="%.4f"))
     loc = result.get("localisation")
     if loc:
         p = loc["protocol"]
@@ -418,13 +432,15 @@ def top_anomalies(frames: pd.DataFrame, fps: dict[str, float | None], p: dict) -
 
 
 def write_frame_scores(objects_csv: str, labels_csv: str, out: str, cfg: dict,
-                       cells: tuple[str, str] | None = None, cameras: dict[str, str] | None = None) -> pd.DataFrame:
-    """``cells``: the cell stage's (training, test) CSVs; ``cameras``: {video: camera}."""
+                       cells: tuple[str, str] | None = None, cameras: dict[str, str] | None = None,
+                       weights: str | None = None) -> pd.DataFrame:
+    """``cells``: the cell stage's (training, test) CSVs; ``cameras``: {video: camera}; ``weights``:
+    the validation's weights.json."""
     from vad_pipeline.windows import read_terms
 
     objects = read_csv(objects_csv, ["video", "frame", "score"])
     labels = read_csv(labels_csv, ["video", "frame", "label"])
     df = frame_scores(objects, labels, cfg, (read_terms(cells[0]), read_terms(cells[1])) if cells else None, cameras,
-                      objects_csv)
+                      objects_csv, weights)
     write_csv(out, df)
     return df

@@ -64,10 +64,13 @@ def camera_z(train: pd.DataFrame, test: pd.DataFrame, col: str, by_camera: bool)
 
 
 def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | None = None,
-         motion: tuple[str, str] | None = None, cameras: dict[str, str] | None = None) -> pd.DataFrame:
+         motion: tuple[str, str] | None = None, cameras: dict[str, str] | None = None,
+         weights: str | None = None) -> pd.DataFrame:
     """``motion``: the motion stage's (train, test) CSVs, for S_m; ``cameras``: {video: camera}
-    (``cameras.normalize: camera`` z-scores each object with its own camera's training objects)."""
+    (``cameras.normalize: camera`` z-scores each object with its own camera's training objects);
+    ``weights``: the validation's weights.json (``score.weights: auto``: each camera's weights)."""
     from vad_pipeline.datasets.cameras import of
+    from vad_pipeline.validation import per_row, weights_for
 
     cols = INDEX + ["s_f", "s_p"]
     train, test = read_csv(train_csv, cols), read_csv(test_csv, cols)
@@ -75,20 +78,22 @@ def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | No
         train, test = _join_motion(train, motion[0], train_csv), _join_motion(test, motion[1], test_csv)
     train["camera"], test["camera"] = of(train["video"], cameras or {}), of(test["video"], cameras or {})
     by_camera = bool(cameras) and cfg["cameras"]["normalize"] == "camera"
-    w_f, w_p = cfg["score"]["w_f"], cfg["score"]["w_p"]
+    default, chosen = weights_for(cfg, weights)
+    w = {k: per_row(test["camera"], default, chosen, k) for k in ("w_f", "w_p", "w_m")}
     stats = {}
-    for term, w in (("f", w_f), ("p", w_p)):
+    for term in ("f", "p"):
         z, st = camera_z(train, test, f"s_{term}", by_camera)
         test[f"z_{term}"] = np.nan_to_num(z, nan=0.0)  # a model without a motion stream has no S_f
-        stats[f"s_{term}"] = {**st, "weight": w}
-    test["score"] = w_f * test["z_f"] + w_p * test["z_p"]
+        stats[f"s_{term}"] = {**st, "weight": default[f"w_{term}"]}
+    test["score"] = w["w_f"] * test["z_f"] + w["w_p"] * test["z_p"]
     if motion:
-        w_m = cfg["score"]["w_m"]
         z, st = camera_z(train, test, "s_m", by_camera)
         test["z_m"] = z   # every object has its S_m (_join_motion)
-        stats["s_m"] = {**st, "weight": w_m}
-        if w_m != 0:   # w_m = 0 leaves the two-term score untouched, bit for bit
-            test["score"] = test["score"] + w_m * test["z_m"]
+        stats["s_m"] = {**st, "weight": default["w_m"]}
+        if (w["w_m"] != 0).any():   # w_m = 0 leaves the two-term score untouched, bit for bit
+            test["score"] = test["score"] + w["w_m"] * test["z_m"]
+    if chosen:
+        stats["camera_weights"] = chosen
     log.info("z-score statistics from %d training cubes: %s", len(train), stats)
     write_csv(out, test)
     if stats_out:

@@ -162,10 +162,11 @@ def jobs(cfg: dict, cameras: dict[str, str]) -> list[str]:
 
 
 def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict[str, str] | None = None,
-               camera: str | None = None, threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+               camera: str | None = None, threads: int = 1, training: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``PART_COLUMNS`` rows of S_m of the training objects (their video, or time block, left out)
     and test objects of ``camera`` (None or :data:`~vad_pipeline.datasets.cameras.ONE`: of every
-    camera); with ``cameras.motion: camera`` each camera of ``cameras`` ({video: camera}) on its own."""
+    camera); with ``cameras.motion: camera`` each camera of ``cameras`` ({video: camera}) on its own.
+    ``training`` False: the test objects only (no training row; the validation's)."""
     from vad_pipeline.datasets.cameras import ONE, of
     from vad_pipeline.progress import Progress
     from vad_pipeline.reference import leave_out
@@ -196,11 +197,12 @@ def term_parts(train_features: str, test_features: str, cfg: dict, cameras: dict
                            "own normal footage (add training footage in which objects move, or set cameras.motion: pooled)")
         warn_few_videos("S_m", "objects", train[tr].groupby(real_cams[tr])["video"].nunique().to_dict(), leave,
                         " and each object's own rows")
-        train.loc[tr, "s_m"] = training_scores(train[tr], p, leave, real_cams[tr].to_numpy(), threads)
+        if training:
+            train.loc[tr, "s_m"] = training_scores(train[tr], p, leave, real_cams[tr].to_numpy(), threads)
         progress.update(int(tr.sum()))
         test.loc[te, "s_m"] = density_scores(train[tr], test[te], p, threads=threads)
         progress.update(int(te.sum()))
-    return train.loc[chosen_tr, PART_COLUMNS], test.loc[chosen_te, PART_COLUMNS]
+    return train.loc[chosen_tr & training, PART_COLUMNS], test.loc[chosen_te, PART_COLUMNS]
 
 
 def _in_features_order(rows: pd.DataFrame) -> pd.DataFrame:

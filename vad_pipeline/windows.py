@@ -472,7 +472,7 @@ def _stack(arrays: dict) -> tuple[list[str], list[int], np.ndarray]:
 
 def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict,
            cameras: dict[str, str] | None = None, rows=None, threads: int = 1, what: str = "",
-           step: int = 1) -> tuple[dict, dict]:
+           step: int = 1, training: bool = True) -> tuple[dict, dict]:
     """Window scores of the training frames (their video, or time block, left out: ``leave``;
     ``cameras``: {video: camera} where the layout serves several) and the test frames of one
     layout's videos ({video: (frames, windows, 5)}, emptied), statistics divided by their
@@ -486,10 +486,10 @@ def _terms(train: dict, test: dict, layout: dict, p: dict, leave: dict,
     test_names, test_lens, query = _stack(test)
     if not test_names:
         query = everything[:0]
-    tr, te = window_scores(everything, videos, query, scale, layout, p, frames=frames, leave=leave, cams=cams,
-                           rows=rows, threads=threads, what=what)
+    tr, te = window_scores(everything, videos, query, scale, layout, p, training=training, frames=frames,
+                           leave=leave, cams=cams, rows=rows, threads=threads, what=what)
     ends, test_ends = np.cumsum([0, *lens]), np.cumsum([0, *test_lens])
-    return ({v: tr[ends[i] : ends[i + 1]] for i, v in enumerate(names)},
+    return ({v: tr[ends[i] : ends[i + 1]] for i, v in enumerate(names)} if training else {},
             {v: te[test_ends[i] : test_ends[i + 1]] for i, v in enumerate(test_names)})
 
 
@@ -521,12 +521,14 @@ def frame_counts(path: str, videos: list[str]) -> int:
 
 
 def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, str] | None = None,
-               camera: str | None = None, band: str = "1of1", threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+               camera: str | None = None, band: str = "1of1", threads: int = 1,
+               training: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``PART_COLUMNS`` rows of one part of S_c (:func:`jobs`), training frames (their video, or
     time block, left out) and test frames: the videos of the layout ``camera`` (None or
     :data:`~vad_pipeline.datasets.cameras.ONE`: of every layout), each frame's highest window of
     the rows of ``band`` (:func:`band_rows`), each camera of the layouts against its own training
-    videos (one layout: all against all). Only that layout's statistics are read."""
+    videos (one layout: all against all). Only that layout's statistics are read. ``training``
+    False: the test frames only (no training row; the validation's)."""
     from vad_pipeline.reference import leave_out
 
     p, leave = cfg["cells"], leave_out(cfg, cfg["cells"]["frames"])
@@ -566,7 +568,7 @@ def term_parts(train_stats: str, test_stats: str, cfg: dict, cameras: dict[str, 
             log.info("S_c%s: %d training frames, every %d-th in the reference and scored (cells.reference_frames %d)",
                      what, n_train, step, p["reference_frames"])
         train, test = _read_split(train_stats, tr_names, boxes, step), _read_split(test_stats, te_names, boxes)
-        a, b = _terms(train, test, layout, p, leave, cameras, rows, threads, what, step)
+        a, b = _terms(train, test, layout, p, leave, cameras, rows, threads, what, step, training)
         windows = np.flatnonzero(np.isin(np.asarray(layout["rows"]), rows))
         for out, scores, names, s in ((parts[0], a, train_names, step), (parts[1], b, test_names, 1)):
             out += [_frame_rows(v, x, boxes[v], windows, s).assign(order=names.index(v))[PART_COLUMNS]

@@ -29,6 +29,7 @@ from vad_pipeline.io import VadError
 
 SPLIT_DIRS = Frames.SPLIT_DIRS
 SPLITS = ("train", "test")
+HOLDOUT = "holdout"   # the training videos the validation holds out (datasets.holdout): no training video
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "SPLIT_DIRS", "Video", "frame_size", "iter_frames", "read_frame", "read_frames",
     "layout_of", "root_of", "video_names", "video_source", "video_sources", "get_video", "frame_labels",
@@ -55,16 +56,31 @@ def root_of(cfg: dict) -> Path:
 
 
 def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise VadError(f"unknown split {split!r} (train or test)")
+    if split not in (*SPLITS, HOLDOUT):
+        raise VadError(f"unknown split {split!r} (train, test or holdout)")
+
+
+def _layout_sources(cfg: dict, split: str) -> dict[str, Path]:
+    """The layout's listing of a split; ``train`` without the held-out videos, ``holdout`` only
+    those (:func:`vad_pipeline.datasets.holdout.held_out`)."""
+    _check_split(split)
+    layout = layout_of(cfg)
+    if split == "test":
+        return layout.sources(cfg, split)
+    from vad_pipeline.datasets.cameras import cameras_of
+    from vad_pipeline.datasets.holdout import held_out
+
+    everything = layout.sources(cfg, "train")
+    # the dataset's validation section decides (a job that lists the training split is given it)
+    out = set(held_out(cfg, cameras_of(cfg, list(everything), "train")))
+    return {n: s for n, s in everything.items() if (n in out) == (split == HOLDOUT)}
 
 
 def _sources(cfg: dict, split: str) -> dict[str, Path]:
     _check_split(split)
-    layout = layout_of(cfg)
-    if layout.name != "demo":
+    if layout_of(cfg).name != "demo":
         root_of(cfg)
-    return layout.sources(cfg, split)
+    return _layout_sources(cfg, split)
 
 
 def video_names(cfg: dict, split: str) -> list[str]:
@@ -217,12 +233,12 @@ def camera_fingerprints(cfg: dict, split: str) -> dict[str, list[str]] | None:
 def get_video(cfg: dict, split: str, name: str) -> Video:
     _check_split(split)
     layout = layout_of(cfg)
-    source = layout.sources(cfg, split).get(name) if layout.name != "demo" else None
+    source = _layout_sources(cfg, split).get(name) if layout.name != "demo" else None
     if source is None:  # the demo, or a name the listing does not have: report the folder
-        source = layout.split_folder(Path(cfg["dataset"]["root"]), split) / name
+        source = layout.split_folder(Path(cfg["dataset"]["root"]), "test" if split == "test" else "train") / name
         if not source.exists():
             raise VadError(f"{source}: video folder not found")
-    video = layout.open(cfg, split, name, source)
+    video = layout.open(cfg, "test" if split == "test" else "train", name, source)
     expected = cfg["dataset"].get("frame_size")
     if expected and tuple(frame_size(video)) != tuple(expected):
         raise VadError(f"{video.source}: frames are {frame_size(video)[0]}x{frame_size(video)[1]} (height x width) "

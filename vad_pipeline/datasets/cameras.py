@@ -53,7 +53,12 @@ def video_cameras(cfg: dict, split: str) -> dict[str, str]:
     what the workflow knows when it plans the jobs of the weight-free terms, one per camera."""
     from vad_pipeline.datasets import video_names
 
-    m, names = mode(cfg), video_names(cfg, split)
+    return cameras_of(cfg, video_names(cfg, split), split)
+
+
+def cameras_of(cfg: dict, names: list[str], split: str) -> dict[str, str]:
+    """{video: camera} of these videos of a split (:func:`video_cameras`), from their names."""
+    m = mode(cfg)
     if m == "prefix":
         return {n: n.split("_", 1)[0] for n in names}
     if m == "file":

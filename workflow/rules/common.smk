@@ -319,5 +319,6 @@ def evaluate_extras(wildcards, input):
     names = input.keys()
     figures = [input[k] for k in ("pictures", "loc_plot", "loss") if k in names and input[k]]
     return [*(["--localisation", input.loc] if "loc" in names and input.loc else []),
+            *(["--validation", input.validation] if "validation" in names and input.validation else []),
             *(["--benchmark", input.bench] if "bench" in names else []),
             *(["--figures", *figures] if figures else [])]

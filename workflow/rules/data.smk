@@ -45,7 +45,8 @@ rule cameras:
         "results/{dataset}/cameras/{split}.csv",
     params:
         root=root_param,
-        cfg=params_json("demo", extra=lambda c: {"cameras": {"assign": K.mode(c)}}),
+        cfg=params_json("demo", "validation", only={"validation": ("videos", "min_videos")},
+                        extra=lambda c: {"cameras": {"assign": K.mode(c)}}),
         videos=videos_param(cameras=True),
     log:
         "results/logs/{dataset}/cameras_{split}.log",

@@ -7,11 +7,13 @@ rule frame_scores:
         cells_train="results/{dataset}/cells/train.csv",
         cells_test="results/{dataset}/cells/test.csv",
         cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
+        weights=weights_input,
     output:
         "results/{dataset}/frame_scores.csv",
     params:
         cfg=params_json("frame_scores", "cameras", only={"cameras": ("normalize",)},
-                        extra=lambda c: {"score": {"w_c": c["score"]["w_c"]}}),
+                        extra=lambda c: {"score": {k: c["score"][k] for k in ("w_c", "weights")}}),
+        weights=weights_arg,
     log:
         "results/logs/{dataset}/frame_scores.log",
     conda:
@@ -19,7 +21,7 @@ rule frame_scores:
     shell:
         "{VAD} frame-scores --params {params.cfg:q} --objects {input.objects:q} --labels {input.labels:q} "
         "--cells-train {input.cells_train:q} --cells-test {input.cells_test:q} --cameras {input.cameras:q} "
-        "--out {output:q} 2> {log:q}"
+        "{params.weights:q} --out {output:q} 2> {log:q}"
 
 
 rule top_anomalies:
@@ -101,6 +103,7 @@ rule evaluate:
         bench="results/{dataset}/benchmark.json",
         pictures="results/{dataset}/top_anomalies",
         loss="results/{dataset}/train/loss.png",
+        validation=validation_input,
     output:
         auc=report("results/{dataset}/auc.json", caption="../report/auc.rst", category="Frame level"),
         roc=report("results/{dataset}/roc.png", caption="../report/roc.rst", category="Frame level"),
@@ -130,7 +133,8 @@ rule benchmark:
         report("results/{dataset}/benchmark.json", caption="../report/benchmark.rst", category="Benchmark"),
     params:
         root=root_param,
-        cfg=params_json("demo", "detect", "flow", "frame_scores", "train", only={"train": ("max_cubes",)}),
+        cfg=params_json("demo", "detect", "flow", "frame_scores", "train", "validation",
+                        only={"train": ("max_cubes",), "validation": ("videos", "min_videos")}),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:

@@ -199,11 +199,13 @@ rule score:
         motion_train="results/{dataset}/motion/train.csv",
         motion_test="results/{dataset}/motion/test.csv",
         cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
+        weights=weights_input,
     output:
         scores="results/{dataset}/object_scores.csv",
         stats="results/{dataset}/score_stats.json",
     params:
         cfg=params_json("score", "cameras", only={"cameras": ("normalize",)}),
+        weights=weights_arg,
     log:
         "results/logs/{dataset}/score.log",
     benchmark:
@@ -213,4 +215,4 @@ rule score:
     shell:
         "{VAD} score --params {params.cfg:q} --train {input.train:q} --test {input.test:q} "
         "--motion-train {input.motion_train:q} --motion-test {input.motion_test:q} --cameras {input.cameras:q} "
-        "--out {output.scores:q} --stats {output.stats:q} 2> {log:q}"
+        "{params.weights:q} --out {output.scores:q} --stats {output.stats:q} 2> {log:q}"
