@@ -97,7 +97,11 @@ def _write_pseudo(cfg: dict, video: str, boxes: dict[str, str], folder: Path) ->
     p = cfg["validation"]
     source = get_video(cfg, "holdout", video)
     n = min(source.n_frames, int(p["max_frames"]))
-    src, labels, kinds, segments = pseudo.plan(n, p["kinds"], float(p["segment"]), GUARD)
+    try:
+        src, labels, kinds, segments = pseudo.plan(n, p["kinds"], float(p["segment"]), GUARD)
+    except ValueError as exc:
+        raise VadError(f"{source.source}: held-out video {video} cannot take the pseudo-anomalies ({exc}); use fewer "
+                       "validation.kinds, or set validation.videos: 0 for this dataset") from exc
     seed = int(cfg.get("seed", 0)) * 7919 + sum(map(ord, video))
     patch, size = _patch(cfg, boxes, video, seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -233,12 +233,13 @@ def camera_fingerprints(cfg: dict, split: str) -> dict[str, list[str]] | None:
 def get_video(cfg: dict, split: str, name: str) -> Video:
     _check_split(split)
     layout = layout_of(cfg)
-    source = _layout_sources(cfg, split).get(name) if layout.name != "demo" else None
+    folder = "test" if split == "test" else "train"   # a held-out video is in the training folder
+    source = layout.sources(cfg, folder).get(name) if layout.name != "demo" else None
     if source is None:  # the demo, or a name the listing does not have: report the folder
-        source = layout.split_folder(Path(cfg["dataset"]["root"]), "test" if split == "test" else "train") / name
+        source = layout.split_folder(Path(cfg["dataset"]["root"]), folder) / name
         if not source.exists():
             raise VadError(f"{source}: video folder not found")
-    video = layout.open(cfg, "test" if split == "test" else "train", name, source)
+    video = layout.open(cfg, folder, name, source)
     expected = cfg["dataset"].get("frame_size")
     if expected and tuple(frame_size(video)) != tuple(expected):
         raise VadError(f"{video.source}: frames are {frame_size(video)[0]}x{frame_size(video)[1]} (height x width) "
