@@ -100,7 +100,7 @@ def _read(cfg: dict, camera: str):
     """(train, test, labels, masks) of a dataset, videos renamed ``<camera>_<video>`` (``cfg``'s
     dataset section: its keys, the schema's defaults for the rest)."""
     section = C.validate({"datasets": {cfg["name"]: cfg["dataset"]}}, where=f"camera {camera}")["datasets"]
-    cfg = {**cfg, "dataset": section[cfg["name"]]}
+    cfg = {**cfg, "dataset": section[cfg["name"]], "validation": {"videos": 0}}   # a copy: every training video
     train = [D.get_video(cfg, "train", n) for n in D.video_names(cfg, "train")]
     test = [D.get_video(cfg, "test", n) for n in D.video_names(cfg, "test")]
     labels, masks = D.frame_labels(cfg, test), {v.name: D.pixel_masks(cfg, v) for v in test}

@@ -72,7 +72,7 @@ def _layout_sources(cfg: dict, split: str) -> dict[str, Path]:
 
     everything = layout.sources(cfg, "train")
     # the dataset's validation section decides (a job that lists the training split is given it)
-    out = set(held_out(cfg, cameras_of(cfg, list(everything), "train")))
+    out = set(held_out(cfg, cameras_of(cfg, list(everything), "train"))) if cfg["validation"]["videos"] else set()
     return {n: s for n, s in everything.items() if (n in out) == (split == HOLDOUT)}
 
 
