@@ -188,3 +188,20 @@ def test_a_new_weight_rule_reruns_the_choice_and_scoring_but_no_training(validat
     rules = planned_rules(wd, "results/demo/auc.json")
     assert "validation" in rules and "score" in rules and "frame_scores" in rules
     assert not rules & {"train", "infer", "validation_video", "detect", "flow", "cell_terms", "motion_terms"}
+
+
+def test_causal_per_video_baseline_reads_only_the_past(tiny_resolved):
+    from vad_pipeline.evaluate import causal_baseline, frame_scores
+
+    s = np.r_[np.zeros(50), np.full(10, 8.0), np.zeros(40)]
+    base = causal_baseline(s, 20)
+    assert base[49] == 0 and base[55] == 0       # a short burst does not lift its own baseline
+    changed = s.copy()
+    changed[80:] = 100.0                         # a change later in the video ...
+    assert np.array_equal(causal_baseline(changed, 20)[:80], base[:80])   # ... leaves every earlier baseline
+    cfg = copy.deepcopy(tiny_resolved)
+    cfg["frame_scores"].update(per_video="causal", causal_frames=20, exclude_first=0)
+    objects = pd.DataFrame({"video": np.repeat(["a", "b"], 30), "frame": np.tile(np.arange(30), 2),
+                            "score": np.r_[np.full(30, 1.0), np.full(30, 25.0)], "z_f": 0.0, "z_p": 0.0})
+    out = frame_scores(objects, objects[["video", "frame"]].assign(label=0), cfg)
+    assert np.allclose(out["score"], 0.0)        # two normal levels 25x apart: both at 0

@@ -129,6 +129,8 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
             if p["per_video"] == "minmax" and keep.any():
                 lo, hi = s[keep].min(), s[keep].max()
                 s = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+            elif p["per_video"] == "causal" and keep.any():
+                s[keep] = s[keep] - causal_baseline(s[keep], int(p["causal_frames"]))
             if p["smoothing"] > 0 and keep.any():
                 s[keep] = gaussian_filter1d(s[keep], p["smoothing"], mode="nearest")
             g[c] = s
@@ -140,6 +142,13 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
                     "first frames): %s; their frames take the no-object score (frame_scores.fill)%s",
                     len(quiet), ", ".join(quiet), " plus w_c times S_c" if cells is not None else "")
     return df
+
+
+def causal_baseline(s: np.ndarray, frames: int) -> np.ndarray:
+    """Each frame's baseline for ``frame_scores.per_video: causal``: the median of the video's
+    scores over the ``frames`` frames up to it (itself included): only the past, never a later
+    frame, so a live camera could compute it."""
+    return np.array([np.median(s[max(0, t - frames + 1) : t + 1]) for t in range(len(s))])
 
 
 def quiet_videos(frames: pd.DataFrame) -> list[str]:
