@@ -68,21 +68,25 @@ def test_skip_shows_every_second_frame_and_shortens_the_video():
     assert src[-1] == N - 1  # the whole source is used
 
 
-def test_reverse_decreases_inside_its_segment():
+def test_reverse_turns_back_without_a_cut_and_then_goes_forward_again():
     src, _, kinds, segs = plan(N, ["reverse"], 0.1, 4)
     (seg,) = segs
-    inside = src[seg.start : seg.start + seg.length]
+    L = seg.length
+    inside = src[seg.start : seg.start + L]
     assert np.all(np.diff(inside) == -1)
-    assert inside.min() == seg.source and inside.max() == seg.source + seg.length - 1
-    assert src[seg.start + seg.length] == seg.source + seg.length
-    assert len(src) == N and set(kinds[seg.start : seg.start + seg.length]) == {"reverse"}
+    assert inside[0] == src[seg.start - 1] - 1          # one step back from the last frame shown: no jump
+    assert inside.min() == seg.source
+    assert np.all(np.abs(np.diff(src)) == 1)            # never a cut anywhere: every step is one frame
+    assert np.all(np.diff(src[seg.start + L - 1 :]) == 1)   # forward again after it
+    assert len(src) == N + 2 * L and src[-1] == N - 1   # the turned-back frames are shown twice
+    assert set(kinds[seg.start : seg.start + L]) == {"reverse"}
 
 
 @pytest.mark.parametrize("guard", [0, 4])
 def test_labels_segments_and_guards(guard):
     src, labels, kinds, segs = plan(300, KINDS, 0.05, guard)
     assert [s.kind for s in segs] == list(KINDS)
-    assert len(src) == 300 - segs[0].length and labels.dtype == np.int8
+    assert len(src) == 300 + segs[0].length and labels.dtype == np.int8   # skip: L fewer; reverse: 2L more
     expect = np.zeros(len(src), np.int8)
     expect_kind = np.full(len(src), "", dtype=object)
     prev_end = 0

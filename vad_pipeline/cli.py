@@ -238,7 +238,7 @@ def cmd_validation(cfg, a):
 
     train = {"infer": a.infer, "motion": a.motion, "features": a.features, "cell_stats": a.cell_stats,
              "cells": a.cells}
-    choose(a.parts, cfg, train, read_cameras(a.cameras), a.table, a.out)
+    choose(a.parts, cfg, train, read_cameras(a.cameras), a.table, a.out, a.frames)
 
 
 def _figures(paths: list[str | None]) -> list[Path]:
@@ -479,7 +479,8 @@ COMMANDS = {
                     ("--infer", {**REQ, "help": "infer/train.csv"}), ("--motion", {**REQ, "help": "motion/train.csv"}),
                     ("--features", {**REQ, "help": "motion/features_train.csv"}),
                     ("--cell-stats", {**REQ, "help": "cells/stats_train.h5"}), ("--cells", {**REQ, "help": "cells/train.csv"}),
-                    ("--table", REQ), ("--out", REQ), CAMERAS]),
+                    ("--table", REQ), ("--out", REQ), ("--frames", {"help": "every validation frame's scores (CSV)"}),
+                    CAMERAS]),
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
                  [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
                   ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"}),

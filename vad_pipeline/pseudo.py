@@ -45,7 +45,7 @@ def plan(
         n = max(0, n_frames)
         return np.arange(n), np.zeros(n, np.int8), np.full(n, "", dtype=object), []
     length = max(MIN_LENGTH, round(segment * n_frames))
-    used = sum(2 * length if kind == "skip" else length for kind in kinds)
+    used = sum({"skip": 2 * length, "reverse": 0}.get(kind, length) for kind in kinds)   # new source frames
     gaps = len(kinds) + 1
     need = used + gaps * (guard + 1)
     if n_frames < need:
@@ -67,8 +67,15 @@ def plan(
             parts.append(np.arange(s, s + 2 * length, 2))
             s += 2 * length
         elif kind == "reverse":
-            parts.append(np.arange(s + length - 1, s - 1, -1))
-            s += length
+            # continuous, no cut: back from the last frame shown (s - 1), then forward again from
+            # where it turned, re-showing those L frames (normal motion) before the L new ones
+            if s < length + 1:
+                raise ValueError(f"n_frames={n_frames}: a reverse segment of {length} frames needs {length + 1} "
+                                 f"frames shown before it, there are {s}")
+            parts.append(np.arange(s - 2, s - 2 - length, -1))
+            parts.append(np.arange(s - length, s))
+            o += length
+            segments[-1] = Segment(kind, segments[-1].start, length, s - 1 - length)
         else:  # paste, freeze: frames in order, render changes their pixels
             parts.append(np.arange(s, s + length))
             s += length
@@ -81,7 +88,8 @@ def plan(
         end = seg.start + seg.length
         labels[seg.start : end] = 1
         kind_of_frame[seg.start : end] = seg.kind
-        # models see the 4 previous frames: just after a segment a frame is neither clearly normal nor anomalous
+        # the terms look back (cubes 4 frames, S_m and S_c their pooling windows: the caller's guard):
+        # just after a segment a frame is neither clearly normal nor anomalous
         labels[end : end + guard] = -1
     return src, labels, kind_of_frame, segments
 

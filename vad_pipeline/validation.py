@@ -36,8 +36,14 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = ("w_f", "w_p", "w_m", "w_c")
 TERM_OF = {"w_f": "score_f", "w_p": "score_p", "w_m": "score_m", "w_c": "score_c"}   # weight -> frame column
-GUARD = 4   # frames after a segment that are neither normal nor anomalous: a cube holds the 4 frames before
+CUBE = 4   # the frames before its own a cube holds
 PIECES = ("infer.csv", "features.csv", "cells.h5", "frames.csv")   # what one held-out video's job writes
+
+
+def guard(cfg: dict) -> int:
+    """Frames after a segment that are neither normal nor anomalous: as many as any term looks back
+    (a cube's frames, S_m's and S_c's pooling windows), so that no normal frame holds a pseudo-anomaly."""
+    return max(CUBE, int(cfg["motion"]["frames"]), int(cfg["cells"]["frames"]))
 
 
 def fixed(cfg: dict) -> dict[str, float]:
@@ -98,7 +104,7 @@ def _write_pseudo(cfg: dict, video: str, boxes: dict[str, str], folder: Path) ->
     source = get_video(cfg, "holdout", video)
     n = min(source.n_frames, int(p["max_frames"]))
     try:
-        src, labels, kinds, segments = pseudo.plan(n, p["kinds"], float(p["segment"]), GUARD)
+        src, labels, kinds, segments = pseudo.plan(n, p["kinds"], float(p["segment"]), guard(cfg))
     except ValueError as exc:
         raise VadError(f"{source.source}: held-out video {video} cannot take the pseudo-anomalies ({exc}); use fewer "
                        "validation.kinds, or set validation.videos: 0 for this dataset") from exc
@@ -248,9 +254,10 @@ def _kept(df: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
 
 
 def choose(parts: list[str], cfg: dict, train: dict[str, str], cameras: dict[str, str],
-           table_out: str, weights_out: str) -> dict:
+           table_out: str, weights_out: str, frames_out: str | None = None) -> dict:
     """The validation table (``table_out``, CSV) and the chosen weights (``weights_out``, JSON, with
-    the rule and each camera's mean AUCs); returns what weights_out holds."""
+    the rule and each camera's mean AUCs); ``frames_out``: every validation frame's scores (each
+    term's, the fused one with the chosen weights), label and kind. Returns what weights_out holds."""
     from vad_pipeline.windows import read_terms
 
     p, kinds = cfg["validation"], list(cfg["validation"]["kinds"])
@@ -284,6 +291,10 @@ def choose(parts: list[str], cfg: dict, train: dict[str, str], cameras: dict[str
                          "abnormal_frames": int((df["label"] == 1).sum())})
     table = pd.DataFrame(rows)
     write_csv(table_out, table)
+    if frames_out:
+        every = pooled(objects, s_c, frames, cells_train, cfg, chosen["all"], cameras)
+        every = every.merge(frames[["video", "frame", "kind", "source_frame"]], on=["video", "frame"], how="left")
+        write_csv(frames_out, every)
     out = {"rule": (f"every combination of {list(p['grid'])} for (w_f, w_p, w_m, w_c), largest 1: the best mean "
                     f"validation AUC over the kinds {kinds}; within {p['tolerance']} of it the closest to equal "
                     "weights; per camera with held-out videos, the others the choice over all"),

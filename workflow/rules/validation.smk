@@ -77,6 +77,7 @@ rule validation:
         table=report("results/{dataset}/validation/table.csv", caption="../report/validation.rst",
                      category="Validation"),
         weights="results/{dataset}/validation/weights.json",
+        frames="results/{dataset}/validation/frames.csv",
     params:
         cfg=params_json("motion", "cells", "score", "validation", "frame_scores", "cameras", "seed"),
         folders=lambda w: [f"results/{w.dataset}/validation/videos/{v}" for v in held_out(w.dataset)],
@@ -91,4 +92,5 @@ rule validation:
         "{VAD} validation --params {params.cfg:q} --parts {params.folders:q} --infer {input.infer:q} "
         "--motion {input.motion:q} --features {input.features:q} --cell-stats {input.cell_stats:q} "
         "--cells {input.cells:q} --cameras {input.cameras:q} --table {output.table:q} --out {output.weights:q} "
+        "--frames {output.frames:q} "
         "2> {log:q}"
