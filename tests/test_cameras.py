@@ -213,7 +213,8 @@ def test_cameras_cli_writes_the_camera_lists(tmp_path):
             d.rename(d.with_name(f"05_{d.name}"))
     # as the cameras and labels rules pass them: the resolved cameras.assign
     frames = {**res, "dataset": {**res["dataset"], "layout": "frames"}, "cameras": {"assign": "prefix"}}
-    params = json.dumps({**C.stage_params(frames, "demo"), "cameras": {"assign": K.mode(frames)}})
+    params = json.dumps({**C.stage_params(frames, "demo", "validation", only={"validation": ("videos", "min_videos")}),
+                         "cameras": {"assign": K.mode(frames)}})
     out = tmp_path / "out"
     for split in ("train", "test"):
         assert cli.main(["cameras", "--params", params, "--root", str(tmp_path / "demo"), "--split", split,

@@ -87,7 +87,8 @@ def test_resolve_other_dataset_and_preset_do_not_leak():
     cfg = _small()
     e = C.resolve(cfg, "e")
     assert e["train"]["epochs"] == 2 and e["train"]["lr"] == 0.5
-    assert e["score"] == {"w_f": 0.1, "w_p": 0.3, "w_m": 1.0, "w_c": 1.0, "batch_size": 512, "train_cubes": 200000}
+    assert e["score"] == {"w_f": 0.1, "w_p": 0.3, "w_m": 1.0, "w_c": 1.0, "weights": "auto", "batch_size": 512,
+                          "train_cubes": 200000}
     cfg["preset"] = "gpu"
     d = C.resolve(cfg, "d")
     assert d["train"]["epochs"] == 3  # dataset (no dataset gpu preset), beats presets.gpu
@@ -339,7 +340,7 @@ def test_shipped_mgsm_settings_follow_its_paper(base_config, dataset, w_f, w_p, 
         "lambda_div": 0.0001, "lambda_model": 1.0}
     assert (r["train"]["epochs"], r["train"]["batch_size"]) == gpu_train
     # amsrc keeps its own settings on the same dataset
-    assert amsrc["score"] == base_config["datasets"][dataset]["score"] | {"w_m": 1.0, "w_c": 1.0, "batch_size": 512,
+    assert amsrc["score"] == base_config["datasets"][dataset]["score"] | {"w_m": 1.0, "w_c": 1.0, "batch_size": 512, "weights": "auto",
                                                                                       "train_cubes": 200000}
     assert amsrc["train"]["epochs"] == {"ped2": 60, "avenue": 40, "shanghaitech": 40}[dataset]
     cfg["preset"] = "cpu"

@@ -47,14 +47,14 @@ def guard(cfg: dict) -> int:
 
 
 def fixed(cfg: dict) -> dict[str, float]:
-    """The fixed weights of ``score`` (w_f, w_p, w_m, w_c)."""
-    return {w: float(cfg["score"][w]) for w in WEIGHTS}
+    """The fixed weights of ``score`` (w_f, w_p, w_m, w_c; those a stage is given)."""
+    return {w: float(cfg["score"][w]) for w in WEIGHTS if w in cfg["score"]}
 
 
 def weights_for(cfg: dict, path: str | None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """(the weights of every camera not named, {camera: its weights}): with ``score.weights: auto``
-    and a validation's ``path`` (weights.json) its choice, else the fixed weights."""
-    if cfg["score"]["weights"] != "auto" or not path:
+    """(the weights of every camera not named, {camera: its weights}): with a validation's ``path``
+    (weights.json, given where ``score.weights`` is auto) its choice, else the fixed weights."""
+    if not path or cfg["score"]["weights"] != "auto":
         return fixed(cfg), {}
     try:
         chosen = json.loads(Path(path).read_text())

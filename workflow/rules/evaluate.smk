@@ -7,7 +7,7 @@ rule frame_scores:
         cells_train="results/{dataset}/cells/train.csv",
         cells_test="results/{dataset}/cells/test.csv",
         cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
-        weights=weights_input,
+        weights=fusion_weights_input,
     output:
         "results/{dataset}/frame_scores.csv",
     params:

@@ -199,7 +199,7 @@ rule score:
         motion_train="results/{dataset}/motion/train.csv",
         motion_test="results/{dataset}/motion/test.csv",
         cameras=["results/{dataset}/cameras/train.csv", "results/{dataset}/cameras/test.csv"],
-        weights=weights_input,
+        weights=fusion_weights_input,
     output:
         scores="results/{dataset}/object_scores.csv",
         stats="results/{dataset}/score_stats.json",

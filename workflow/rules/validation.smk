@@ -3,30 +3,6 @@
 # by every term, and the fusion weights chosen on them (score.weights: auto). No test frame is read.
 
 
-@functools.cache
-def held_out(dataset):
-    return video_names(dataset, "holdout")
-
-
-def weights_input(wildcards):
-    """The validation's weights.json where the dataset's weights are chosen on it (score.weights:
-    auto and a held-out video); else nothing (the fixed weights)."""
-    cfg = RESOLVED[wildcards.dataset]
-    if cfg["score"]["weights"] != "auto" or not held_out(wildcards.dataset):
-        return []
-    return [f"results/{wildcards.dataset}/validation/weights.json"]
-
-
-def validation_input(wildcards):
-    """The validation's weights.json (its table) where the dataset holds videos out, whatever
-    score.weights: auc.json and the summary page show it."""
-    return [f"results/{wildcards.dataset}/validation/weights.json"] if held_out(wildcards.dataset) else []
-
-
-def weights_arg(wildcards, input):
-    return ["--weights", input.weights] if "weights" in input.keys() and input.weights else []
-
-
 rule validation_video:
     """One held-out training video made pseudo-anomalous (a segment of each validation.kinds) and
     its raw terms: detection, flow, cubes, the model's S_f and S_p, S_m's features, S_c's statistics."""
