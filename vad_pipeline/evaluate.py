@@ -23,7 +23,6 @@ dropped, then its frame scores (the fused one and each term's) median-filtered o
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 from importlib import metadata
@@ -350,9 +349,12 @@ def html_summary(result: dict, bench: dict | None, out: str, figures: list[str] 
     val = result.get("validation")
     if val:
         parts.append("<h3>Label-free validation (pseudo-anomalies of held-out training videos)</h3>")
+        def weights(w: dict) -> str:
+            return html.escape(", ".join(f"{k} {v:g}" for k, v in w.items()))
+
         parts.append(f"<p>Held out: {html.escape(', '.join(val['held_out']))}. Fusion weights "
-                     f"({html.escape(val['weights_used'])}): {html.escape(json.dumps(val['default']))}"
-                     + "".join(f"; camera {html.escape(c)}: {html.escape(json.dumps(w))}" for c, w in val["cameras"].items())
+                     f"({html.escape(val['weights_used'])}): {weights(val['default'])}"
+                     + "".join(f"; camera {html.escape(c)}: {weights(w)}" for c, w in val["cameras"].items())
                      + f". Rule: {html.escape(val['rule'])}.</p>")
         parts.append(pd.DataFrame(val["table"]).to_html(index=False, border=0, na_rep="-", float_format="%.4f"))
     loc = result.get("localisation")

@@ -298,7 +298,7 @@ def choose(parts: list[str], cfg: dict, train: dict[str, str], cameras: dict[str
     out = {"rule": (f"every combination of {list(p['grid'])} for (w_f, w_p, w_m, w_c), largest 1: the best mean "
                     f"validation AUC over the kinds {kinds}; within {p['tolerance']} of it the closest to equal "
                     "weights; per camera with held-out videos, the others the choice over all"),
-           "default": chosen["all"], "cameras": {c: chosen[c] for c in val_cams if c in chosen},
+           "default": chosen["all"], "cameras": {c: chosen[c] for c in val_cams if len(val_cams) > 1},
            "held_out": sorted(frames["video"].unique()), "kinds": kinds,
            "table": table.to_dict(orient="records")}
     write_json(weights_out, out)
