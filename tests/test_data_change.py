@@ -89,7 +89,7 @@ def test_fingerprints_of_a_split_follow_its_videos(tmp_path):
     with pytest.raises(VadError, match="video not found"):
         D.fingerprints(cfg, "train", ["02"])
     demo = {"name": "demo", "dataset": {"layout": "demo", "root": str(tmp_path / "none")},
-            "demo": {"n_train": 2, "n_test": 1}}
+            "demo": {"n_train": 2, "n_test": 1}, "validation": {"videos": 0}}
     assert D.fingerprints(demo, "train") == {"01": None, "02": None}   # generated: not read
 
 

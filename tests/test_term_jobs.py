@@ -67,7 +67,7 @@ def test_one_term_job_per_camera_in_the_dag(two_cameras, tmp_path):
 
 
 def test_camera_names_need_no_frame_counts(two_cameras, tmp_path):
-    cfg = {"dataset": {**two_cameras}, "cameras": {"assign": "prefix"}}
+    cfg = {"dataset": {**two_cameras}, "cameras": {"assign": "prefix"}, "validation": {"videos": 0}}
     assert K.video_cameras(cfg, "train") == {"01_01": "01", "01_02": "01", "02_01": "02", "02_02": "02"}
     assert K.camera_names(cfg, "test") == ["01", "02"]
     assert K.camera_names({**cfg, "cameras": {"assign": "one"}}, "train") == [K.ONE]
@@ -76,7 +76,7 @@ def test_camera_names_need_no_frame_counts(two_cameras, tmp_path):
     for split in ("training", "testing"):
         (root / split).symlink_to(Path(two_cameras["root"]) / split, target_is_directory=True)
     (root / "cameras.csv").write_text("video,camera\n01_01,hall\n01_02,hall\n02_01,yard\n01_01,hall\n")
-    listed = {"dataset": {**two_cameras, "root": str(root)}, "cameras": {"assign": "file"}}
+    listed = {"dataset": {**two_cameras, "root": str(root)}, "cameras": {"assign": "file"}, "validation": {"videos": 0}}
     assert K.camera_names(listed, "test") == ["hall", "yard"]
     with pytest.raises(VadError, match="no camera for train video 02_02"):
         K.video_cameras(listed, "train")

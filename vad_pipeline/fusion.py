@@ -79,7 +79,7 @@ def fuse(train_csv: str, test_csv: str, out: str, cfg: dict, stats_out: str | No
     train["camera"], test["camera"] = of(train["video"], cameras or {}), of(test["video"], cameras or {})
     by_camera = bool(cameras) and cfg["cameras"]["normalize"] == "camera"
     default, chosen = weights_for(cfg, weights)
-    w = {k: per_row(test["camera"], default, chosen, k) for k in ("w_f", "w_p", "w_m")}
+    w = {k: per_row(test["camera"], default, chosen, k) for k in ("w_f", "w_p", "w_m") if k in default}
     stats = {}
     for term in ("f", "p"):
         z, st = camera_z(train, test, f"s_{term}", by_camera)
