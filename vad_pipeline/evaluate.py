@@ -114,8 +114,8 @@ def frame_scores(objects: pd.DataFrame, labels: pd.DataFrame, cfg: dict,
     df["camera"] = of(df["video"], cameras or {})
     if cells is not None:
         by_camera = bool(cameras) and cfg["cameras"]["normalize"] == "camera"
-        default, chosen = weights_for(cfg, weights) if weights else ({"w_c": float(cfg["score"]["w_c"])}, {})
-        w_c = per_row(df["camera"], default, chosen, "w_c") if chosen else float(default["w_c"])
+        default, chosen = weights_for(cfg, weights)
+        w_c = per_row(df["camera"], default, chosen, "w_c") if chosen else default["w_c"]
         df = add_cells(df, cells, w_c, int(p["exclude_first"]), cameras if by_camera else None)
         pooled["score_c"] = "s_c"
     df["excluded"] = df["frame"] < p["exclude_first"]

@@ -28,7 +28,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from vad_pipeline.io import VadError, read_csv, write_csv, write_json
 
@@ -204,10 +203,12 @@ def pooled(objects: pd.DataFrame, s_c: pd.DataFrame, frames: pd.DataFrame, cells
 
 
 def _auc(normal: np.ndarray, abnormal: np.ndarray) -> float:
+    """evaluate's AUC of ``abnormal`` against ``normal`` scores (NaN without one of them)."""
+    from vad_pipeline.evaluate import auc
+
     if not len(normal) or not len(abnormal):
         return float("nan")
-    y = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
-    return float(roc_auc_score(y, np.r_[normal, abnormal]))
+    return auc(np.r_[np.zeros(len(normal)), np.ones(len(abnormal))], np.r_[normal, abnormal])
 
 
 def kind_aucs(df: pd.DataFrame, column: str, kinds: list[str]) -> dict[str, float]:

@@ -332,19 +332,16 @@ def held_out(dataset):
     return video_names(dataset, "holdout")
 
 
-def fusion_weights_input(wildcards):
-    """The validation's weights.json where the dataset's weights are chosen on it (score.weights:
-    auto and a held-out video); else nothing (the fixed weights)."""
-    cfg = RESOLVED[wildcards.dataset]
-    if cfg["score"]["weights"] != "auto" or not held_out(wildcards.dataset):
-        return []
-    return [f"results/{wildcards.dataset}/validation/weights.json"]
-
-
 def validation_input(wildcards):
     """The validation's weights.json (its table) where the dataset holds videos out, whatever
     score.weights: auc.json and the summary page show it."""
     return [f"results/{wildcards.dataset}/validation/weights.json"] if held_out(wildcards.dataset) else []
+
+
+def fusion_weights_input(wildcards):
+    """validation_input where the dataset's weights are chosen on it (score.weights: auto); else
+    nothing (the fixed weights)."""
+    return validation_input(wildcards) if RESOLVED[wildcards.dataset]["score"]["weights"] == "auto" else []
 
 
 def weights_arg(wildcards, input):
