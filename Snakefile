@@ -22,6 +22,7 @@ include: "workflow/rules/stc.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/validation.smk"
+include: "workflow/rules/apply.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablation.smk"
 

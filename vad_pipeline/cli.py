@@ -241,6 +241,60 @@ def cmd_validation(cfg, a):
     choose(a.parts, cfg, train, read_cameras(a.cameras), a.table, a.out, a.frames)
 
 
+def cmd_bundle(cfg, a):
+    from vad_pipeline import bundle as B
+    from vad_pipeline.datasets.cameras import mode
+
+    files = {"model.pt": a.model, "infer_train.csv": a.infer, "motion_train.csv": a.motion,
+             "features_train.csv": a.features, "cells_train.csv": a.cells, "cell_stats_train.h5": a.cell_stats,
+             "layout.json": a.layout, "cameras_train.csv": a.cameras, **({"weights.json": a.weights} if a.weights else {})}
+    B.write(a.out, cfg, files, mode(cfg))
+
+
+def cmd_bundle_import(cfg, a):
+    from vad_pipeline.bundle import unpack
+
+    unpack(a.source, a.out)
+
+
+def cmd_bundle_pack(cfg, a):
+    from vad_pipeline.bundle import pack
+
+    pack(a.bundle, a.out)
+
+
+def _json_arg(value: str, flag: str):
+    try:
+        return json.loads(_text(value, flag))
+    except json.JSONDecodeError as exc:
+        raise VadError(f"{flag}: not valid JSON ({exc})") from exc
+
+
+def _batch(a) -> dict:
+    """The batch's settings (apply.batch_config) from the bundle and the apply commands' flags."""
+    from vad_pipeline.apply import batch_config
+    from vad_pipeline.bundle import settings
+
+    spec = {**_json_arg(a.spec, "--spec"), "root": _text(a.batch_root, "--batch-root").rstrip("\n")}
+    dataset, _, batch = (a.name or "batch/batch").partition("/")
+    report = _json_arg(a.report, "--report") if getattr(a, "report", None) else None
+    return batch_config(settings(a.bundle), dataset, batch or "batch", spec, report, a.device)
+
+
+def cmd_apply_video(cfg, a):
+    from vad_pipeline.apply import video_terms
+
+    video_terms(a.bundle, _batch(a), a.video, a.camera, a.out, a.threads)
+
+
+def cmd_apply_scores(cfg, a):
+    from vad_pipeline.apply import gather
+
+    out = {"labels": a.labels, "summary": a.summary, "cells": a.cells, "objects": a.objects, "frames": a.frames,
+           "settings": a.settings, "stats": a.stats}
+    gather(a.bundle, _batch(a), a.parts, _json_arg(a.cameras, "--cameras"), out)
+
+
 def _figures(paths: list[str | None]) -> list[Path]:
     """PNG files in order; a folder of pictures gives its contact sheet (the pictures themselves
     are in the report's Top anomalies category)."""
@@ -401,8 +455,13 @@ TORCH_THREADS = ("--threads", {"type": int, "default": 0, "help": "cores the job
                                                                   "them unless train.threads / train.workers pin "
                                                                   "them (default: torch's setting, $OMP_NUM_THREADS)"})
 WEIGHTS = ("--weights", {"help": "the validation's weights.json (score.weights: auto); without it the fixed weights"})
+APPLY = [("--bundle", {**REQ, "help": "the bundle folder"}),
+         ("--batch-root", {**REQ, "help": "the batch's folder (or @file holding it)"}),
+         ("--spec", {"default": "{}", "help": "the batch's settings (JSON): fps, fingerprint"}),
+         ("--name", {"help": "dataset/batch (in titles)"}), ("--device", {"help": "auto, cpu, cuda (default: the bundle's)"})]
 # subcommand: (function, help, [(flag, argparse options), ...])
-NO_SETTINGS = {"make-camera-set", "gather-terms", "stc-gather", "cell-stats-gather"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
+NO_SETTINGS = {"make-camera-set", "gather-terms", "stc-gather", "cell-stats-gather", "bundle-import", "bundle-pack",
+               "apply-video", "apply-scores"}   # takes its settings as flags, not a dataset's (no --params, --dataset)
 COMMANDS = {
     "make-demo": (cmd_make_demo, "generate the synthetic demo dataset", [("--out", REQ)]),
     "make-camera-set": (cmd_make_camera_set, "generate a multi-camera set: the demo's scene per camera "
@@ -481,6 +540,23 @@ COMMANDS = {
                     ("--cell-stats", {**REQ, "help": "cells/stats_train.h5"}), ("--cells", {**REQ, "help": "cells/train.csv"}),
                     ("--table", REQ), ("--out", REQ), ("--frames", {"help": "every validation frame's scores (CSV)"}),
                     CAMERAS]),
+    "bundle": (cmd_bundle, "a trained dataset's bundle: what scoring new footage needs (vad_pipeline.bundle)",
+               [("--model", REQ), ("--infer", {**REQ, "help": "infer/train.csv"}),
+                ("--motion", {**REQ, "help": "motion/train.csv"}), ("--features", {**REQ, "help": "motion/features_train.csv"}),
+                ("--cells", {**REQ, "help": "cells/train.csv"}), ("--cell-stats", {**REQ, "help": "cells/stats_train.h5"}),
+                ("--layout", {**REQ, "help": "cells/layout.json"}), ("--cameras", {**REQ, "help": "cameras/train.csv"}),
+                WEIGHTS, ("--out", {**REQ, "help": "folder"})]),
+    "bundle-import": (cmd_bundle_import, "a bundle (folder or archive) checked and copied to a folder",
+                      [("--source", REQ), ("--out", {**REQ, "help": "folder"})]),
+    "bundle-pack": (cmd_bundle_pack, "a bundle folder as one .tar.gz", [("--bundle", REQ), ("--out", REQ)]),
+    "apply-video": (cmd_apply_video, "one video of a batch scored with a bundle (vad_pipeline.apply)",
+                    [*APPLY, ("--video", REQ), ("--camera", REQ), ("--out", {**REQ, "help": "folder"}), TORCH_THREADS]),
+    "apply-scores": (cmd_apply_scores, "a batch's object and frame scores from its videos' (vad_pipeline.apply)",
+                     [*APPLY, ("--parts", {"nargs": "+", **REQ, "help": "the apply-video folders, in the batch's order"}),
+                      ("--cameras", {**REQ, "help": "{video: camera} of the batch (JSON, or @file)"}),
+                      ("--report", {"help": "the report section to take (JSON)"}),
+                      *[(f"--{k}", REQ) for k in ("labels", "summary", "cells", "objects", "frames", "settings")],
+                      ("--stats", {})]),
     "evaluate": (cmd_evaluate, "frame-level AUC, AP, EER and plots",
                  [("--frames", REQ), ("--out", REQ), ("--roc", {}), ("--curves", {}), ("--top", {}),
                   ("--summary", {"help": "gt_summary.json (frame rates for time stamps)"}),

@@ -314,15 +314,21 @@ def model_sections(resolved: dict) -> dict:
 TRAIN_SECTIONS = ("model", "train", "loss", "seed", "device", "preset")
 
 
+# datasets.<name> keys no stage's result depends on: where the footage lives, how its files are
+# tracked, the batches it is applied to and a bundle to apply (their rules track what they read)
+UNTRACKED_DATASET_KEYS = ("root", "fingerprint", "apply", "bundle")
+
+
 def stage_params(resolved: dict, *sections: str, only: dict[str, tuple[str, ...]] | None = None) -> dict:
     """The part of a resolved config one stage depends on (what Snakemake tracks as params).
 
     ``dataset.root`` is left out: moving a dataset changes no result (the rules pass it as
     ``--root``); so is ``dataset.fingerprint``: how videos are fingerprinted is not a result (the
-    fingerprints it gives are params of their own). ``only`` narrows a section to the keys the
+    fingerprints it gives are params of their own); so are ``apply`` and ``bundle`` (a batch
+    added reruns nothing of the dataset's own). ``only`` narrows a section to the keys the
     stage reads."""
     keep = {"name": resolved["name"],
-            "dataset": {k: v for k, v in resolved["dataset"].items() if k not in ("root", "fingerprint")}}
+            "dataset": {k: v for k, v in resolved["dataset"].items() if k not in UNTRACKED_DATASET_KEYS}}
     for s in sections:
         keep[s] = resolved[s]
         if only and s in only:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,7 +55,10 @@ def remove_stale_temps(path: Path) -> list[Path]:
         host, pid = parts[0], int(parts[1])
         if host == _HOST and pid != os.getpid() and not _alive(pid):
             size = tmp.stat().st_size if tmp.is_file() else 0
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir():   # an atomic_dir's
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
             log.warning("removed %s (%.1f MB) left by a killed earlier run", tmp, size / 2**20)
             removed.append(tmp)
     return removed
@@ -79,6 +83,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """:func:`atomic_path` for a folder: yield an empty temporary folder beside ``path``; only if
+    the block succeeds does it replace ``path`` (a folder there before is removed then)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = _temp_name(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def umask() -> int:

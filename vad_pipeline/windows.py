@@ -297,6 +297,18 @@ def gather_stats(parts: list[str], out: str) -> None:
             boxes_group.create_dataset(v, data=boxes)
 
 
+def copy_stats(src: str, out: str) -> None:
+    """A :func:`split_stats` file with every statistic in it (``src`` may be a gathered file of
+    virtual datasets over other files): one file that can be moved alone (a bundle's)."""
+    layout, names = stats_index(src)
+    with h5py.File(src, "r") as h, atomic_path(out) as tmp, h5py.File(tmp, "w") as g:
+        g.create_dataset("layout", data=json.dumps(layout, sort_keys=True), dtype=h5py.string_dtype())
+        stats_group, boxes_group = g.create_group("stats"), g.create_group("boxes")
+        for v in names:
+            stats_group.create_dataset(v, data=h["stats"][v][:], compression="gzip")
+            boxes_group.create_dataset(v, data=h["boxes"][v][:])
+
+
 def stats_index(path: str) -> tuple[dict, list[str]]:
     """The layouts of a ``split_stats`` file and its videos, in the file's order (no statistics read)."""
     if not Path(path).is_file():

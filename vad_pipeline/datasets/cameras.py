@@ -38,7 +38,8 @@ def mode(cfg: dict) -> str:
     return "one"
 
 
-def _from_file(path: Path) -> dict[str, str]:
+def read_list(path: Path) -> dict[str, str]:
+    """{video: camera} of a ``cameras.csv`` (a video listed with two cameras is an error)."""
     if not path.is_file():
         raise VadError(f"{path}: camera list not found (cameras.assign: file wants a CSV video,camera here)")
     df = read_csv(path, ["video", "camera"]).astype({"video": str, "camera": str}).drop_duplicates(["video", "camera"])
@@ -63,7 +64,7 @@ def cameras_of(cfg: dict, names: list[str], split: str) -> dict[str, str]:
         return {n: n.split("_", 1)[0] for n in names}
     if m == "file":
         path = Path(cfg["dataset"]["root"]) / CAMERAS_CSV
-        listed = _from_file(path)
+        listed = read_list(path)
         if missing := [n for n in names if n not in listed]:
             raise VadError(f"{path}: no camera for {split} video {missing[0]}")
         return {n: listed[n] for n in names}
@@ -79,7 +80,7 @@ def camera_table(cfg: dict, videos: dict[str, dict[str, int]]) -> pd.DataFrame:
     """``COLUMNS``: every video of ``videos`` ({split: {name: frames}}) with its camera. A test
     video whose camera has no training video is an error naming it (nothing to judge it by)."""
     m = mode(cfg)
-    listed = _from_file(Path(cfg["dataset"]["root"]) / CAMERAS_CSV) if m == "file" else {}
+    listed = read_list(Path(cfg["dataset"]["root"]) / CAMERAS_CSV) if m == "file" else {}
     rows = []
     for split, names in videos.items():
         for name, frames in names.items():

@@ -64,6 +64,21 @@ def _video_files(folder: Path, split: str) -> dict[str, Path]:
     return out
 
 
+def videos_in(folder: Path, what: str) -> dict[str, Path]:
+    """{name: path} of the video files and frame folders in ``folder`` (the ``videos`` layout's split
+    folders, a batch of new footage)."""
+    out: dict[str, Path] = {}
+    for p in _entries(folder, what):
+        if p.is_dir() or p.suffix.lower() in VIDEO_EXTS:
+            name = p.name if p.is_dir() else p.stem
+            if name in out:
+                raise VadError(f"{folder}: two videos named {name!r} ({out[name].name}, {p.name})")
+            out[name] = p
+    if not out:
+        raise VadError(f"{folder}: no video files ({'/'.join(VIDEO_EXTS)}) or frame folders in it")
+    return out
+
+
 class Layout:
     """Base adapter. ``sources`` maps video name -> folder or file; ``gt`` is the default path of
     the ground truth inside the root (a file or a folder, depending on the layout)."""
@@ -286,17 +301,7 @@ class Videos(Layout):
         return root / split
 
     def sources(self, cfg, split):
-        folder = self.split_folder(Path(cfg["dataset"]["root"]), split)
-        out: dict[str, Path] = {}
-        for p in _entries(folder, f"{split} videos"):
-            if p.is_dir() or p.suffix.lower() in VIDEO_EXTS:
-                name = p.name if p.is_dir() else p.stem
-                if name in out:
-                    raise VadError(f"{folder}: two videos named {name!r} ({out[name].name}, {p.name})")
-                out[name] = p
-        if not out:
-            raise VadError(f"{folder}: no video files ({'/'.join(VIDEO_EXTS)}) or frame folders in it")
-        return out
+        return videos_in(self.split_folder(Path(cfg["dataset"]["root"]), split), f"{split} videos")
 
     def labels(self, cfg, videos):
         path = self.gt_path(cfg)
@@ -308,4 +313,16 @@ class Videos(Layout):
         return G.labels_from_csv(path, {v.name: v.n_frames for v in videos})
 
 
-LAYOUTS: dict[str, Layout] = {a.name: a for a in (Frames(), Demo(), UCSD(), Avenue(), ShanghaiTech(), Videos())}
+class Batch(Videos):
+    """A batch of new footage a trained dataset is applied to (:mod:`vad_pipeline.apply`): the root
+    itself holds the video files or frame folders, every one a test video; optional ``labels.csv``
+    as :class:`Videos`'. Not a layout a dataset is configured with."""
+
+    name = "batch"
+
+    def split_folder(self, root, split):
+        return root
+
+
+LAYOUTS: dict[str, Layout] = {a.name: a for a in (Frames(), Demo(), UCSD(), Avenue(), ShanghaiTech(), Videos(),
+                                                   Batch())}
