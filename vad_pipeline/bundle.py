@@ -39,6 +39,7 @@ FILES = {   # bundle file: what it is (every one needed to score)
     "cameras_train.csv": "the training videos' cameras",
 }
 OPTIONAL = {"weights.json": "the fusion weights the validation chose (score.weights: auto)"}
+KNOWN = {*FILES, *OPTIONAL, MANIFEST, SETTINGS}   # every file a bundle may hold
 ARCHIVES = (".tar.gz", ".tgz", ".tar")
 UNTRACKED = ("report", "localisation")   # sections that change no score: the current config's apply
 
@@ -187,7 +188,7 @@ def pack(folder: str, archive: str) -> None:
     """A ``.tar.gz`` of the bundle ``folder``: its files at the archive's top level."""
     info = manifest(folder)
     with atomic_path(archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
-        for name in sorted(_members(Path(folder))):
+        for name in sorted(set(_members(Path(folder))) & KNOWN):   # (not Snakemake's timestamp file)
             tar.add(Path(folder) / name, arcname=name, recursive=False)
     log.info("%s: bundle of dataset %s packed", archive, info["dataset"])
 
@@ -198,7 +199,7 @@ def unpack(source: str, out: str) -> dict:
     Archive members other than the bundle's own plain files are refused, never extracted."""
     src = Path(source)
     info = manifest(src)
-    known = {*FILES, *OPTIONAL, MANIFEST, SETTINGS}
+    known = KNOWN
     with atomic_dir(out) as tmp:
         if src.is_dir():
             for name in _members(src):
