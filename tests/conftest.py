@@ -85,6 +85,22 @@ def demo_run(base_config, tmp_path_factory) -> Path:
     return wd
 
 
+@pytest.fixture(scope="session")
+def validation_run(base_config, tmp_path_factory) -> Path:
+    """The tiny demo with 6 training videos of 120 frames: 2 held out, validated, weights chosen
+    (score.weights: auto), run through auc.json."""
+    from tests.smk import snakemake
+
+    wd = tmp_path_factory.mktemp("validation_run")
+    cfg = copy.deepcopy(base_config)
+    cfg["datasets"]["demo"]["root"] = "resources/demo"
+    cfg["datasets"]["demo"].pop("presets", None)
+    cfg = C.deep_merge(cfg, {**tiny_overlay(), "demo": {**tiny_overlay()["demo"], "n_train": 6, "n_frames": 120}})
+    write_config(cfg, wd / "config.yaml")
+    snakemake(wd, "results/demo/auc.json")
+    return wd
+
+
 def copy_run(src: Path, dst: Path) -> Path:
     """A copy of a finished run (times kept, so Snakemake sees it as finished) to change freely."""
     shutil.copytree(src, dst, symlinks=True)

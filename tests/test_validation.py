@@ -125,23 +125,6 @@ def test_fuse_and_frame_scores_apply_each_cameras_chosen_weights(tmp_path, tiny_
     assert np.allclose(fb["score"], fb["score_m"] + 0.5 * fb["score_c"])   # camera B: its own w_m, w_c
 
 
-@pytest.fixture(scope="module")
-def validation_run(base_config, tmp_path_factory):
-    """The tiny demo with 6 training videos of 120 frames: 2 held out, validated, weights chosen."""
-    from tests.conftest import tiny_overlay, write_config
-    from tests.smk import snakemake
-    from vad_pipeline import config as C
-
-    wd = tmp_path_factory.mktemp("validation_run")
-    cfg = copy.deepcopy(base_config)
-    cfg["datasets"]["demo"]["root"] = "resources/demo"
-    cfg["datasets"]["demo"].pop("presets", None)
-    cfg = C.deep_merge(cfg, {**tiny_overlay(), "demo": {**tiny_overlay()["demo"], "n_train": 6, "n_frames": 120}})
-    write_config(cfg, wd / "config.yaml")
-    snakemake(wd, "results/demo/auc.json")
-    return wd
-
-
 def test_held_out_videos_train_nothing(validation_run):
     import h5py
 
