@@ -55,9 +55,9 @@ def test_a_video_without_a_trained_camera_is_an_error_naming_it(tmp_path, rows, 
 
 
 def test_a_frame_size_the_cameras_windows_cannot_serve_is_an_error(tmp_path):
-    from vad_pipeline.datasets.video import image_folder
-
     import cv2
+
+    from vad_pipeline.datasets.video import image_folder
 
     folder = tmp_path / "v"
     folder.mkdir()

@@ -10,6 +10,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the package, also when it is not installed
 from vad_pipeline import ablation as A  # noqa: E402
+from vad_pipeline import apply as AP  # noqa: E402
+from vad_pipeline import bundle as B  # noqa: E402
 from vad_pipeline import windows as W  # noqa: E402
 from vad_pipeline import config as C  # noqa: E402
 from vad_pipeline.datasets import cameras as K  # noqa: E402
@@ -346,3 +348,127 @@ def fusion_weights_input(wildcards):
 
 def weights_arg(wildcards, input):
     return ["--weights", input.weights] if "weights" in input.keys() and input.weights else []
+
+
+# Applying a trained dataset to batches of new footage (apply.smk)
+
+
+def _apply_error(dataset, batch, exc):
+    return WorkflowError(f"dataset {dataset}" + (f", batch {batch}" if batch else "") + f": {exc}")
+
+
+@functools.cache
+def external_bundle(dataset):
+    """(path, manifest) of the bundle a dataset is applied with from elsewhere (datasets.<d>.bundle),
+    checked (found, this version's format, every file there); None: the dataset's own training."""
+    path = RESOLVED[dataset]["dataset"].get("bundle")
+    if not path:
+        return None
+    try:
+        return path, B.manifest(path)
+    except VadError as exc:
+        raise _apply_error(dataset, None, exc)
+
+
+def _own_or_external(own):
+    """A wildcard constraint: the datasets with (own=False) or without (own=True) a bundle from elsewhere."""
+    names = [d for d in RESOLVED if bool(RESOLVED[d]["dataset"].get("bundle")) != own]
+    return "|".join(names) if names else "(?!)"
+
+
+@functools.cache
+def batch_spec(dataset, batch):
+    batches = RESOLVED[dataset]["dataset"].get("apply") or {}
+    if batch not in batches:
+        raise WorkflowError(f"dataset {dataset}: no batch {batch!r} under datasets.{dataset}.apply "
+                            f"(have {', '.join(batches) or 'none'})")
+    return batches[batch]
+
+
+@functools.cache
+def trained(dataset):
+    """(what apply.assign and apply.check_size read of the bundle, {training video: camera}) before
+    any job runs: the external bundle's manifest, or the dataset's own cameras (frame sizes once
+    its window layout exists)."""
+    ext = external_bundle(dataset)
+    try:
+        if ext:
+            return ext[1], B.train_cameras(ext[0])
+        cfg = RESOLVED[dataset]
+        train_cams = K.video_cameras(cfg, "train")
+        layout = Path(f"results/{dataset}/cells/layout.json")
+        per = W.read_layout(str(layout))["cameras"] if layout.is_file() else {}
+        cams = {c: {"frame_size": (per.get(c) or per.get(K.ONE) or {}).get("frame_size")}
+                for c in sorted(set(train_cams.values()))}
+        return {"dataset": dataset, "camera_assign": K.mode(cfg), "cameras": cams}, train_cams
+    except VadError as exc:
+        raise _apply_error(dataset, None, exc)
+
+
+def batch_config(dataset, batch):
+    """The batch's settings as far as reading its videos goes (the bundle's are the job's)."""
+    ext = external_bundle(dataset)
+    base = B.settings(ext[0]) if ext else RESOLVED[dataset]
+    return AP.batch_config(B.settings_of(base) if not ext else base, dataset, batch, batch_spec(dataset, batch))
+
+
+@functools.cache
+def batch_plan(dataset, batch):
+    """{video: camera} of a batch, in the batch's order: every video assigned one of the trained
+    cameras and, where the camera's frame size is known, of that size; else an error naming the
+    video, before any job runs."""
+    spec = batch_spec(dataset, batch)
+    info, train_cams = trained(dataset)
+    try:
+        names = list(AP.sources(spec["root"]))
+        cams = AP.assign(info, names, spec["root"], train_cams)
+        cfg = batch_config(dataset, batch)
+        for name, cam in cams.items():
+            if info["cameras"][cam].get("frame_size"):
+                AP.check_size(info, D.get_video(cfg, "test", name), cam, int(cfg["dataset"]["work_height"]))
+    except VadError as exc:
+        raise _apply_error(dataset, batch, exc)
+    return cams
+
+
+@functools.cache
+def batch_root_file(dataset, batch):
+    """results/<d>/apply/<batch>/root.txt, (re)written when the batch's root differs from it: where
+    a batch lives is not what its results depend on (as root_file; its videos' fingerprints are)."""
+    path = Path(f"results/{dataset}/apply/{batch}/root.txt")
+    text = f"{batch_spec(dataset, batch)['root']}\n"
+    if not path.is_file() or path.read_text() != text:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return str(path)
+
+
+@functools.cache
+def _batch_fingerprint(dataset, batch, video):
+    spec = batch_spec(dataset, batch)
+    try:
+        src = AP.sources(spec["root"])[video]
+        how = RESOLVED[dataset]["dataset"].get("fingerprint", "content")
+        return D.fingerprint(src, how, HASHES.format(dataset=dataset))
+    except (VadError, KeyError) as exc:
+        raise _apply_error(dataset, batch, exc)
+
+
+def batch_labels_param(wildcards):
+    """The content of the batch's labels.csv (none: unlabelled)."""
+    path = Path(batch_spec(wildcards.dataset, wildcards.batch)["root"]) / AP.LABELS_CSV
+    return B.sha256(path) if path.is_file() else ""
+
+
+def batch_spec_json(wildcards):
+    spec = batch_spec(wildcards.dataset, wildcards.batch)
+    return json.dumps({k: v for k, v in spec.items() if k != "root"}, sort_keys=True)
+
+
+def bundle_dir(wildcards):
+    return f"results/{wildcards.dataset}/bundle"
+
+
+def batch_parts(wildcards):
+    return expand("results/{dataset}/apply/{batch}/videos/{video}/{piece}", dataset=wildcards.dataset,
+                  batch=wildcards.batch, video=list(batch_plan(wildcards.dataset, wildcards.batch)), piece=AP.PIECES)
