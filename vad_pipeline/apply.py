@@ -14,8 +14,10 @@ pools them into frame scores. Nothing of the training side runs again.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 CAMERAS_CSV = "cameras.csv"
 LABELS_CSV = "labels.csv"
 PIECES = ("infer.csv", "motion.csv", "cells.csv")   # what one video's job writes
+TIMING = "stage seconds:"   # the log line of each video's stage times
 SIZE_TOLERANCE = 0.02   # a working frame size this close to the camera's layout is that size
 
 
@@ -131,22 +134,34 @@ def video_terms(bundle: str, cfg: dict, video: str, camera: str, out: str, threa
     cameras = {**B.train_cameras(bundle), video: camera}
     folder, b = Path(out), Path(bundle)
     folder.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+
+    def timed(stage, fn, *args, **kwargs):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds[stage] = round(time.perf_counter() - start, 3)
+        return result
+
     with tempfile.TemporaryDirectory(prefix="vad-apply-") as work:
         work = Path(work)
         det, flow, cubes = work / f"{video}.csv", work / f"{video}.h5", work / "stc.h5"
-        detect_video(pv, cfg, str(det))
-        flow_video(pv, cfg, str(flow))
-        build_split([pv], [str(det)], [str(flow)], cfg, str(cubes), part=True)
-        infer(str(b / "model.pt"), str(cubes), str(folder / "infer.csv"), cfg, threads)
-        write_csv(work / "features.csv", M.object_features(str(flow), str(det), video, cfg["motion"]))
-        _, s_m = M.TERM.parts(str(b / "features_train.csv"), str(work / "features.csv"), cfg, cameras,
-                              camera=_part(M.jobs(cfg, cameras), camera), threads=threads, training=False)
+        timed("detect", detect_video, pv, cfg, str(det))
+        timed("flow", flow_video, pv, cfg, str(flow))
+        timed("cubes", build_split, [pv], [str(det)], [str(flow)], cfg, str(cubes), part=True)
+        n_cubes = len(timed("infer", infer, str(b / "model.pt"), str(cubes), str(folder / "infer.csv"), cfg, threads))
+        features = timed("motion_features", M.object_features, str(flow), str(det), video, cfg["motion"])
+        write_csv(work / "features.csv", features)
+        _, s_m = timed("S_m", M.TERM.parts, str(b / "features_train.csv"), str(work / "features.csv"), cfg, cameras,
+                       camera=_part(M.jobs(cfg, cameras), camera), threads=threads, training=False)
         write_csv(folder / "motion.csv", M.TERM.combine([s_m]))
-        W.split_stats([str(flow)], str(b / "layout.json"), str(work / "cells.h5"), cfg["cells"], cameras)
+        timed("cell_stats", W.split_stats, [str(flow)], str(b / "layout.json"), str(work / "cells.h5"), cfg["cells"],
+              cameras)
         layouts = list(W.read_layout(str(b / "layout.json"))["cameras"])
-        _, s_c = W.TERM.parts(str(b / "cell_stats_train.h5"), str(work / "cells.h5"), cfg, cameras,
-                              camera=None if len(layouts) == 1 else camera, threads=threads, training=False)
+        _, s_c = timed("S_c", W.TERM.parts, str(b / "cell_stats_train.h5"), str(work / "cells.h5"), cfg, cameras,
+                       camera=None if len(layouts) == 1 else camera, threads=threads, training=False)
         write_csv(folder / "cells.csv", W.TERM.combine([s_c]))
+    # one line a benchmark reads (benchmarks/bench_apply.py): where a video's time goes
+    log.info("%s %s", TIMING, json.dumps({"video": video, "frames": pv.n_frames, "cubes": n_cubes, "seconds": seconds}))
     log.info("%s: video %s of camera %s scored", out, video, camera)
 
 

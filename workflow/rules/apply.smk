@@ -131,6 +131,8 @@ rule apply_scores:
         batch="[^/]+",
     log:
         "results/logs/{dataset}/apply/{batch}/scores.log",
+    benchmark:
+        "results/benchmarks/{dataset}/apply/{batch}/scores.tsv"
     conda:
         f"{ENVS}/eval.yaml"
     shell:
