@@ -157,13 +157,13 @@ def _add_batch(wd: Path, dataset: str, batch: str, root: str) -> None:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def _same_frame_scores(a: Path, b: Path) -> None:
+def _same_frame_scores(a: Path, b: Path, labelled: bool = True) -> None:
     x = pd.read_csv(a, dtype={"video": str})
     y = pd.read_csv(b, dtype={"video": str})
     assert len(x) == len(y)
     m = x.merge(y, on=["video", "frame"], suffixes=("_own", "_batch"))
     assert len(m) == len(x)
-    assert (m["label_own"] == m["label_batch"]).all()
+    assert (m["label_own"] == m["label_batch"]).all() if labelled else (m["label_batch"] == -1).all()
     for c in COLUMNS:
         np.testing.assert_allclose(m[f"{c}_batch"], m[f"{c}_own"], rtol=0, atol=1e-6, err_msg=c)
 
@@ -198,17 +198,21 @@ def test_a_video_added_to_a_batch_runs_its_own_job_and_the_gathers_only(applied,
     assert "video=03" in text and "video=01" not in text and "video=02" not in text
 
 
-def test_a_bundle_copied_elsewhere_scores_the_batch_the_same(applied, tmp_path):
+def test_a_bundle_copied_elsewhere_scores_an_unlabelled_batch_the_same(applied, tmp_path):
     wd = tmp_path / "elsewhere"
     wd.mkdir()
     shutil.copy(applied / "results" / "demo" / "bundle.tar.gz", tmp_path / "demo-bundle.tar.gz")
+    batch = tmp_path / "monday"
+    shutil.copytree(applied / "batch", batch, symlinks=True)
+    (batch / "labels.csv").unlink()
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["datasets"]["site"] = {"bundle": str(tmp_path / "demo-bundle.tar.gz"),
-                               "apply": {"monday": {"root": str(applied / "batch")}}}
+    cfg["datasets"]["site"] = {"bundle": str(tmp_path / "demo-bundle.tar.gz"), "apply": {"monday": {"root": str(batch)}}}
     write_config(cfg, wd / "config.yaml")
-    snakemake(wd, "results/site/apply/monday/frame_scores.csv")
-    _same_frame_scores(applied / "results" / "demo" / "frame_scores.csv",
-                       wd / "results" / "site" / "apply" / "monday" / "frame_scores.csv")
+    snakemake(wd, "results/site/apply/monday/auc.json")
+    out = wd / "results" / "site" / "apply" / "monday"
+    _same_frame_scores(applied / "results" / "demo" / "frame_scores.csv", out / "frame_scores.csv", labelled=False)
+    assert json.loads((out / "auc.json").read_text())["auc_micro"] is None
+    assert len(pd.read_csv(out / "top_anomalies.csv")) > 0
 
 
 def _refused(wd: Path, target: str, message: str) -> None:

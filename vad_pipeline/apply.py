@@ -40,7 +40,7 @@ def batch_config(settings: dict, dataset: str, batch: str, spec: dict, report: d
     ``batch`` layout; ``report`` and ``device`` (the current config's) where given."""
     cfg = copy.deepcopy(settings)
     ds = settings["dataset"]
-    cfg["dataset"] = {"layout": "batch", "root": str(spec["root"]), "gt": LABELS_CSV, "labelled": True,
+    cfg["dataset"] = {"layout": "batch", "root": str(spec["root"]), "gt": None, "labelled": True,   # gt: LABELS_CSV if there
                       "allow_pickle": False, "fingerprint": spec.get("fingerprint", "content"), "frame_size": None,
                       "fps": spec.get("fps") or ds.get("fps"), "work_height": ds["work_height"]}
     cfg["name"] = f"{dataset}/apply/{batch}"
@@ -147,7 +147,7 @@ def video_terms(bundle: str, cfg: dict, video: str, camera: str, out: str, threa
         det, flow, cubes = work / f"{video}.csv", work / f"{video}.h5", work / "stc.h5"
         timed("detect", detect_video, pv, cfg, str(det))
         timed("flow", flow_video, pv, cfg, str(flow))
-        timed("cubes", build_split, [pv], [str(det)], [str(flow)], cfg, str(cubes), part=True)
+        timed("stc", build_split, [pv], [str(det)], [str(flow)], cfg, str(cubes), part=True)
         n_cubes = len(timed("infer", infer, str(b / "model.pt"), str(cubes), str(folder / "infer.csv"), cfg, threads))
         features = timed("motion_features", M.object_features, str(flow), str(det), video, cfg["motion"])
         write_csv(work / "features.csv", features)

@@ -89,7 +89,9 @@ rule apply_video:
         folder=lambda w, output: str(Path(output.infer).parent),
     wildcard_constraints:
         batch="[^/]+",
-    threads: 2
+    # one core: a video's stages are mostly single-threaded (decoding, detection, flow), so footage in
+    # many files fills the cores with one video each (benchmarks/bench_apply.py, docs/apply.md)
+    threads: 1
     log:
         "results/logs/{dataset}/apply/{batch}/{video}.log",
     benchmark:
