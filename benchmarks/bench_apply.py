@@ -2,7 +2,8 @@
 
 1. Train: a one-camera own-footage set (vad_pipeline.camera_set, videos layout) at ``--size``
    (default 1080x1920), config.yaml's defaults with the cpu preset at ``--epochs``, and its bundle.
-2. Measure: a batch of its test videos and a short cut of one (``--short`` frames) applied with
+2. Measure: a batch of its test videos as MPEG-4 files and a short cut of one (``--short``
+   frames) applied with
    ``--cores``, through the workflow's rules as a user runs them: every video job's stage seconds
    (the "stage seconds" line of its log), wall seconds and peak RSS (its Snakemake benchmark file),
    and the batch's gathers.
@@ -32,7 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import yaml
@@ -60,19 +60,25 @@ def snakemake(work: Path, cores: int, *targets: str) -> float:
     return time.perf_counter() - t0
 
 
-def cut(src: Path, out: Path, frames: int) -> None:
-    """The first ``frames`` frames of the video file ``src`` as ``out`` (same codec family)."""
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    ok, frame = cap.read()
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frame.shape[1], frame.shape[0]))
-    n = 0
-    while ok and n < frames:
-        writer.write(frame)
-        n += 1
-        ok, frame = cap.read()
-    writer.release()
-    cap.release()
+def make_batch(work: Path, short: int) -> None:
+    """The batch: each test video of the set re-encoded as MPEG-4 (.mp4, as cameras deliver
+    compressed streams; the set's .avi files are lossless FFV1, several times slower to decode) and a
+    cut of the first of ``short`` frames (the jobs' fixed costs)."""
+    from itertools import islice
+
+    from vad_pipeline.datasets.export import write_video_file
+    from vad_pipeline.datasets.layouts import Videos
+    from vad_pipeline.datasets.video import iter_frames
+
+    batch = work / "batch"
+    batch.mkdir()
+    cfg = {"dataset": {"root": str(work / "data"), "fps": 25.0}}
+    tests = Videos().sources(cfg, "test")
+    for i, (name, src) in enumerate(sorted(tests.items())):
+        video = Videos().open(cfg, "test", name, src)
+        write_video_file(batch / f"{name}.mp4", iter_frames(video), 25.0)
+        if i == 0:
+            write_video_file(batch / "short.mp4", islice(iter_frames(video), short), 25.0)
 
 
 def prepare(work: Path, size: tuple[int, int], frames: int, train_clips: int, short: int, epochs: int) -> None:
@@ -82,13 +88,7 @@ def prepare(work: Path, size: tuple[int, int], frames: int, train_clips: int, sh
     if (work / "config.yaml").is_file():
         return
     section = build(work / "data", "videos", size, 1, seed=5, train_clips=train_clips, n_frames=frames, n_test=2)["joint"]
-    batch = work / "batch"
-    batch.mkdir()
-    tests = sorted((work / "data" / "test").iterdir())
-    for v in tests:
-        (batch / v.name).symlink_to(v.resolve(), target_is_directory=v.is_dir())
-    first = next(v for v in tests if v.is_file())
-    cut(first, batch / f"short{first.suffix if first.suffix == '.avi' else '.avi'}", short)
+    make_batch(work, short)
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     section = {k: v for k, v in section.items() if k != "cameras"}
     cfg["datasets"][NAME] = {**section, "root": "data", "apply": {BATCH: {"root": "batch"}}}
@@ -140,16 +140,24 @@ def job_seconds(m: dict, frames: float, cubes_per_frame: float) -> float:
     return s
 
 
-def hour(m: dict, gather_s_per_frame: float, small_s: float, cubes_per_frame: float, file_frames: int,
+def gather_seconds(measured_s: float, s_per_cube: float, cubes: float) -> float:
+    """apply_scores on ``cubes`` objects: the measured job (mostly the process's start) plus the
+    fusion's seconds per object (docs/scale.json's ``score_s_per_cube``, the score rule's rate)."""
+    return measured_s + s_per_cube * cubes
+
+
+def hour(m: dict, gather_s: float, small_s: float, cubes_per_frame: float, file_frames: int,
          cores: int = 8) -> dict:
     """Wall minutes of an hour of footage in files of ``file_frames`` on ``cores`` cores."""
     sched = _bench_scale().schedule
     n = HOUR // file_frames
     jobs = [{"name": f"video:{i}", "s": job_seconds(m, file_frames, cubes_per_frame), "deps": [],
              "threads": min(THREADS, cores)} for i in range(n)]
-    jobs.append({"name": "apply_scores", "s": gather_s_per_frame * HOUR, "deps": [j["name"] for j in jobs], "threads": 1})
-    for r in ("apply_top_anomalies", "apply_pictures", "apply_evaluate"):
-        jobs.append({"name": r, "s": small_s, "deps": ["apply_scores"], "threads": 1})
+    jobs.append({"name": "apply_scores", "s": gather_s, "deps": [j["name"] for j in jobs], "threads": 1})
+    before = "apply_scores"
+    for r in ("apply_top_anomalies", "apply_pictures", "apply_evaluate"):   # one after the other, as the rules
+        jobs.append({"name": r, "s": small_s, "deps": [before], "threads": 1})
+        before = r
     wall = sched(jobs, cores)
     return {"files": n, "frames_per_file": file_frames, "job_s": round(jobs[0]["s"], 1),
             "wall_min": round(wall / 60, 1), "core_h": round(sum(j["s"] * j["threads"] for j in jobs) / 3600, 2)}
@@ -172,17 +180,20 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     prepare(work, (h, w), a.frames, a.train_clips, a.short, a.epochs)
     target = f"results/{NAME}/apply/{BATCH}/auc.json"
-    if not (work / target).is_file():
+    walls_file = work / "walls.json"
+    walls = json.loads(walls_file.read_text()) if walls_file.is_file() else {}
+    if not (work / "results" / NAME / "bundle").is_dir():
         print(f"training the camera in {work} ...", flush=True)
-        train_wall = snakemake(work, a.cores, f"results/{NAME}/bundle")
+        walls["train_s"] = snakemake(work, a.cores, f"results/{NAME}/bundle")
+    if not (work / target).is_file():
         print("applying the batch ...", flush=True)
-        apply_wall = snakemake(work, a.cores, target)
-        (work / "walls.json").write_text(json.dumps({"train_s": train_wall, "apply_s": apply_wall}))
-    walls = json.loads((work / "walls.json").read_text())
+        walls["apply_s"] = snakemake(work, a.cores, target)
+    walls_file.write_text(json.dumps(walls))
     jobs = video_jobs(work)
     m = model(jobs)
     gather = pd.read_csv(work / "results" / "benchmarks" / NAME / "apply" / BATCH / "scores.tsv", sep="\t").iloc[-1]
-    gather_per_frame = float(gather["s"]) / jobs["frames"].sum()
+    scale = REPO / "docs" / "scale.json"
+    per_cube = json.loads(scale.read_text())["rates"]["score_s_per_cube"] if scale.is_file() else 0.0
     cpf = float(jobs["cubes"].sum() / jobs["frames"].sum())
     bundle_mb = sum(p.stat().st_size for p in (work / "results" / NAME / "bundle").iterdir()) / 1e6
     out = {
@@ -193,9 +204,10 @@ def main() -> None:
                      "per_frame_s_by_stage": {s: round(p.get("s_per_frame", p.get("s_per_cube", 0) * cpf), 4)
                                               for s, p in m.items()}},
         "model": m,
-        "hour_1080p": {f"{c}_cubes_per_frame": {f"{mins}_min_files": hour(m, gather_per_frame, 3.0, cpf_, mins * 60 * 25)
-                                                for mins in (1, 10)}
-                       for c, cpf_ in (("generator", cpf), ("real", a.real_cubes))},
+        "hour_1080p": {f"{c}_cubes_per_frame": {
+            f"{mins}_min_files": hour(m, gather_seconds(float(gather["s"]), per_cube, HOUR * cpf_), 3.0, cpf_,
+                                      mins * 60 * 25) for mins in (1, 10)}
+            for c, cpf_ in (("generator", cpf), ("real", a.real_cubes))},
         "goal_min": 15,
         "assumptions": [
             "each stage's seconds linear in the frames (or cubes) of a video, fitted over the measured videos; the "
@@ -203,7 +215,10 @@ def main() -> None:
             f"real footage: {a.real_cubes} cubes a frame (the generator makes fewer), the cube-bound stages scaled",
             f"8 cores: each video job on the rule's {THREADS} threads, {8 // THREADS} at a time (the scheduler of "
             "bench_scale.py); this machine's per-core speed",
-            "the generated videos are MJPG/mp4v files; H.264 1080p decodes at a similar rate in OpenCV (not measured)"],
+            "the batch is MPEG-4 part 2 (mp4v) at 1080p, decoded by OpenCV at about 2 ms a frame here; H.264 is "
+            "not measured",
+            "apply_scores: the measured job plus the score rule's seconds per object of docs/scale.json; the "
+            "top anomalies, pictures and evaluate 3 s each"],
     }
     text = json.dumps(out, indent=1, default=float)
     print(text)

@@ -67,3 +67,24 @@ def test_target_jobs_follow_the_sets_shape_and_budgets(bench):
         seen.add(j["name"])
     budget = {**cfg, "train": {**cfg["train"], "max_cubes": 1_000}}
     assert bench.target_jobs(t, rate, budget, bench.RULE_THREADS, 8)[names.index("train")]["s"] < by["train"]["s"]
+
+
+def test_bench_apply_extrapolates_fixed_and_per_frame_costs_to_an_hour():
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("bench_apply", REPO / "benchmarks" / "bench_apply.py")
+    ba = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ba)
+    frames = pd.Series([40, 300, 600])
+    jobs = pd.DataFrame({"frames": frames, "cubes": frames * 5})
+    for stage in ba.FRAME_STAGES + ba.CUBE_STAGES:   # 1 s fixed, 10 ms a frame or 2 ms a cube
+        jobs[stage] = 1.0 + (0.01 * frames if stage in ba.FRAME_STAGES else 0.002 * jobs["cubes"])
+    jobs["wall_s"] = jobs[list(ba.FRAME_STAGES + ba.CUBE_STAGES)].sum(axis=1) + 2.0   # + the process's start
+    m = ba.model(jobs)
+    assert m["flow"]["fixed_s"] == pytest.approx(1.0) and m["flow"]["s_per_frame"] == pytest.approx(0.01)
+    assert m["infer"]["s_per_cube"] == pytest.approx(0.002) and m["other"]["fixed_s"] == pytest.approx(2.0)
+    per_job = 2.0 + 8 * 1.0 + 1500 * (5 * 0.01 + 3 * 0.002 * 5)
+    hour = ba.hour(m, 10.0, 3.0, 5.0, 1500, cores=8)
+    assert hour["files"] == 60 and hour["job_s"] == pytest.approx(per_job, rel=1e-3)
+    # 60 one-core jobs on 8 cores: 8 rounds, then the gather and the three small report jobs in a row
+    assert hour["wall_min"] == pytest.approx((8 * per_job + 10.0 + 3 * 3.0) / 60, abs=0.1)
