@@ -457,7 +457,7 @@ TORCH_THREADS = ("--threads", {"type": int, "default": 0, "help": "cores the job
 WEIGHTS = ("--weights", {"help": "the validation's weights.json (score.weights: auto); without it the fixed weights"})
 APPLY = [("--bundle", {**REQ, "help": "the bundle folder"}),
          ("--batch-root", {**REQ, "help": "the batch's folder (or @file holding it)"}),
-         ("--spec", {"default": "{}", "help": "the batch's settings (JSON): fps, fingerprint"}),
+         ("--spec", {"default": "{}", "help": "the batch's settings (JSON): fps"}),
          ("--name", {"help": "dataset/batch (in titles)"}), ("--device", {"help": "auto, cpu, cuda (default: the bundle's)"})]
 # subcommand: (function, help, [(flag, argparse options), ...])
 NO_SETTINGS = {"make-camera-set", "gather-terms", "stc-gather", "cell-stats-gather", "bundle-import", "bundle-pack",
