@@ -146,7 +146,9 @@ def video_terms(bundle: str, cfg: dict, video: str, camera: str, out: str, threa
         work = Path(work)
         det, flow, cubes = work / f"{video}.csv", work / f"{video}.h5", work / "stc.h5"
         timed("detect", detect_video, pv, cfg, str(det))
-        timed("flow", flow_video, pv, cfg, str(flow))
+        scratch = copy.deepcopy(cfg)
+        scratch["flow"]["compression"] = 0   # a scratch file read once: the same values, not compressed
+        timed("flow", flow_video, pv, scratch, str(flow))
         timed("stc", build_split, [pv], [str(det)], [str(flow)], cfg, str(cubes), part=True)
         n_cubes = len(timed("infer", infer, str(b / "model.pt"), str(cubes), str(folder / "infer.csv"), cfg, threads))
         features = timed("motion_features", M.object_features, str(flow), str(det), video, cfg["motion"])

@@ -151,13 +151,13 @@ def _video_cubes(video: Video, boxes: pd.DataFrame, flow_path: str, cfg: dict,
             if progress is not None and t:  # frame t-1's cubes are built
                 progress.update(1)
             frames.append(img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-            flows.append(fl[t])
+            flows.append(fl[t].astype(np.float32))   # once per frame, not once per cube (the same values)
             if t < tp or t not in by_frame:
                 continue
             for box in by_frame[t]:
                 region = square_box(box, img.shape[1], img.shape[0]) if square else box
                 app = np.stack([_to_chw(crop_resize(f, region, s)) for f in frames])
-                flo = np.stack([crop_resize(f.astype(np.float32), region, s, scale).transpose(2, 0, 1) for f in flows])
+                flo = np.stack([crop_resize(f, region, s, scale).transpose(2, 0, 1) for f in flows])
                 yield {"app": app, "flow": quantize(flo, quantum), "frame": t, "box": box}
 
 

@@ -202,7 +202,7 @@ def iter_frames(video: Video, gray: bool = False) -> Iterator[np.ndarray]:
 def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarray]:
     """Only the frames ``indices`` (0-based) of a video: image files are read one by one, a
     container is decoded as a stream up to the last one asked for (one frame in memory at a time,
-    seeking is not frame-exact in every codec)."""
+    seeking is not frame-exact in every codec), only the frames asked for converted and scaled."""
     want = sorted({int(i) for i in indices})
     if want and (want[0] < 0 or want[-1] >= video.n_frames):
         raise VadError(f"{video.source}: frames {want[0]}..{want[-1]} asked for, the video has {video.n_frames}")
@@ -211,15 +211,27 @@ def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarr
     out: dict[int, np.ndarray] = {}
     if not want:
         return out
-    frames = iter_frames(video, gray)
+    wanted, shape = set(want), None
+    cap = _open(video.file)
     try:
-        for t, img in enumerate(frames):
-            if t in want:
-                out[t] = img
-            if t >= want[-1]:
+        for t in range(want[-1] + 1):
+            if t not in wanted:   # decoded, not converted (grab: read without the colour conversion)
+                if not cap.grab():
+                    break
+                continue
+            ok, img = cap.read()
+            if not ok:
                 break
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if gray else img
+            shape = shape or img.shape
+            if img.shape != shape:
+                raise VadError(f"{video.file} frame {t}: frame size {img.shape[:2]} differs from the video's {shape[:2]}")
+            out[t] = at_work_size(video, img)
     finally:
-        frames.close()
+        cap.release()
+    if len(out) < len(want):
+        raise VadError(f"{video.file}: truncated or corrupt: frame {want[-1]} asked for, decoding stopped before it "
+                       f"(the header gives {video.count} frames)")
     return out
 
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from vad_pipeline.datasets import Video, iter_frames, read_frame
+from vad_pipeline.datasets import Video, iter_frames, read_frame, read_frames
 from vad_pipeline.datasets.video import at_work_size
 from vad_pipeline.detect import COLUMNS
 from vad_pipeline.io import VadError
@@ -21,8 +21,8 @@ def median_background(video: Video, n: int, blur: int) -> np.ndarray:
     idx = set(np.linspace(0, video.n_frames - 1, min(n, video.n_frames)).astype(int).tolist())
     if video.file is None:  # image files: read only the sampled ones (sizes checked below)
         frames = ((video.frames[i], at_work_size(video, read_frame(video.frames[i], gray=True))) for i in sorted(idx))
-    else:  # a container is decoded as a stream (iter_frames checks the sizes); keep the sampled frames
-        frames = ((video.file, g) for t, g in enumerate(iter_frames(video, gray=True)) if t in idx)
+    else:  # a container is decoded as a stream up to the last sampled frame; only those converted
+        frames = ((video.file, g) for _, g in sorted(read_frames(video, idx, gray=True).items()))
     sampled, shape = [], None
     for where, g in frames:
         shape = shape or g.shape
