@@ -26,19 +26,33 @@ def test_read_frames_decodes_a_video_file_only_up_to_the_last_frame_asked(tiny_d
     demo = D.get_video(tiny_demo, "test", "01")
     write_video_file(tmp_path / "01.avi", D.iter_frames(demo), 10)   # FFV1: lossless
     vid = V.video_file("01", "test", tmp_path / "01.avi")
-    decoded = []
-    real = V._decode
+    calls = {"grab": 0, "read": 0}
+    real = V._open
 
-    def counting(video, gray):
-        for img in real(video, gray):
-            decoded.append(1)
-            yield img
+    class Counting:   # the capture, counting frames skipped (grab) and frames converted (read)
+        def __init__(self, cap):
+            self.cap = cap
 
-    monkeypatch.setattr(V, "_decode", counting)
+        def grab(self):
+            calls["grab"] += 1
+            return self.cap.grab()
+
+        def read(self):
+            calls["read"] += 1
+            return self.cap.read()
+
+        def release(self):
+            self.cap.release()
+
+    monkeypatch.setattr(V, "_open", lambda path: Counting(real(path)))
     got = D.read_frames(vid, [7, 3])
-    assert sorted(got) == [3, 7] and len(decoded) == 8   # frames 0..7 decoded, two kept
+    assert sorted(got) == [3, 7] and calls == {"grab": 6, "read": 2}   # frames 0..7 decoded, two converted
     ref = dict(enumerate(D.iter_frames(demo)))
     np.testing.assert_array_equal(got[7], ref[7])
+    small = V.working(vid, 48)   # gray and at a working size: as iter_frames gives them
+    ref = dict(enumerate(D.iter_frames(small, gray=True)))
+    for t, img in D.read_frames(small, [0, 5, 9], gray=True).items():
+        np.testing.assert_array_equal(img, ref[t])
     with pytest.raises(Exception, match="asked for"):
         D.read_frames(vid, [vid.n_frames])
 
