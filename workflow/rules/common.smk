@@ -408,8 +408,17 @@ def trained(dataset):
 def batch_config(dataset, batch):
     """The batch's settings as far as reading its videos goes (the bundle's are the job's)."""
     ext = external_bundle(dataset)
-    base = B.settings(ext[0]) if ext else RESOLVED[dataset]
-    return AP.batch_config(B.settings_of(base) if not ext else base, dataset, batch, batch_spec(dataset, batch))
+    settings = B.settings(ext[0]) if ext else B.settings_of(RESOLVED[dataset])
+    return AP.batch_config(settings, dataset, batch, batch_spec(dataset, batch))
+
+
+@functools.cache
+def batch_sources(dataset, batch):
+    """{video: file or frame folder} of a batch, listed once per Snakemake process."""
+    try:
+        return AP.sources(batch_spec(dataset, batch)["root"])
+    except VadError as exc:
+        raise _apply_error(dataset, batch, exc)
 
 
 @functools.cache
@@ -419,8 +428,8 @@ def batch_plan(dataset, batch):
     video, before any job runs."""
     spec = batch_spec(dataset, batch)
     info, train_cams = trained(dataset)
+    names = list(batch_sources(dataset, batch))
     try:
-        names = list(AP.sources(spec["root"]))
         cams = AP.assign(info, names, spec["root"], train_cams)
         cfg = batch_config(dataset, batch)
         for name, cam in cams.items():
@@ -445,12 +454,13 @@ def batch_root_file(dataset, batch):
 
 @functools.cache
 def _batch_fingerprint(dataset, batch, video):
-    spec = batch_spec(dataset, batch)
+    """One batch video's fingerprint (D.fingerprint, as the dataset's videos are tracked)."""
+    sources = batch_sources(dataset, batch)
+    if video not in sources:
+        raise WorkflowError(f"dataset {dataset}, batch {batch}: no video {video!r} (have {', '.join(sources)})")
     try:
-        src = AP.sources(spec["root"])[video]
-        how = RESOLVED[dataset]["dataset"].get("fingerprint", "content")
-        return D.fingerprint(src, how, HASHES.format(dataset=dataset))
-    except (VadError, KeyError) as exc:
+        return D.fingerprint(sources[video], RESOLVED[dataset]["dataset"]["fingerprint"], HASHES.format(dataset=dataset))
+    except VadError as exc:
         raise _apply_error(dataset, batch, exc)
 
 
