@@ -174,6 +174,8 @@ rule apply_pictures:
         settings="results/{dataset}/apply/{batch}/settings.json",
     output:
         directory("results/{dataset}/apply/{batch}/top_anomalies"),
+    params:
+        root=lambda w: batch_root_file(w.dataset, w.batch),   # where the batch is now (it may have moved)
     wildcard_constraints:
         batch="[^/]+",
     log:
@@ -181,8 +183,8 @@ rule apply_pictures:
     conda:
         f"{ENVS}/vision.yaml"
     shell:
-        "{VAD} pictures --params @{input.settings:q} --top {input.top:q} --objects {input.objects:q} "
-        "--frames {input.frames:q} --cells {input.cells:q} --out {output:q} 2> {log:q}"
+        "{VAD} pictures --params @{input.settings:q} --root @{params.root:q} --top {input.top:q} "
+        "--objects {input.objects:q} --frames {input.frames:q} --cells {input.cells:q} --out {output:q} 2> {log:q}"
 
 
 rule apply_evaluate:
