@@ -76,7 +76,7 @@ def _bundle(tmp_path: Path) -> Path:
     files = {}
     for name in [*B.FILES, B.SETTINGS]:
         (folder / name).write_text(f"{name}\n")
-        files[name] = {"bytes": (folder / name).stat().st_size, "sha256": B.sha256(folder / name)}
+        files[name] = {"bytes": (folder / name).stat().st_size, "sha256": B.checksum(folder / name)}
     (folder / B.MANIFEST).write_text(json.dumps({"format": B.FORMAT, "vad_pipeline": "0.1.0", "dataset": "d",
                                                  "files": files}))
     return folder

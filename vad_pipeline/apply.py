@@ -158,9 +158,9 @@ def video_terms(bundle: str, cfg: dict, video: str, camera: str, out: str, threa
         write_csv(folder / "motion.csv", M.TERM.combine([s_m]))
         timed("cell_stats", W.split_stats, [str(flow)], str(b / "layout.json"), str(work / "cells.h5"), cfg["cells"],
               cameras)
-        layouts = list(W.read_layout(str(b / "layout.json"))["cameras"])
+        layouts = list(W.read_layout(str(b / "layout.json"))["cameras"])   # [ONE]: one layout for every camera
         _, s_c = timed("S_c", W.TERM.parts, str(b / "cell_stats_train.h5"), str(work / "cells.h5"), cfg, cameras,
-                       camera=None if len(layouts) == 1 else camera, threads=threads, training=False)
+                       camera=_part(layouts, camera), threads=threads, training=False)
         write_csv(folder / "cells.csv", W.TERM.combine([s_c]))
     # one line a benchmark reads (benchmarks/bench_apply.py): where a video's time goes
     log.info("%s %s", TIMING, json.dumps({"video": video, "frames": pv.n_frames, "cubes": n_cubes, "seconds": seconds}))
@@ -205,6 +205,5 @@ def gather(bundle: str, cfg: dict, parts: list[str], cameras: dict[str, str], ou
     frames = write_frame_scores(out["objects"], out["labels"], out["frames"], cfg,
                                 (str(b / "cells_train.csv"), out["cells"]), cams, weights)
     write_json(out["settings"], cfg)
-    log.info("%s: %d videos, %d frames scored with the model of dataset %s", cfg["name"], len(names), len(frames),
-             B.manifest(bundle)["dataset"])
+    log.info("%s: %d videos, %d frames scored with the bundle %s", cfg["name"], len(names), len(frames), bundle)
     return frames

@@ -13,7 +13,6 @@ bundle this version cannot read, naming the versions, before anything runs.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import shutil
@@ -44,12 +43,11 @@ ARCHIVES = (".tar.gz", ".tgz", ".tar")
 UNTRACKED = ("report", "localisation")   # sections that change no score: the current config's apply
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def checksum(path: Path) -> str:
+    """A file's content hash (:func:`vad_pipeline.hashcache.hash_file`: SHA-256, streamed)."""
+    from vad_pipeline.hashcache import hash_file
+
+    return hash_file(path, Path(path).stat().st_size)
 
 
 def _cameras(layout: dict, cameras_csv: str) -> dict[str, dict]:
@@ -98,7 +96,7 @@ def write(out: str, cfg: dict, files: dict[str, str], assign: str) -> dict:
             "camera_assign": assign,
             "cameras": _cameras(read_layout(str(tmp / "layout.json")), str(tmp / "cameras_train.csv")),
             "weights": "chosen" if "weights.json" in files else "fixed",
-            "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": sha256(tmp / n)}
+            "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": checksum(tmp / n)}
                       for n in sorted([*files, SETTINGS])},
         }
         write_json(tmp / MANIFEST, manifest)
@@ -214,7 +212,7 @@ def unpack(source: str, out: str) -> dict:
                     with tar.extractfile(m) as f, open(tmp / m.name, "wb") as g:
                         shutil.copyfileobj(f, g)
         for name, meta in info["files"].items():
-            if sha256(tmp / name) != meta["sha256"]:
+            if checksum(tmp / name) != meta["sha256"]:
                 raise VadError(f"{src}: {name} does not match its checksum in {MANIFEST}: a damaged copy; "
                                "copy the bundle again")
     log.info("%s: bundle of dataset %s (written %s by vad-pipeline %s) from %s", out, info["dataset"],

@@ -28,12 +28,17 @@ def _text(value: str, flag: str) -> str:
     return path.read_text()
 
 
+def _json_arg(value: str, flag: str):
+    """A JSON argument (or @file holding it)."""
+    try:
+        return json.loads(_text(value, flag))
+    except json.JSONDecodeError as exc:
+        raise VadError(f"{flag}: not valid JSON ({exc})") from exc
+
+
 def _settings(args) -> dict:
     if args.params:
-        try:
-            cfg = json.loads(_text(args.params, "--params"))
-        except json.JSONDecodeError as exc:
-            raise VadError(f"--params: not valid JSON ({exc})") from exc
+        cfg = _json_arg(args.params, "--params")
         # the camera settings a stage is not given are the defaults (rules pass only those it reads)
         cfg["cameras"] = {**C.defaults()["cameras"], **cfg.get("cameras", {})}
     elif not args.dataset:
@@ -60,10 +65,7 @@ def cmd_make_demo(cfg, a):
 def cmd_make_camera_set(cfg, a):
     from vad_pipeline.camera_set import build, parse_counts, parse_sizes
 
-    try:
-        demo = json.loads(_text(a.demo, "--demo")) if a.demo else {}
-    except json.JSONDecodeError as exc:
-        raise VadError(f"--demo: not valid JSON ({exc})") from exc
+    demo = _json_arg(a.demo, "--demo") if a.demo else {}
     if not isinstance(demo, dict):
         raise VadError("--demo: expected a JSON object of demo settings")
     clips = parse_counts(a.train_clips, "--train-clips") if a.train_clips else None
@@ -261,13 +263,6 @@ def cmd_bundle_pack(cfg, a):
     from vad_pipeline.bundle import pack
 
     pack(a.bundle, a.out)
-
-
-def _json_arg(value: str, flag: str):
-    try:
-        return json.loads(_text(value, flag))
-    except json.JSONDecodeError as exc:
-        raise VadError(f"{flag}: not valid JSON ({exc})") from exc
 
 
 def _batch(a) -> dict:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -252,6 +253,15 @@ def video_stats(flow_h5: str, layout: dict, p: dict) -> tuple[np.ndarray, np.nda
     return pool(means, int(p["frames"])), full
 
 
+@contextmanager
+def _stats_file(out: str, layouts: dict):
+    """A :func:`split_stats` file being written to ``out`` (atomically): its ``layout`` written,
+    its ``stats`` and ``boxes`` groups yielded for the videos."""
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
+        h.create_dataset("layout", data=json.dumps(layouts, sort_keys=True), dtype=h5py.string_dtype())
+        yield h.create_group("stats"), h.create_group("boxes")
+
+
 def split_stats(flow_paths: list[str], layout_path: str, out: str, p: dict,
                 cameras: dict[str, str] | None = None) -> None:
     """Every video's window statistics of a split into one HDF5 file: ``stats/<video>`` (frames,
@@ -262,9 +272,7 @@ def split_stats(flow_paths: list[str], layout_path: str, out: str, p: dict,
 
     layouts = read_layout(layout_path)
     progress = Progress(f"cell statistics {Path(out).name}", len(flow_paths), "videos")
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
-        h.create_dataset("layout", data=json.dumps(layouts, sort_keys=True), dtype=h5py.string_dtype())
-        stats_group, boxes_group = h.create_group("stats"), h.create_group("boxes")
+    with _stats_file(out, layouts) as (stats_group, boxes_group):
         for fp in flow_paths:
             _, layout = layout_for(layouts, Path(fp).stem, cameras)
             stats, boxes = video_stats(fp, layout, p)
@@ -289,9 +297,7 @@ def gather_stats(parts: list[str], out: str) -> None:
             metas += [(path, v, h["stats"][v].shape, h["stats"][v].dtype, h["boxes"][v][:]) for v in names]
     if layout is None:
         raise VadError(f"{out}: no video to gather")
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
-        h.create_dataset("layout", data=json.dumps(layout, sort_keys=True), dtype=h5py.string_dtype())
-        stats_group, boxes_group = h.create_group("stats"), h.create_group("boxes")
+    with _stats_file(out, layout) as (stats_group, boxes_group):
         for path, v, shape, dtype, boxes in metas:
             virtual_rows(stats_group, v, [(path, f"stats/{v}", shape[0])], shape[1:], dtype, out)
             boxes_group.create_dataset(v, data=boxes)
@@ -301,9 +307,7 @@ def copy_stats(src: str, out: str) -> None:
     """A :func:`split_stats` file with every statistic in it (``src`` may be a gathered file of
     virtual datasets over other files): one file that can be moved alone (a bundle's)."""
     layout, names = stats_index(src)
-    with h5py.File(src, "r") as h, atomic_path(out) as tmp, h5py.File(tmp, "w") as g:
-        g.create_dataset("layout", data=json.dumps(layout, sort_keys=True), dtype=h5py.string_dtype())
-        stats_group, boxes_group = g.create_group("stats"), g.create_group("boxes")
+    with h5py.File(src, "r") as h, _stats_file(out, layout) as (stats_group, boxes_group):
         for v in names:
             stats_group.create_dataset(v, data=h["stats"][v][:], compression="gzip")
             boxes_group.create_dataset(v, data=h["boxes"][v][:])

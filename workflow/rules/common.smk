@@ -467,7 +467,7 @@ def _batch_fingerprint(dataset, batch, video):
 def batch_labels_param(wildcards):
     """The content of the batch's labels.csv (none: unlabelled)."""
     path = Path(batch_spec(wildcards.dataset, wildcards.batch)["root"]) / AP.LABELS_CSV
-    return B.sha256(path) if path.is_file() else ""
+    return B.checksum(path) if path.is_file() else ""
 
 
 def batch_spec_json(wildcards):
