@@ -87,15 +87,17 @@ def demo_run(base_config, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def validation_run(base_config, tmp_path_factory) -> Path:
-    """The tiny demo with 6 training videos of 120 frames: 2 held out, validated, weights chosen
-    (score.weights: auto), run through auc.json."""
+    """The tiny demo with 3 training videos of 240 frames: fewer than validation.min_videos, so
+    the last half of 2 of them is held out as time blocks (01+120-239, 03+120-239), validated,
+    weights chosen (score.weights: auto), run through auc.json."""
     from tests.smk import snakemake
 
     wd = tmp_path_factory.mktemp("validation_run")
     cfg = copy.deepcopy(base_config)
     cfg["datasets"]["demo"]["root"] = "resources/demo"
     cfg["datasets"]["demo"].pop("presets", None)
-    cfg = C.deep_merge(cfg, {**tiny_overlay(), "demo": {**tiny_overlay()["demo"], "n_train": 6, "n_frames": 120}})
+    cfg = C.deep_merge(cfg, {**tiny_overlay(), "demo": {**tiny_overlay()["demo"], "n_train": 3, "n_frames": 240},
+                                     "validation": {"block": 0.5}})
     write_config(cfg, wd / "config.yaml")
     snakemake(wd, "results/demo/auc.json")
     return wd

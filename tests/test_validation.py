@@ -12,7 +12,7 @@ import pytest
 
 from vad_pipeline import datasets as D
 from vad_pipeline import validation as V
-from vad_pipeline.datasets.holdout import evenly, held_out
+from vad_pipeline.datasets.holdout import blocks, evenly, held_out, part_name, split_part
 from vad_pipeline.io import VadError
 
 
@@ -128,13 +128,20 @@ def test_fuse_and_frame_scores_apply_each_cameras_chosen_weights(tmp_path, tiny_
 def test_held_out_videos_train_nothing(validation_run):
     import h5py
 
+    from vad_pipeline.stc import video_list
+
     res = validation_run / "results" / "demo"
     chosen = json.loads((res / "validation" / "weights.json").read_text())
-    assert chosen["held_out"] == ["02", "05"]
-    assert set(pd.read_csv(res / "cameras" / "train.csv", dtype={"video": str})["video"]) == {"01", "03", "04", "06"}
-    with h5py.File(res / "stc" / "train.h5", "r") as h:
-        trained = {v.decode() if isinstance(v, bytes) else str(v) for v in np.unique(h["video"][:])}
-    assert not trained & {"02", "05"}
+    assert chosen["held_out"] == ["01+120-239", "03+120-239"]      # time blocks: 3 < min_videos videos
+    cams = pd.read_csv(res / "cameras" / "train.csv", dtype={"video": str}).set_index("video")
+    assert set(cams.index) == {"01+0-119", "02", "03+0-119"}
+    assert cams.loc["01+0-119", "frames"] == 120 and cams.loc["02", "frames"] == 240
+    assert pd.read_csv(res / "detect" / "train" / "01+0-119.csv")["frame"].max() <= 119
+    with h5py.File(res / "stc" / "train.h5", "r") as h:   # "video": each cube's index into video_list
+        trained = {video_list(h)[i] for i in np.unique(h["video"][:])}
+    assert trained == {"01+0-119", "02", "03+0-119"}
+    pieces = pd.read_csv(res / "validation" / "frames.csv", dtype={"video": str})
+    assert set(pieces["video"]) == {"01+120-239", "03+120-239"} and pieces.groupby("video")["source_frame"].max().max() <= 119
 
 
 def test_the_choice_is_no_worse_than_any_single_term_and_detects_the_pseudo_anomalies(validation_run):
@@ -188,3 +195,60 @@ def test_causal_per_video_baseline_reads_only_the_past(tiny_resolved):
                             "score": np.r_[np.full(30, 1.0), np.full(30, 25.0)], "z_f": 0.0, "z_p": 0.0})
     out = frame_scores(objects, objects[["video", "frame"]].assign(label=0), cfg)
     assert np.allclose(out["score"], 0.0)        # two normal levels 25x apart: both at 0
+
+
+# --- time blocks: cameras with too few training videos to hold one out whole ---------------------------------
+
+
+def _block_cfg(videos=2, least=6, block=0.3, min_block=120):
+    return {"validation": {"videos": videos, "min_videos": least, "block": block, "min_block": min_block}}
+
+
+def test_a_small_camera_holds_out_the_last_part_of_its_videos_where_long_enough():
+    cams = {**{f"a_{i:02d}": "a" for i in range(1, 17)}, "b_1": "b", "b_2": "b", "c_1": "c"}
+    frames = {"b_1": 400, "b_2": 200, "c_1": 1000}
+    asked = []
+
+    def n_frames(v):
+        asked.append(v)
+        return frames[v]
+
+    assert blocks(_block_cfg(), cams, n_frames) == {"b_1": (280, 400), "c_1": (700, 1000)}
+    assert sorted(asked) == ["b_1", "b_2", "c_1"]        # camera a holds out whole videos: none of it read
+    assert blocks(_block_cfg(min_block=60), cams, frames.get)["b_2"] == (140, 200)
+    assert blocks(_block_cfg(block=0), cams, frames.get) == {} == blocks(_block_cfg(videos=0), cams, frames.get)
+    assert blocks(_block_cfg(videos=1), {"b_1": "b", "b_2": "b", "b_3": "b"}, lambda v: 400) == {"b_2": (280, 400)}
+    assert part_name("b_1", 0, 280) == "b_1+0-279" and split_part("b_1+0-279") == ("b_1", (0, 280))
+    assert split_part("b_1+280-399") == ("b_1", (280, 400)) and split_part("b+1") == ("b+1", None)
+
+
+def _videos_dataset(root, lengths: dict[str, int]) -> dict:
+    from vad_pipeline import config as C
+    from vad_pipeline.datasets.export import write_video_file
+
+    for name, n in lengths.items():
+        write_video_file(root / "train" / f"{name}.avi",
+                         (np.full((16, 24, 3), t % 250, np.uint8) for t in range(n)), 10)
+    (root / "test").mkdir(exist_ok=True)
+    write_video_file(root / "test" / "t1.avi", (np.zeros((16, 24, 3), np.uint8) for _ in range(5)), 10)
+    cfg = C.resolve({"presets": {"cpu": {}}, "datasets": {"mine": {"layout": "videos", "root": str(root)}}}, "mine")
+    cfg["validation"].update(videos=2, block=0.3, min_block=60)
+    return cfg
+
+
+def test_time_blocks_form_the_holdout_split_and_the_training_split_keeps_the_frames_before(tmp_path):
+    from vad_pipeline.datasets.cameras import cameras_of
+
+    cfg = _videos_dataset(tmp_path, {"v1": 300, "v2": 100, "v3": 40})
+    assert D.video_names(cfg, "holdout") == ["v1+210-299"]            # v2's 30 frames are under min_block
+    assert D.video_names(cfg, "train") == ["v1+0-209", "v2", "v3"]
+    held, trained = D.get_video(cfg, "holdout", "v1+210-299"), D.get_video(cfg, "train", "v1+0-209")
+    assert (held.name, held.n_frames, trained.n_frames) == ("v1+210-299", 90, 210)
+    grey = [int(f[0, 0]) for f in D.iter_frames(held, gray=True)]     # frame t is grey level t
+    assert abs(grey[0] - 210) <= 2 and abs(grey[-1] - 299 % 250) <= 2 and len(grey) == 90
+    assert len(list(D.iter_frames(trained))) == 210                  # stops at the block, no error
+    got = D.read_frames(held, [0, 89])
+    assert abs(int(got[0][0, 0, 0]) - 210) <= 2 and abs(int(got[89][0, 0, 0]) - 49) <= 2
+    assert cameras_of(cfg, ["v1+210-299"], "train") == {"v1+210-299": "all"}
+    cfg["validation"]["block"] = 0
+    assert D.video_names(cfg, "holdout") == [] and D.video_names(cfg, "train") == ["v1", "v2", "v3"]

@@ -106,7 +106,8 @@ def _write_pseudo(cfg: dict, video: str, boxes: dict[str, str], folder: Path) ->
         src, labels, kinds, segments = pseudo.plan(n, p["kinds"], float(p["segment"]), guard(cfg))
     except ValueError as exc:
         raise VadError(f"{source.source}: held-out video {video} cannot take the pseudo-anomalies ({exc}); use fewer "
-                       "validation.kinds, or set validation.videos: 0 for this dataset") from exc
+                       "validation.kinds, a larger validation.min_block (time blocks), or validation.videos: 0 for "
+                       "this dataset") from exc
     seed = int(cfg.get("seed", 0)) * 7919 + sum(map(ord, video))
     patch, size = _patch(cfg, boxes, video, seed)
     folder.mkdir(parents=True, exist_ok=True)

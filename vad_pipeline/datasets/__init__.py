@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from vad_pipeline.datasets.video import (
     frame_size,
     iter_frames,
     natural_key,
+    part,
     read_frame,
     read_frames,
 )
@@ -61,19 +63,43 @@ def _check_split(split: str) -> None:
 
 
 def _layout_sources(cfg: dict, split: str) -> dict[str, Path]:
-    """The layout's listing of a split; ``train`` without the held-out videos, ``holdout`` only
-    those (:func:`vad_pipeline.datasets.holdout.held_out`)."""
+    """The layout's listing of a split; ``train`` without the held-out videos, and with the
+    training part of a video a time block is held out of; ``holdout`` the held-out videos and
+    time blocks (:mod:`vad_pipeline.datasets.holdout`)."""
     _check_split(split)
     layout = layout_of(cfg)
     if split == "test":
         return layout.sources(cfg, split)
     from vad_pipeline.datasets.cameras import cameras_of
-    from vad_pipeline.datasets.holdout import held_out
+    from vad_pipeline.datasets.holdout import blocks, held_out, part_name
 
     everything = layout.sources(cfg, "train")
-    # the dataset's validation section decides (a job that lists the training split is given it)
-    out = set(held_out(cfg, cameras_of(cfg, list(everything), "train"))) if cfg["validation"]["videos"] else set()
-    return {n: s for n, s in everything.items() if (n in out) == (split == HOLDOUT)}
+    if not cfg["validation"]["videos"]:   # the dataset's validation section decides (jobs are given it)
+        return everything if split == "train" else {}
+    cameras = cameras_of(cfg, list(everything), "train")
+    whole = set(held_out(cfg, cameras))
+    cut = blocks(cfg, cameras, lambda n: _count(cfg, n, everything[n]))
+    if split == "train":
+        return {(part_name(n, 0, cut[n][0]) if n in cut else n): s for n, s in everything.items() if n not in whole}
+    return {**{n: s for n, s in everything.items() if n in whole},
+            **{part_name(n, *cut[n]): everything[n] for n in cut}}
+
+
+_COUNTS: dict[tuple, int] = {}
+
+
+def _count(cfg: dict, name: str, source: Path) -> int:
+    """A training video's frame count, kept while its file or folder is unchanged (a split is
+    listed many times while a workflow is planned)."""
+    layout = layout_of(cfg)
+    try:
+        st = Path(source).stat()
+    except OSError:   # the demo before it is generated: the layout knows
+        return layout.n_frames(cfg, "train", name, source)
+    key = (layout.name, str(source), st.st_mtime_ns, st.st_size, cfg.get("demo", {}).get("n_frames"))
+    if key not in _COUNTS:
+        _COUNTS[key] = layout.n_frames(cfg, "train", name, source)
+    return _COUNTS[key]
 
 
 def _sources(cfg: dict, split: str) -> dict[str, Path]:
@@ -155,8 +181,9 @@ def fingerprint(source: Path, how: str, cache: Cache = None) -> str:
 def fingerprints(cfg: dict, split: str, names: list[str] | None = None, cache: Cache = None) -> dict[str, str | None]:
     """{video name: :func:`fingerprint`} of a split (or of its videos ``names``; the folder is
     listed once), as ``dataset.fingerprint`` says: what the workflow tracks, so that adding,
-    removing, renaming or replacing a video reruns what depends on it. The generated demo's are
-    None (it is an output of the workflow, tracked as such)."""
+    removing, renaming or replacing a video reruns what depends on it (a part of a file, a time
+    block, has its frames in its name). The generated demo's are None (it is an output of the
+    workflow, tracked as such)."""
     if layout_of(cfg).name == "demo":
         return dict.fromkeys(names if names is not None else video_names(cfg, split))
     how = fingerprint_mode(cfg)
@@ -234,12 +261,19 @@ def get_video(cfg: dict, split: str, name: str) -> Video:
     _check_split(split)
     layout = layout_of(cfg)
     folder = "test" if split == "test" else "train"   # a held-out video is in the training folder
-    source = layout.sources(cfg, folder).get(name) if layout.name != "demo" else None
+    from vad_pipeline.datasets.holdout import split_part
+
+    listing = layout.sources(cfg, folder) if layout.name != "demo" else {}
+    # a part of a training video (a held-out time block, the frames before it): its name says which
+    base, frames = (name, None) if name in listing or split == "test" else split_part(name)
+    source = listing.get(base)
     if source is None:  # the demo, or a name the listing does not have: report the folder
-        source = layout.split_folder(Path(cfg["dataset"]["root"]), folder) / name
+        source = layout.split_folder(Path(cfg["dataset"]["root"]), folder) / base
         if not source.exists():
             raise VadError(f"{source}: video folder not found")
-    video = layout.open(cfg, folder, name, source)
+    video = layout.open(cfg, folder, base, source)
+    if frames:
+        video = replace(part(video, *frames), name=name)
     expected = cfg["dataset"].get("frame_size")
     if expected and tuple(frame_size(video)) != tuple(expected):
         raise VadError(f"{video.source}: frames are {frame_size(video)[0]}x{frame_size(video)[1]} (height x width) "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vad_pipeline.datasets.holdout import source_name
 from vad_pipeline.io import VadError, read_csv
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,22 @@ def video_cameras(cfg: dict, split: str) -> dict[str, str]:
 def cameras_of(cfg: dict, names: list[str], split: str) -> dict[str, str]:
     """{video: camera} of these videos of a split (:func:`video_cameras`), from their names."""
     m = mode(cfg)
+    listed = read_list(Path(cfg["dataset"]["root"]) / CAMERAS_CSV) if m == "file" else {}
+    return {n: _camera(cfg, m, listed, n, split) for n in names}
+
+
+def _camera(cfg: dict, m: str, listed: dict[str, str], name: str, split: str) -> str:
+    """The camera of one video in mode ``m`` (``listed``: cameras.csv's in mode file); a part of a
+    training video (a held-out time block, the frames before it) is its video's camera."""
+    if split != "test":
+        name = source_name(name)
     if m == "prefix":
-        return {n: n.split("_", 1)[0] for n in names}
+        return name.split("_", 1)[0]
     if m == "file":
-        path = Path(cfg["dataset"]["root"]) / CAMERAS_CSV
-        listed = read_list(path)
-        if missing := [n for n in names if n not in listed]:
-            raise VadError(f"{path}: no camera for {split} video {missing[0]}")
-        return {n: listed[n] for n in names}
-    return dict.fromkeys(names, ONE)
+        if name not in listed:
+            raise VadError(f"{Path(cfg['dataset']['root']) / CAMERAS_CSV}: no camera for {split} video {name}")
+        return listed[name]
+    return ONE
 
 
 def camera_names(cfg: dict, split: str) -> list[str]:
@@ -84,15 +92,7 @@ def camera_table(cfg: dict, videos: dict[str, dict[str, int]]) -> pd.DataFrame:
     rows = []
     for split, names in videos.items():
         for name, frames in names.items():
-            if m == "prefix":
-                cam = name.split("_", 1)[0]
-            elif m == "file":
-                if name not in listed:
-                    raise VadError(f"{Path(cfg['dataset']['root']) / CAMERAS_CSV}: no camera for {split} video {name}")
-                cam = listed[name]
-            else:
-                cam = ONE
-            rows.append((split, name, cam, int(frames)))
+            rows.append((split, name, _camera(cfg, m, listed, name, split), int(frames)))
     df = pd.DataFrame(rows, columns=COLUMNS)
     trained = set(df.loc[df["split"] == "train", "camera"])
     orphans = df[(df["split"] == "test") & ~df["camera"].isin(trained)]

@@ -5,11 +5,24 @@ references, not in any z-statistic; the validation makes pseudo-anomalies of it
 (:mod:`vad_pipeline.validation`). Per camera, ``validation.videos`` of them, evenly spaced in name
 order, where the camera has at least ``validation.min_videos`` training videos. Only the videos'
 names and cameras decide, so the workflow knows them before any job runs.
+
+A camera with fewer training videos holds out time blocks instead (:func:`blocks`): the last
+``validation.block`` of ``validation.videos`` of its videos is a held-out video of its own, and
+the video trains with the frames before it only. Both parts are named by their frames
+(:func:`part_name`: ``01+210-299`` held out, ``01+0-209`` trained on), so every stage reads a part
+from its name alone. A block shorter than ``validation.min_block`` frames is not taken (such a
+camera is then not validated); the frame counts decide, read from the listings or headers.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from vad_pipeline.datasets.video import natural_key
+
+SEP = "+"   # between a training video's name and the frames of a part of it
+KEYS = ("videos", "min_videos", "block", "min_block")   # the validation settings that decide what is held out
 
 
 def evenly(names: list[str], k: int) -> list[str]:
@@ -25,8 +38,57 @@ def held_out(cfg: dict, cameras: dict[str, str]) -> list[str]:
     k, least = int(p["videos"]), int(p["min_videos"])
     if k == 0:
         return []
-    per_camera: dict[str, list[str]] = {}
-    for video, camera in cameras.items():
-        per_camera.setdefault(camera, []).append(video)
-    out = [v for vids in per_camera.values() if len(vids) >= max(least, k + 2) for v in evenly(vids, k)]
+    out = [v for vids in _by_camera(cameras).values() if len(vids) >= max(least, k + 2) for v in evenly(vids, k)]
     return sorted(out, key=natural_key)
+
+
+def _by_camera(cameras: dict[str, str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for video, camera in cameras.items():
+        out.setdefault(camera, []).append(video)
+    return out
+
+
+def blocks(cfg: dict, cameras: dict[str, str], n_frames: Callable[[str], int]) -> dict[str, tuple[int, int]]:
+    """{training video: (first, stop) of its held-out time block} of the cameras (``cameras``:
+    {video: camera} of the training split) too small for whole held-out videos: the last
+    ``validation.block`` of ``validation.videos`` of each one's videos (evenly spread), where the
+    block has at least ``validation.min_block`` frames. ``n_frames``: a video's frame count,
+    asked for these cameras' videos only."""
+    p = cfg["validation"]
+    k, share, least = int(p["videos"]), float(p["block"]), int(p["min_block"])
+    if k == 0 or share == 0:
+        return {}
+    whole = set(held_out(cfg, cameras))
+    out = {}
+    for vids in _by_camera(cameras).values():
+        if whole & set(vids):
+            continue
+        for video in evenly(vids, min(k, len(vids))):
+            n = n_frames(video)
+            size = round(share * n)
+            if size >= least and size < n:
+                out[video] = (n - size, n)
+    return out
+
+
+def part_name(video: str, first: int, stop: int) -> str:
+    """The name of frames ``first .. stop - 1`` of a training video (a time block, or the frames
+    before it): the frames are in the name, so moving a block's boundary makes other results."""
+    return f"{video}{SEP}{first}-{stop - 1}"
+
+
+_PART = re.compile(r"^(?P<video>.+)\+(?P<first>\d+)-(?P<last>\d+)$")
+
+
+def split_part(name: str) -> tuple[str, tuple[int, int] | None]:
+    """(the training video, (first, stop) of its frames) of a :func:`part_name`; (name, None) else."""
+    m = _PART.match(name)
+    if not m:
+        return name, None
+    return m["video"], (int(m["first"]), int(m["last"]) + 1)
+
+
+def source_name(name: str) -> str:
+    """The training video a part (:func:`part_name`) is of; a whole video's name."""
+    return split_part(name)[0]

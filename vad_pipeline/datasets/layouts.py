@@ -103,6 +103,10 @@ class Layout:
             return video_file(name, split, source, cfg["dataset"].get("fps"))
         return image_folder(name, split, source, cfg["dataset"].get("fps"))
 
+    def n_frames(self, cfg: dict, split: str, name: str, source: Path) -> int:
+        """A video's frame count (its listing, or its header)."""
+        return self.open(cfg, split, name, source).n_frames
+
     def gt_path(self, cfg: dict) -> Path | None:
         rel = cfg["dataset"].get("gt") or self.gt
         return Path(cfg["dataset"]["root"]) / rel if rel else None
@@ -168,6 +172,9 @@ class Demo(Frames):
 
     def has_masks(self, cfg):
         return True  # the generator writes them (the folder may not exist yet)
+
+    def n_frames(self, cfg, split, name, source):
+        return int(cfg["demo"]["n_frames"])   # known before the demo is generated
 
     def sources(self, cfg, split):
         n = cfg["demo"]["n_train" if split == "train" else "n_test"]

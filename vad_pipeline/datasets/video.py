@@ -33,6 +33,8 @@ class Video:
     fps: float | None = None        # from the container, or the dataset's ``fps`` setting
     size: tuple[int, int] | None = None  # (height, width) of ``file``
     work: tuple[int, int] | None = None  # (height, width) iter_frames scales frames to (None: as stored)
+    offset: int = 0                 # frames of ``file`` before this video's first (a part: :func:`part`)
+    to_end: bool = True             # whether it runs to the file's end (its header's count then checked)
 
     @property
     def n_frames(self) -> int:
@@ -92,6 +94,17 @@ def image_folder(name: str, split: str, folder: Path, fps: float | None = None) 
     return Video(name=name, split=split, frames=tuple(frames), fps=fps)
 
 
+def part(video: Video, first: int, stop: int) -> Video:
+    """Frames ``first .. stop - 1`` of ``video`` as a video of their own (a held-out time block,
+    or the training frames before it: :mod:`vad_pipeline.datasets.holdout`)."""
+    if not 0 <= first < stop <= video.n_frames:
+        raise VadError(f"{video.source}: frames {first}..{stop - 1} asked for, the video has {video.n_frames}")
+    if video.file is None:
+        return replace(video, frames=video.frames[first:stop])
+    return replace(video, offset=video.offset + first, count=stop - first,
+                   to_end=video.to_end and stop == video.n_frames)
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -149,13 +162,16 @@ def _decode(video: Video, gray: bool) -> Iterator[np.ndarray]:
     cap = _open(video.file)
     n = 0
     try:
-        while True:
+        for _ in range(video.offset):   # a part: the frames before it decoded, not converted
+            if not cap.grab():
+                raise VadError(f"{video.file}: truncated or corrupt: decoding stopped before frame {video.offset}")
+        while video.to_end or n < video.count:
             ok, img = cap.read()
             if not ok:
                 break
             n += 1
             if n > video.count:
-                raise VadError(f"{video.file}: holds more frames than the {video.count} its header "
+                raise VadError(f"{video.file}: holds more frames than the {video.offset + video.count} its header "
                                "gives; re-encode it (e.g. ffmpeg -i in -c:v mjpeg out.avi)")
             yield cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if gray else img
     finally:
@@ -211,10 +227,11 @@ def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarr
     out: dict[int, np.ndarray] = {}
     if not want:
         return out
-    wanted, shape = set(want), None
+    first = video.offset   # a part's frame i is the file's frame offset + i
+    wanted, shape = {first + i for i in want}, None
     cap = _open(video.file)
     try:
-        for t in range(want[-1] + 1):
+        for t in range(first + want[-1] + 1):
             if t not in wanted:   # decoded, not converted (grab: read without the colour conversion)
                 if not cap.grab():
                     break
@@ -226,7 +243,7 @@ def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarr
             shape = shape or img.shape
             if img.shape != shape:
                 raise VadError(f"{video.file} frame {t}: frame size {img.shape[:2]} differs from the video's {shape[:2]}")
-            out[t] = at_work_size(video, img)
+            out[t - first] = at_work_size(video, img)
     finally:
         cap.release()
     if len(out) < len(want):

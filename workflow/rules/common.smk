@@ -16,6 +16,7 @@ from vad_pipeline import windows as W  # noqa: E402
 from vad_pipeline import config as C  # noqa: E402
 from vad_pipeline.datasets import cameras as K  # noqa: E402
 from vad_pipeline import datasets as D  # noqa: E402
+from vad_pipeline.datasets import holdout as HO  # noqa: E402
 from vad_pipeline.io import VadError, atomic_path  # noqa: E402
 
 # --config reads nested values as strings ('cells={"frames": 16}' gives "16"): convert those the schema types

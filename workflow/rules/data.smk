@@ -45,7 +45,7 @@ rule cameras:
         "results/{dataset}/cameras/{split}.csv",
     params:
         root=root_param,
-        cfg=params_json("demo", "validation", only={"validation": ("videos", "min_videos")},
+        cfg=params_json("demo", "validation", only={"validation": HO.KEYS},
                         extra=lambda c: {"cameras": {"assign": K.mode(c)}}),
         videos=videos_param(cameras=True),
     log:

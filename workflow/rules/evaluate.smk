@@ -134,7 +134,7 @@ rule benchmark:
     params:
         root=root_param,
         cfg=params_json("demo", "detect", "flow", "frame_scores", "train", "validation",
-                        only={"train": ("max_cubes",), "validation": ("videos", "min_videos")}),
+                        only={"train": ("max_cubes",), "validation": HO.KEYS}),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:
