@@ -12,7 +12,7 @@ import pytest
 
 from vad_pipeline import datasets as D
 from vad_pipeline import validation as V
-from vad_pipeline.datasets.holdout import blocks, evenly, held_out, part_name, split_part
+from vad_pipeline.datasets.holdout import blocks, evenly, held_out, keys, part_name, split_part
 from vad_pipeline.io import VadError
 
 
@@ -218,6 +218,9 @@ def test_a_small_camera_holds_out_the_last_part_of_its_videos_where_long_enough(
     assert blocks(_block_cfg(min_block=60), cams, frames.get)["b_2"] == (140, 200)
     assert blocks(_block_cfg(block=0), cams, frames.get) == {} == blocks(_block_cfg(videos=0), cams, frames.get)
     assert blocks(_block_cfg(videos=1), {"b_1": "b", "b_2": "b", "b_3": "b"}, lambda v: 400) == {"b_2": (280, 400)}
+    # the block settings are tracked only where a camera is that small (elsewhere a change reruns nothing)
+    assert keys(_block_cfg(), {f"a_{i:02d}": "a" for i in range(1, 17)}) == ("videos", "min_videos")
+    assert keys(_block_cfg(), cams) == ("videos", "min_videos", "block", "min_block")
     assert part_name("b_1", 0, 280) == "b_1+0-279" and split_part("b_1+0-279") == ("b_1", (0, 280))
     assert split_part("b_1+280-399") == ("b_1", (280, 400)) and split_part("b+1") == ("b+1", None)
 

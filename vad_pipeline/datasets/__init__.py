@@ -34,7 +34,7 @@ SPLITS = ("train", "test")
 HOLDOUT = "holdout"   # the training videos the validation holds out (datasets.holdout): no training video
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "SPLIT_DIRS", "Video", "frame_size", "iter_frames", "read_frame", "read_frames",
-    "layout_of", "root_of", "video_names", "video_source", "video_sources", "get_video", "frame_labels",
+    "layout_of", "root_of", "video_names", "video_source", "video_sources", "get_video", "frame_labels", "training_cameras",
     "pixel_masks", "has_pixel_masks", "gt_summary", "fingerprint", "fingerprints", "gt_fingerprint",
     "mask_fingerprint", "camera_fingerprints", "fingerprint_mode", "FINGERPRINTS",
 ]
@@ -83,6 +83,13 @@ def _layout_sources(cfg: dict, split: str) -> dict[str, Path]:
         return {(part_name(n, 0, cut[n][0]) if n in cut else n): s for n, s in everything.items() if n not in whole}
     return {**{n: s for n, s in everything.items() if n in whole},
             **{part_name(n, *cut[n]): everything[n] for n in cut}}
+
+
+def training_cameras(cfg: dict) -> dict[str, str]:
+    """{video: camera} of every training video the layout lists, held out or not."""
+    from vad_pipeline.datasets.cameras import cameras_of
+
+    return cameras_of(cfg, list(layout_of(cfg).sources(cfg, "train")), "train")
 
 
 _COUNTS: dict[tuple, int] = {}

@@ -49,6 +49,16 @@ def _by_camera(cameras: dict[str, str]) -> dict[str, list[str]]:
     return out
 
 
+def keys(cfg: dict, cameras: dict[str, str]) -> tuple[str, ...]:
+    """The validation settings that decide what a training split of ``cameras`` ({video: camera})
+    holds out: the time blocks' only where a camera is too small for whole held-out videos
+    (elsewhere they change nothing, and a stage tracking them would rerun for nothing)."""
+    p = cfg["validation"]
+    k, least = int(p["videos"]), int(p["min_videos"])
+    small = k > 0 and any(len(v) < max(least, k + 2) for v in _by_camera(cameras).values())
+    return KEYS if small else KEYS[:2]
+
+
 def blocks(cfg: dict, cameras: dict[str, str], n_frames: Callable[[str], int]) -> dict[str, tuple[int, int]]:
     """{training video: (first, stop) of its held-out time block} of the cameras (``cameras``:
     {video: camera} of the training split) too small for whole held-out videos: the last

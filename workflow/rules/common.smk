@@ -74,17 +74,27 @@ def job_config(wildcards):
 
 def params_json(*sections, extra=None, only=None):
     """The resolved settings a stage depends on, as JSON: a change reruns that stage only (``only``:
-    {section: keys} where a stage reads part of a section). Rules reused for the ablation variants
+    {section: keys} where a stage reads part of a section, or a function of the settings giving
+    them). Rules reused for the ablation variants
     (ablation.smk) get the variant's settings the same way."""
 
     def fn(wildcards):
         cfg = job_config(wildcards)
-        p = C.stage_params(cfg, *sections, only=only)
+        p = C.stage_params(cfg, *sections, only=only(cfg) if callable(only) else only)
         if extra:
             p.update(extra(cfg))
         return json.dumps(p, sort_keys=True)
 
     return fn
+
+
+def holdout_keys(cfg):
+    """``only``'s validation keys of a stage that lists a training split: those that decide what
+    it holds out (HO.keys: the time blocks' only where a camera is too small for whole videos)."""
+    try:
+        return HO.keys(cfg, D.training_cameras(cfg))
+    except VadError as exc:
+        raise WorkflowError(str(exc))
 
 
 def video_names(dataset, split):

@@ -45,7 +45,7 @@ rule cameras:
         "results/{dataset}/cameras/{split}.csv",
     params:
         root=root_param,
-        cfg=params_json("demo", "validation", only={"validation": HO.KEYS},
+        cfg=params_json("demo", "validation", only=lambda c: {"validation": holdout_keys(c)},
                         extra=lambda c: {"cameras": {"assign": K.mode(c)}}),
         videos=videos_param(cameras=True),
     log:

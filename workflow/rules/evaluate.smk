@@ -134,7 +134,7 @@ rule benchmark:
     params:
         root=root_param,
         cfg=params_json("demo", "detect", "flow", "frame_scores", "train", "validation",
-                        only={"train": ("max_cubes",), "validation": HO.KEYS}),
+                        only=lambda c: {"train": ("max_cubes",), "validation": holdout_keys(c)}),
     log:
         "results/logs/{dataset}/benchmark.log",
     conda:
