@@ -21,7 +21,7 @@ rule validation_video:
         root=root_param,
         # not the choice's settings (grid, tolerance): a new rule of choice reruns the choice only
         cfg=params_json("demo", "detect", "flow", "stc", "motion", "cells", "validation", "cameras", "device", "seed",
-                        only={"validation": (*HO.KEYS, "kinds", "segment", "max_frames")},
+                        only=lambda c: {"validation": (*holdout_keys(c), "kinds", "segment", "max_frames")},
                         extra=lambda c: {"score": {"batch_size": c["score"]["batch_size"]}}),
         video=videos_param("holdout"),
         box_videos=lambda w: video_names(w.dataset, "train"),
