@@ -57,7 +57,10 @@ rule validation:
         weights="results/{dataset}/validation/weights.json",
         frames="results/{dataset}/validation/frames.csv",
     params:
-        cfg=params_json("motion", "cells", "score", "validation", "frame_scores", "cameras", "seed"),
+        # not block, min_block: the held-out parts it reads are its input, named by their frames
+        cfg=params_json("motion", "cells", "score", "validation", "frame_scores", "cameras", "seed",
+                        only={"validation": ("videos", "min_videos", "kinds", "segment", "max_frames", "grid",
+                                             "tolerance")}),
         folders=lambda w: [f"results/{w.dataset}/validation/videos/{v}" for v in held_out(w.dataset)],
     threads: 2
     log:
