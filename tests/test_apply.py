@@ -52,6 +52,8 @@ def test_a_video_without_a_trained_camera_is_an_error_naming_it(tmp_path, rows, 
         (tmp_path / "cameras.csv").write_text("video,camera\n" + rows)
     with pytest.raises(VadError, match=message.replace("(", r"\(").replace(")", r"\)")):
         AP.assign(_info(), ["a", "b"], tmp_path, {"a": "01"})
+    with pytest.raises(VadError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        AP.assign(_info(), ["a", "b"], tmp_path, {"a+0-209": "01"})   # a training part (time block) of video a
 
 
 def test_a_frame_size_the_cameras_windows_cannot_serve_is_an_error(tmp_path):

@@ -67,8 +67,10 @@ def assign(info: dict, names: list[str], root: str | Path, train_cameras: dict[s
     ``train_cameras``: {training video: camera}. A camera the model was not trained on, a video
     without one, or a video named as a training video of another camera is an error naming it."""
     from vad_pipeline.datasets.cameras import read_list
+    from vad_pipeline.datasets.holdout import source_name
 
     trained = sorted(info["cameras"])
+    train_cameras = {source_name(v): c for v, c in train_cameras.items()}   # a time block's video: its own name
     path = Path(root) / CAMERAS_CSV
     if path.is_file():
         listed = read_list(path)
