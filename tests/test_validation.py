@@ -253,5 +253,8 @@ def test_time_blocks_form_the_holdout_split_and_the_training_split_keeps_the_fra
     got = D.read_frames(held, [0, 89])
     assert abs(int(got[0][0, 0, 0]) - 210) <= 2 and abs(int(got[89][0, 0, 0]) - 49) <= 2
     assert cameras_of(cfg, ["v1+210-299"], "train") == {"v1+210-299": "all"}
+    (tmp_path / "cameras.csv").write_text("video,camera\nv1,east\nv2,east\nv3,east\nt1,east\n")
+    assert cameras_of(cfg, ["v1+210-299", "v1+0-209"], "train") == {"v1+210-299": "east", "v1+0-209": "east"}
+    assert D.camera_fingerprints(cfg, "train")["v1+0-209"] == ["east"]   # its video's row tracks it
     cfg["validation"]["block"] = 0
     assert D.video_names(cfg, "holdout") == [] and D.video_names(cfg, "train") == ["v1", "v2", "v3"]
