@@ -96,7 +96,8 @@ def _write_pseudo(cfg: dict, video: str, boxes: dict[str, str], folder: Path) ->
     """The pseudo-anomalous version of held-out ``video`` as PNG frames (lossless: its normal frames
     are the source's) in ``folder``; its frame table (video, frame, label, kind)."""
     from vad_pipeline import pseudo
-    from vad_pipeline.datasets import get_video, read_frames
+    from vad_pipeline.datasets import get_video
+    from vad_pipeline.datasets.video import Reader
     from vad_pipeline.progress import Progress
 
     p = cfg["validation"]
@@ -112,9 +113,10 @@ def _write_pseudo(cfg: dict, video: str, boxes: dict[str, str], folder: Path) ->
     patch, size = _patch(cfg, boxes, video, seed)
     folder.mkdir(parents=True, exist_ok=True)
     progress = Progress(f"pseudo-anomalies of {video}", len(src), "frames")
-    for i, frame in enumerate(pseudo.render(lambda idx: read_frames(source, idx), src, segments, patch, size, seed)):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), frame)   # BGR, as read_frames gives them
-        progress.update()
+    with Reader(source) as read:   # a long video, or a block far into one, decoded once
+        for i, frame in enumerate(pseudo.render(read, src, segments, patch, size, seed)):
+            cv2.imwrite(str(folder / f"{i:05d}.png"), frame)   # BGR, as read_frames gives them
+            progress.update()
     return pd.DataFrame({"video": video, "frame": np.arange(len(src)), "label": labels.astype(int),
                          "kind": kinds, "source_frame": src})
 

@@ -252,6 +252,61 @@ def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarr
     return out
 
 
+class Reader:
+    """:func:`read_frames` for a caller that asks for a video's frames chunk by chunk, mostly in
+    increasing order (the pseudo-anomalies): a container stays open between calls and its last
+    ``keep`` frames are kept, so a long video, or a time block far into one, is decoded once, not
+    from its first frame at every call. An earlier frame than those is decoded again from the
+    start. Image folders are read as read_frames reads them. Use as a context manager."""
+
+    def __init__(self, video: Video, gray: bool = False, keep: int = 64):
+        self.video, self.gray, self.keep = video, gray, keep
+        self._cap: cv2.VideoCapture | None = None
+        self._next = 0   # the file frame the open capture decodes next
+        self._recent: dict[int, np.ndarray] = {}   # frame -> image, oldest first
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def __call__(self, indices) -> dict[int, np.ndarray]:
+        video = self.video
+        if video.file is None:
+            return read_frames(video, indices, self.gray)
+        want = sorted({int(i) for i in indices})
+        if want and (want[0] < 0 or want[-1] >= video.n_frames):
+            raise VadError(f"{video.source}: frames {want[0]}..{want[-1]} asked for, the video has {video.n_frames}")
+        out = {i: self._recent[i] for i in want if i in self._recent}
+        rest = [i for i in want if i not in out]
+        if rest and video.offset + rest[0] < self._next:
+            self.close()   # behind the capture: decode again from the start
+        if rest and self._cap is None:
+            self._cap, self._next = _open(video.file), 0
+        for i in rest:
+            t = video.offset + i
+            while self._next < t:
+                if not self._cap.grab():
+                    break
+                self._next += 1
+            ok, img = self._cap.read() if self._next == t else (False, None)
+            if not ok:
+                raise VadError(f"{video.file}: truncated or corrupt: frame {t} asked for, decoding stopped before "
+                               f"it (the header gives {video.offset + video.count} frames)")
+            self._next += 1
+            img = at_work_size(video, cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if self.gray else img)
+            out[i] = self._recent[i] = img
+            while len(self._recent) > self.keep:
+                del self._recent[next(iter(self._recent))]
+        return out
+
+
 def frame_size(video: Video) -> tuple[int, int]:
     """(height, width) without decoding the whole video."""
     if video.size is not None:
