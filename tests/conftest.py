@@ -218,3 +218,32 @@ def mmdet_small(tmp_path_factory) -> tuple[Path, Path]:
     meta = {"dataset_meta": {"classes": list(model.dataset_meta["classes"])}, "mmdet_version": mmdet.__version__}
     torch.save({"meta": meta, "state_dict": model.state_dict()}, d / "small_cascade_rcnn.pth")
     return d / "small_cascade_rcnn.py", d / "small_cascade_rcnn.pth"
+
+
+@pytest.fixture()
+def capture_calls(monkeypatch) -> dict:
+    """What the video captures opened from here on do, counted: ``open``, ``grab`` (a frame
+    decoded and skipped) and ``read`` (a frame decoded and converted): how much a reader decodes."""
+    from vad_pipeline.datasets import video as V
+
+    calls = {"open": 0, "grab": 0, "read": 0}
+    real = V._open
+
+    class Counting:
+        def __init__(self, cap):
+            calls["open"] += 1
+            self.cap = cap
+
+        def grab(self):
+            calls["grab"] += 1
+            return self.cap.grab()
+
+        def read(self):
+            calls["read"] += 1
+            return self.cap.read()
+
+        def __getattr__(self, name):   # get, release, ...: the capture's own
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(V, "_open", lambda path: Counting(real(path)))
+    return calls

@@ -19,34 +19,16 @@ def test_strip_frames_centred_on_the_peak_and_inside_the_video():
     assert Pic.strip_frames(0, 1, 0, 3, 5, 1) == [0, 1, 2]                   # short video
 
 
-def test_read_frames_decodes_a_video_file_only_up_to_the_last_frame_asked(tiny_demo, tmp_path, monkeypatch):
+def test_read_frames_decodes_a_video_file_only_up_to_the_last_frame_asked(tiny_demo, tmp_path, capture_calls):
     from vad_pipeline.datasets import video as V
     from vad_pipeline.datasets.export import write_video_file
 
     demo = D.get_video(tiny_demo, "test", "01")
     write_video_file(tmp_path / "01.avi", D.iter_frames(demo), 10)   # FFV1: lossless
     vid = V.video_file("01", "test", tmp_path / "01.avi")
-    calls = {"grab": 0, "read": 0}
-    real = V._open
-
-    class Counting:   # the capture, counting frames skipped (grab) and frames converted (read)
-        def __init__(self, cap):
-            self.cap = cap
-
-        def grab(self):
-            calls["grab"] += 1
-            return self.cap.grab()
-
-        def read(self):
-            calls["read"] += 1
-            return self.cap.read()
-
-        def release(self):
-            self.cap.release()
-
-    monkeypatch.setattr(V, "_open", lambda path: Counting(real(path)))
+    capture_calls.update(dict.fromkeys(capture_calls, 0))   # its header's read not counted
     got = D.read_frames(vid, [7, 3])
-    assert sorted(got) == [3, 7] and calls == {"grab": 6, "read": 2}   # frames 0..7 decoded, two converted
+    assert sorted(got) == [3, 7] and capture_calls == {"open": 1, "grab": 6, "read": 2}   # 0..7 decoded, 2 converted
     ref = dict(enumerate(D.iter_frames(demo)))
     np.testing.assert_array_equal(got[7], ref[7])
     small = V.working(vid, 48)   # gray and at a working size: as iter_frames gives them

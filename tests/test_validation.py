@@ -260,38 +260,19 @@ def test_time_blocks_form_the_holdout_split_and_the_training_split_keeps_the_fra
     assert D.video_names(cfg, "holdout") == [] and D.video_names(cfg, "train") == ["v1", "v2", "v3"]
 
 
-def test_a_block_far_into_a_video_file_is_decoded_once_when_read_chunk_by_chunk(tmp_path, monkeypatch):
+def test_a_block_far_into_a_video_file_is_decoded_once_when_read_chunk_by_chunk(tmp_path, capture_calls):
     from vad_pipeline.datasets import video as VV
     from vad_pipeline.datasets.export import write_video_file
 
     path = tmp_path / "long.avi"   # FFV1: lossless, frame t is grey level t
     write_video_file(path, (np.full((8, 8, 3), t, np.uint8) for t in range(200)), 10)
     block = VV.part(VV.video_file("long", "train", path), 150, 200)
-    calls = {"grab": 0, "read": 0, "open": 0}
-    real = VV._open
-
-    class Counting:   # the capture, counting frames skipped (grab) and decoded (read)
-        def __init__(self, cap):
-            calls["open"] += 1
-            self.cap = cap
-
-        def grab(self):
-            calls["grab"] += 1
-            return self.cap.grab()
-
-        def read(self):
-            calls["read"] += 1
-            return self.cap.read()
-
-        def release(self):
-            self.cap.release()
-
-    monkeypatch.setattr(VV, "_open", lambda p: Counting(real(p)))
+    capture_calls.update(dict.fromkeys(capture_calls, 0))   # its header's read not counted
     chunks = [list(range(0, 20)), list(range(20, 40)), [38, 37, 36], list(range(40, 50))]   # back into the last chunk
     with VV.Reader(block, keep=20) as read:
         got = [read(c) for c in chunks]
     assert [int(g[i][0, 0, 0]) for g, c in zip(got, chunks) for i in c] == [150 + i for c in chunks for i in c]
-    assert calls == {"grab": 150, "read": 50, "open": 1}       # read_frames: 4 opens, 150 grabs each
+    assert capture_calls == {"grab": 150, "read": 50, "open": 1}   # read_frames: 4 opens, 150 grabs each
     with VV.Reader(block, keep=5) as read:                      # further back than it keeps: from the start again
         read(list(range(0, 20)))
-        assert int(read([2])[2][0, 0, 0]) == 152 and calls["open"] == 3
+        assert int(read([2])[2][0, 0, 0]) == 152 and capture_calls["open"] == 3
