@@ -12,7 +12,9 @@ import pytest
 from tests.conftest import REPO, tiny_overlay, write_config
 from vad_pipeline import cli
 from vad_pipeline import config as C
+from vad_pipeline import datasets as D
 from vad_pipeline.datasets import cameras as K
+from vad_pipeline.datasets import holdout as HO
 from vad_pipeline.io import VadError
 
 
@@ -213,7 +215,9 @@ def test_cameras_cli_writes_the_camera_lists(tmp_path):
             d.rename(d.with_name(f"05_{d.name}"))
     # as the cameras and labels rules pass them: the resolved cameras.assign
     frames = {**res, "dataset": {**res["dataset"], "layout": "frames"}, "cameras": {"assign": "prefix"}}
-    params = json.dumps({**C.stage_params(frames, "demo", "validation", only={"validation": ("videos", "min_videos")}),
+    held = HO.keys(frames, D.training_cameras(frames))   # as the rules pass them: common.smk's holdout_keys
+    assert "block" in held   # 2 training videos: a camera small enough for time blocks
+    params = json.dumps({**C.stage_params(frames, "demo", "validation", only={"validation": held}),
                          "cameras": {"assign": K.mode(frames)}})
     out = tmp_path / "out"
     for split in ("train", "test"):
