@@ -250,6 +250,7 @@ def camera_fingerprints(cfg: dict, split: str) -> dict[str, list[str]] | None:
     so that a test video moved to another camera reruns the test side only. (A missing file, or a
     video listed twice or not at all, is for the cameras stage to report.)"""
     from vad_pipeline.datasets import cameras
+    from vad_pipeline.datasets.holdout import source_name
     from vad_pipeline.io import read_csv
 
     if cameras.mode(cfg) != "file":
@@ -261,8 +262,6 @@ def camera_fingerprints(cfg: dict, split: str) -> dict[str, list[str]] | None:
     named: dict[str, set[str]] = {}
     for video, camera in zip(table["video"], table["camera"]):
         named.setdefault(video, set()).add(camera)
-    from vad_pipeline.datasets.holdout import source_name
-
     # a training part (a time block's video) is listed under its video's name
     base = source_name if split != "test" else (lambda n: n)
     return {n: sorted(named.get(base(n), ())) for n in video_names(cfg, split)}

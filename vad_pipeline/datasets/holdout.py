@@ -88,7 +88,7 @@ def part_name(video: str, first: int, stop: int) -> str:
     return f"{video}{SEP}{first}-{stop - 1}"
 
 
-_PART = re.compile(r"^(?P<video>.+)\+(?P<first>\d+)-(?P<last>\d+)$")
+_PART = re.compile(rf"^(?P<video>.+){re.escape(SEP)}(?P<first>\d+)-(?P<last>\d+)$")
 
 
 def split_part(name: str) -> tuple[str, tuple[int, int] | None]:
