@@ -224,32 +224,8 @@ def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarr
         raise VadError(f"{video.source}: frames {want[0]}..{want[-1]} asked for, the video has {video.n_frames}")
     if video.file is None:
         return {i: read_frame(video.frames[i], gray) for i in want}
-    out: dict[int, np.ndarray] = {}
-    if not want:
-        return out
-    first = video.offset   # a part's frame i is the file's frame offset + i
-    wanted, shape = {first + i for i in want}, None
-    cap = _open(video.file)
-    try:
-        for t in range(first + want[-1] + 1):
-            if t not in wanted:   # decoded, not converted (grab: read without the colour conversion)
-                if not cap.grab():
-                    break
-                continue
-            ok, img = cap.read()
-            if not ok:
-                break
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if gray else img
-            shape = shape or img.shape
-            if img.shape != shape:
-                raise VadError(f"{video.file} frame {t}: frame size {img.shape[:2]} differs from the video's {shape[:2]}")
-            out[t - first] = at_work_size(video, img)
-    finally:
-        cap.release()
-    if len(out) < len(want):
-        raise VadError(f"{video.file}: truncated or corrupt: frame {want[-1]} asked for, decoding stopped before it "
-                       f"(the header gives {video.count} frames)")
-    return out
+    with Reader(video, gray, keep=0) as read:
+        return read(want)
 
 
 class Reader:
@@ -264,6 +240,7 @@ class Reader:
         self._cap: cv2.VideoCapture | None = None
         self._next = 0   # the file frame the open capture decodes next
         self._recent: dict[int, np.ndarray] = {}   # frame -> image, oldest first
+        self._shape: tuple[int, ...] | None = None
 
     def __enter__(self) -> Reader:
         return self
@@ -283,7 +260,7 @@ class Reader:
         want = sorted({int(i) for i in indices})
         if want and (want[0] < 0 or want[-1] >= video.n_frames):
             raise VadError(f"{video.source}: frames {want[0]}..{want[-1]} asked for, the video has {video.n_frames}")
-        out = {i: self._recent[i] for i in want if i in self._recent}
+        out = {i: self._recent[i] for i in want if i in self._recent}   # only the frames asked for converted
         rest = [i for i in want if i not in out]
         if rest and video.offset + rest[0] < self._next:
             self.close()   # behind the capture: decode again from the start
@@ -300,7 +277,12 @@ class Reader:
                 raise VadError(f"{video.file}: truncated or corrupt: frame {t} asked for, decoding stopped before "
                                f"it (the header gives {video.offset + video.count} frames)")
             self._next += 1
-            img = at_work_size(video, cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if self.gray else img)
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if self.gray else img
+            self._shape = self._shape or img.shape
+            if img.shape != self._shape:
+                raise VadError(f"{video.file} frame {t}: frame size {img.shape[:2]} differs from the video's "
+                               f"{self._shape[:2]}")
+            img = at_work_size(video, img)
             out[i] = self._recent[i] = img
             while len(self._recent) > self.keep:
                 del self._recent[next(iter(self._recent))]
