@@ -218,8 +218,11 @@ def test_a_small_camera_holds_out_the_last_part_of_its_videos_where_long_enough(
     assert blocks(_block_cfg(min_block=60), cams, frames.get)["b_2"] == (140, 200)
     assert blocks(_block_cfg(block=0), cams, frames.get) == {} == blocks(_block_cfg(videos=0), cams, frames.get)
     assert blocks(_block_cfg(videos=1), {"b_1": "b", "b_2": "b", "b_3": "b"}, lambda v: 400) == {"b_2": (280, 400)}
-    # the block settings are tracked only where a camera is that small (elsewhere a change reruns nothing)
-    assert keys(_block_cfg(), {f"a_{i:02d}": "a" for i in range(1, 17)}) == ("videos", "min_videos")
+    # the block settings are tracked only where a camera is that small (elsewhere a change reruns nothing),
+    # and a stage given only the other two lists such a split as well
+    big = {f"a_{i:02d}": "a" for i in range(1, 17)}
+    assert keys(_block_cfg(), big) == ("videos", "min_videos")
+    assert blocks({"validation": {"videos": 2, "min_videos": 6}}, big, n_frames) == {}
     assert keys(_block_cfg(), cams) == ("videos", "min_videos", "block", "min_block")
     assert part_name("b_1", 0, 280) == "b_1+0-279" and split_part("b_1+0-279") == ("b_1", (0, 280))
     assert split_part("b_1+280-399") == ("b_1", (280, 400)) and split_part("b+1") == ("b+1", None)

@@ -66,14 +66,13 @@ def blocks(cfg: dict, cameras: dict[str, str], n_frames: Callable[[str], int]) -
     block has at least ``validation.min_block`` frames. ``n_frames``: a video's frame count,
     asked for these cameras' videos only."""
     p = cfg["validation"]
-    k, share, least = int(p["videos"]), float(p["block"]), int(p["min_block"])
-    if k == 0 or share == 0:
-        return {}
     whole = set(held_out(cfg, cameras))
+    small = [vids for vids in _by_camera(cameras).values() if not whole & set(vids)]
+    if int(p["videos"]) == 0 or not small:
+        return {}   # block and min_block are not read: a stage is given them only where they count (keys)
+    k, share, least = int(p["videos"]), float(p["block"]), int(p["min_block"])
     out = {}
-    for vids in _by_camera(cameras).values():
-        if whole & set(vids):
-            continue
+    for vids in small if share > 0 else []:
         for video in evenly(vids, min(k, len(vids))):
             n = n_frames(video)
             size = round(share * n)
