@@ -34,29 +34,30 @@ def evenly(names: list[str], k: int) -> list[str]:
 def held_out(cfg: dict, cameras: dict[str, str]) -> list[str]:
     """The held-out videos of a training split whose videos are ``cameras`` ({video: camera}), in
     natural order; none when ``validation.videos`` is 0."""
+    large, _ = _by_size(cfg, cameras)
+    k = int(cfg["validation"]["videos"])
+    return sorted((v for vids in large for v in evenly(vids, k)), key=natural_key)
+
+
+def _by_size(cfg: dict, cameras: dict[str, str]) -> tuple[list[list[str]], list[list[str]]]:
+    """(each camera's videos where it has enough to hold out whole ones, the same of the others:
+    the cameras for time blocks); both empty when ``validation.videos`` is 0."""
     p = cfg["validation"]
     k, least = int(p["videos"]), int(p["min_videos"])
     if k == 0:
-        return []
-    out = [v for vids in _by_camera(cameras).values() if len(vids) >= max(least, k + 2) for v in evenly(vids, k)]
-    return sorted(out, key=natural_key)
-
-
-def _by_camera(cameras: dict[str, str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
+        return [], []
+    groups: dict[str, list[str]] = {}
     for video, camera in cameras.items():
-        out.setdefault(camera, []).append(video)
-    return out
+        groups.setdefault(camera, []).append(video)
+    enough = max(least, k + 2)
+    return ([v for v in groups.values() if len(v) >= enough], [v for v in groups.values() if len(v) < enough])
 
 
 def keys(cfg: dict, cameras: dict[str, str]) -> tuple[str, ...]:
     """The validation settings that decide what a training split of ``cameras`` ({video: camera})
     holds out: the time blocks' only where a camera is too small for whole held-out videos
     (elsewhere they change nothing, and a stage tracking them would rerun for nothing)."""
-    p = cfg["validation"]
-    k, least = int(p["videos"]), int(p["min_videos"])
-    small = k > 0 and any(len(v) < max(least, k + 2) for v in _by_camera(cameras).values())
-    return KEYS if small else KEYS[:2]
+    return KEYS if _by_size(cfg, cameras)[1] else KEYS[:2]
 
 
 def blocks(cfg: dict, cameras: dict[str, str], n_frames: Callable[[str], int]) -> dict[str, tuple[int, int]]:
@@ -66,9 +67,8 @@ def blocks(cfg: dict, cameras: dict[str, str], n_frames: Callable[[str], int]) -
     block has at least ``validation.min_block`` frames. ``n_frames``: a video's frame count,
     asked for these cameras' videos only."""
     p = cfg["validation"]
-    whole = set(held_out(cfg, cameras))
-    small = [vids for vids in _by_camera(cameras).values() if not whole & set(vids)]
-    if int(p["videos"]) == 0 or not small:
+    _, small = _by_size(cfg, cameras)
+    if not small:
         return {}   # block and min_block are not read: a stage is given them only where they count (keys)
     k, share, least = int(p["videos"]), float(p["block"]), int(p["min_block"])
     out = {}

@@ -219,13 +219,17 @@ def read_frames(video: Video, indices, gray: bool = False) -> dict[int, np.ndarr
     """Only the frames ``indices`` (0-based) of a video: image files are read one by one, a
     container is decoded as a stream up to the last one asked for (one frame in memory at a time,
     seeking is not frame-exact in every codec), only the frames asked for converted and scaled."""
+    if video.file is not None:
+        with Reader(video, gray, keep=0) as read:
+            return read(indices)
     want = sorted({int(i) for i in indices})
+    _check_indices(video, want)
+    return {i: read_frame(video.frames[i], gray) for i in want}
+
+
+def _check_indices(video: Video, want: list[int]) -> None:
     if want and (want[0] < 0 or want[-1] >= video.n_frames):
         raise VadError(f"{video.source}: frames {want[0]}..{want[-1]} asked for, the video has {video.n_frames}")
-    if video.file is None:
-        return {i: read_frame(video.frames[i], gray) for i in want}
-    with Reader(video, gray, keep=0) as read:
-        return read(want)
 
 
 class Reader:
@@ -258,8 +262,7 @@ class Reader:
         if video.file is None:
             return read_frames(video, indices, self.gray)
         want = sorted({int(i) for i in indices})
-        if want and (want[0] < 0 or want[-1] >= video.n_frames):
-            raise VadError(f"{video.source}: frames {want[0]}..{want[-1]} asked for, the video has {video.n_frames}")
+        _check_indices(video, want)
         out = {i: self._recent[i] for i in want if i in self._recent}   # only the frames asked for converted
         rest = [i for i in want if i not in out]
         if rest and video.offset + rest[0] < self._next:
